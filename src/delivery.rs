@@ -1,0 +1,282 @@
+//! A delivery: one received webhook, with its body parsed, its event name
+//! and dedupe key read the way its source's sender writes them, and the
+//! views conditions and templates see.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::rules::model::{Extract, Source};
+use crate::rules::MatchInput;
+
+/// A received webhook, verified and parsed.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub id: String,
+    pub source: String,
+    pub received_at: DateTime<Utc>,
+    pub method: String,
+    /// Request headers; names lower-case, repeated headers kept in order.
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub raw: Vec<u8>,
+    /// The parsed body; `null` when it was neither JSON nor a form.
+    pub payload: Value,
+    pub event: String,
+    pub source_ip: Option<IpAddr>,
+}
+
+/// A body that claims to be JSON but is not.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid JSON body at line {line}, column {column}: {message}")]
+pub struct BodyError {
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+/// Parses a body by its content type: JSON, or a form (whose lone `payload`
+/// field holding JSON — GitHub's form deliveries, Slack interactivity — is
+/// that JSON). Anything else is `null` and stays available as `raw`.
+pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
+    let mime = content_type
+        .and_then(|ct| ct.split(';').next())
+        .map(|m| m.trim().to_ascii_lowercase());
+    let json = |body: &[u8]| {
+        serde_json::from_slice::<Value>(body).map_err(|e| BodyError {
+            line: e.line(),
+            column: e.column(),
+            message: strip_serde_position(&e.to_string()),
+        })
+    };
+    match mime.as_deref() {
+        _ if body.iter().all(u8::is_ascii_whitespace) => Ok(Value::Null),
+        Some(m) if m == "application/json" || m.ends_with("+json") => json(body),
+        Some("application/x-www-form-urlencoded") => Ok(parse_form(body)),
+        // No content type: take JSON if it is JSON, quietly.
+        None => Ok(json(body).unwrap_or(Value::Null)),
+        Some(_) => Ok(Value::Null),
+    }
+}
+
+fn strip_serde_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(pos) => message[..pos].to_string(),
+        None => message.to_string(),
+    }
+}
+
+/// A form body as an object of strings; a lone JSON `payload` field is parsed.
+pub fn parse_form(body: &[u8]) -> Value {
+    let mut map = Map::new();
+    for (k, v) in form_urlencoded::parse(body) {
+        map.insert(k.into_owned(), Value::String(v.into_owned()));
+    }
+    if let Some(Value::String(p)) = map.get("payload")
+        && let Ok(parsed @ (Value::Object(_) | Value::Array(_))) = serde_json::from_str::<Value>(p)
+    {
+        return parsed;
+    }
+    Value::Object(map)
+}
+
+/// Query parameters as pairs, in order.
+pub fn parse_query(query: Option<&str>) -> Vec<(String, String)> {
+    query
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn string_at(payload: &Value, pointer: &str) -> Option<String> {
+    payload.pointer(pointer).and_then(Value::as_str).map(str::to_string)
+}
+
+fn extract(rule: &Extract, headers: &[(String, String)], payload: &Value) -> Option<String> {
+    match rule {
+        Extract::Header(name) => header(headers, name).map(str::to_string),
+        Extract::Path(path, _) => path.query(payload).first().and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }),
+    }
+}
+
+/// The delivery's event name, as SPEC §2.1 defines it per sender.
+pub fn event_name(source: &Source, headers: &[(String, String)], payload: &Value) -> String {
+    if let Some(rule) = &source.event {
+        return extract(rule, headers, payload).unwrap_or_default();
+    }
+    let name = match source.kind() {
+        Some("github") => header(headers, "x-github-event").map(|e| match payload.get("action") {
+            Some(Value::String(action)) => format!("{e}.{action}"),
+            _ => e.to_string(),
+        }),
+        Some("gitlab") => header(headers, "x-gitlab-event").map(str::to_string),
+        Some("shopify") => header(headers, "x-shopify-topic").map(str::to_string),
+        Some("stripe" | "standard") => string_at(payload, "/type"),
+        Some("slack") => string_at(payload, "/event/type")
+            .or_else(|| string_at(payload, "/type"))
+            .or_else(|| string_at(payload, "/command")),
+        _ => None,
+    };
+    name.unwrap_or_default()
+}
+
+/// The key that recognises a resend of the same delivery, if any.
+pub fn dedupe_key(source: &Source, headers: &[(String, String)], payload: &Value) -> Option<String> {
+    if let Some(rule) = &source.dedupe {
+        return extract(rule, headers, payload);
+    }
+    let key = match source.kind() {
+        Some("github") => header(headers, "x-github-delivery").map(str::to_string),
+        Some("stripe") => string_at(payload, "/id"),
+        Some("standard") => header(headers, "webhook-id")
+            .or_else(|| header(headers, "svix-id"))
+            .map(str::to_string),
+        Some("shopify") => header(headers, "x-shopify-webhook-id").map(str::to_string),
+        Some("gitlab") => header(headers, "x-gitlab-event-uuid").map(str::to_string),
+        Some("slack") => string_at(payload, "/event_id"),
+        _ => None,
+    };
+    key.or_else(|| header(headers, "idempotency-key").map(str::to_string))
+        .filter(|k| !k.is_empty())
+}
+
+impl Delivery {
+    /// A delivery made up locally (rule tests, `explain`): headers as given,
+    /// the body parsed by its content type, or guessed (JSON, then form)
+    /// when there is none; the event from `event` or as the sender's.
+    pub fn local(
+        source: &Source,
+        headers: Vec<(String, String)>,
+        query: Vec<(String, String)>,
+        raw: Vec<u8>,
+        event: Option<String>,
+    ) -> Result<Delivery, BodyError> {
+        let headers: Vec<(String, String)> = headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect();
+        let payload = match header(&headers, "content-type") {
+            Some(ct) => parse_body(Some(ct), &raw)?,
+            None => match parse_body(None, &raw)? {
+                Value::Null if raw.contains(&b'=') => parse_form(&raw),
+                v => v,
+            },
+        };
+        let event = event.unwrap_or_else(|| event_name(source, &headers, &payload));
+        Ok(Delivery {
+            id: "local".to_string(),
+            source: source.name.clone(),
+            received_at: Utc::now(),
+            method: "POST".to_string(),
+            headers,
+            query,
+            raw,
+            payload,
+            event,
+            source_ip: None,
+        })
+    }
+
+    /// What conditions look at.
+    pub fn match_input(&self) -> MatchInput<'_> {
+        MatchInput {
+            payload: &self.payload,
+            headers: &self.headers,
+            query: &self.query,
+            event: &self.event,
+            source_ip: self.source_ip,
+        }
+    }
+
+    /// The template context of SPEC §2.2, for one run of `rule`.
+    pub fn template_value(&self, rule: &str, run_id: &str, steps: Value) -> Value {
+        let mut value = self.base_template_value();
+        if let Value::Object(map) = &mut value {
+            map.insert("rule".into(), json!({ "name": rule }));
+            map.insert("run".into(), json!({ "id": run_id }));
+            map.insert("steps".into(), steps);
+        }
+        value
+    }
+
+    /// The context without rule, run and steps (for a source's `response`).
+    pub fn base_template_value(&self) -> Value {
+        let mut headers = Map::new();
+        for (k, v) in &self.headers {
+            match headers.get_mut(k) {
+                // Repeated headers read as one, joined like HTTP does.
+                Some(Value::String(existing)) => {
+                    existing.push_str(", ");
+                    existing.push_str(v);
+                }
+                _ => {
+                    headers.insert(k.clone(), Value::String(v.clone()));
+                }
+            }
+        }
+        let mut query = Map::new();
+        for (k, v) in &self.query {
+            query.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
+        }
+        json!({
+            "payload": self.payload,
+            "raw": String::from_utf8_lossy(&self.raw),
+            "headers": headers,
+            "query": query,
+            "event": self.event,
+            "source": self.source,
+            "delivery": {
+                "id": self.id,
+                "received_at": self.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_bodies_parse_and_errors_carry_line_and_column() {
+        let v = parse_body(Some("application/json; charset=utf-8"), br#"{"a":1}"#).unwrap();
+        assert_eq!(v, json!({"a": 1}));
+        let e = parse_body(Some("application/json"), b"{\n  \"a\": }").unwrap_err();
+        assert_eq!((e.line, e.column), (2, 8));
+    }
+
+    #[test]
+    fn form_bodies_become_objects_of_strings() {
+        let v = parse_body(Some("application/x-www-form-urlencoded"), b"command=%2Fdeploy&text=a+b").unwrap();
+        assert_eq!(v, json!({"command": "/deploy", "text": "a b"}));
+    }
+
+    #[test]
+    fn a_form_payload_field_holding_json_is_that_json() {
+        let body = b"payload=%7B%22ref%22%3A%22refs%2Fheads%2Fmain%22%7D";
+        let v = parse_body(Some("application/x-www-form-urlencoded"), body).unwrap();
+        assert_eq!(v, json!({"ref": "refs/heads/main"}));
+    }
+
+    #[test]
+    fn other_content_types_are_kept_raw_with_a_null_payload() {
+        assert_eq!(parse_body(Some("text/plain"), b"hello").unwrap(), Value::Null);
+        assert_eq!(parse_body(None, b"not json").unwrap(), Value::Null);
+        assert_eq!(parse_body(None, br#"{"x":true}"#).unwrap(), json!({"x": true}));
+    }
+}

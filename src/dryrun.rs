@@ -1,0 +1,76 @@
+//! A dry run: match a delivery against a rule set and render the steps of
+//! every matching rule, executing nothing. `explain`, `test` and `diff`
+//! are built on it.
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::actions::render_step;
+use crate::delivery::Delivery;
+use crate::rules::{RuleSet, Trace};
+use crate::template::TemplateContext;
+
+/// What the rules would do with a delivery.
+#[derive(Debug, Clone, Serialize)]
+pub struct DryRun {
+    pub trace: Trace,
+    /// The matching rules, with their steps rendered.
+    pub runs: Vec<RunPreview>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunPreview {
+    pub rule: String,
+    pub steps: Vec<StepPreview>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepPreview {
+    /// The step's id, or its 1-based position.
+    pub step: String,
+    pub kind: &'static str,
+    /// The step's `if:`, decided when the run reaches it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub condition: Option<String>,
+    /// The rendered step (its `view`), secrets shown as `***`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rendered: Option<Value>,
+    /// Why it could not be rendered (e.g. it uses an earlier step's output).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Matches `delivery` and renders the steps of every matching rule.
+pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
+    let trace = set.evaluate(&delivery.source, &delivery.match_input());
+    let secrets = set.secrets();
+    let runs = trace
+        .matched()
+        .filter_map(|name| set.rule(name))
+        .map(|rule| {
+            let ctx = TemplateContext::new(delivery.template_value(&rule.name, "dry-run", json!({})));
+            let steps = rule
+                .steps
+                .iter()
+                .map(|step| {
+                    let (rendered, error) = match render_step(step, set.templates(), &ctx) {
+                        Ok(r) => (Some(secrets.redact_value(&r.view())), None),
+                        Err(e) => (None, Some(secrets.redact(&e.to_string()))),
+                    };
+                    StepPreview {
+                        step: step.label(),
+                        kind: step.action.kind(),
+                        condition: step.condition.as_ref().map(|c| c.describe()),
+                        rendered,
+                        error,
+                    }
+                })
+                .collect();
+            RunPreview {
+                rule: rule.name.clone(),
+                steps,
+            }
+        })
+        .collect();
+    DryRun { trace, runs }
+}

@@ -1,0 +1,5 @@
+//! The `hookflow` binary: everything lives in the library.
+
+fn main() -> std::process::ExitCode {
+    hookflow::cli::main()
+}

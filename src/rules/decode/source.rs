@@ -1,0 +1,397 @@
+//! Decoding the `sources:` map: paths, verifiers, IP allowlists, rate limits,
+//! event and dedupe extraction, and the source's own response.
+
+use std::time::Duration;
+
+use serde_json_path::JsonPath;
+
+use super::Decoder;
+use crate::rules::model::{Extract, RateLimit, ResponseSpec, Source};
+use crate::rules::node::{Kind, Node, key_text};
+use crate::verify::{Encoding, HmacAlgorithm, Secret, TokenLocation, VerifierConfig};
+
+const SOURCE_KEYS: &[&str] = &[
+    "path",
+    "methods",
+    "verify",
+    "allow_ips",
+    "rate_limit",
+    "max_body",
+    "event",
+    "dedupe",
+    "response",
+];
+
+const VERIFIERS: &[&str] = &[
+    "github", "stripe", "slack", "standard", "shopify", "twilio", "gitlab", "hmac", "token",
+    "basic",
+];
+
+const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+
+impl Decoder<'_> {
+    pub fn source(&mut self, name: String, node: &Node) -> Option<Source> {
+        let loc = self.loc(node);
+        let empty = Node {
+            line: node.line,
+            column: node.column,
+            kind: Kind::Map(Vec::new()),
+        };
+        // `github: {}` and a bare `github:` both mean "all defaults".
+        let node = if matches!(node.kind, Kind::Null) { &empty } else { node };
+        let mut f = self.map(node, &format!("source `{name}` (a mapping)"))?;
+        let mut ok = true;
+        let path = match f.get("path") {
+            Some(n) => match self.string(n) {
+                Some(p) if p.starts_with('/') => p,
+                Some(p) => {
+                    self.error(n, format!("source path {p:?} must start with '/'"));
+                    ok = false;
+                    String::new()
+                }
+                None => {
+                    ok = false;
+                    String::new()
+                }
+            },
+            None => format!("/hooks/{name}"),
+        };
+        let methods = match f.get("methods") {
+            Some(n) => self.methods(n).unwrap_or_else(|| {
+                ok = false;
+                Vec::new()
+            }),
+            None => vec!["POST".to_string()],
+        };
+        let verify = f.get("verify").and_then(|n| {
+            let v = self.verifier(n);
+            ok &= v.is_some();
+            v
+        });
+        let mut allow_ips = Vec::new();
+        if let Some(n) = f.get("allow_ips") {
+            for text in self.string_list(n).unwrap_or_default() {
+                match self.net(n, &text) {
+                    Some(net) => allow_ips.push(net),
+                    None => ok = false,
+                }
+            }
+        }
+        let rate_limit = f.get("rate_limit").and_then(|n| {
+            let r = self.rate_limit(n);
+            ok &= r.is_some();
+            r
+        });
+        let max_body = f.get("max_body").and_then(|n| {
+            let r = self.byte_size(n);
+            ok &= r.is_some();
+            r
+        });
+        let event = f.get("event").and_then(|n| {
+            let r = self.extract(n, "event");
+            ok &= r.is_some();
+            r
+        });
+        let dedupe = f.get("dedupe").and_then(|n| {
+            let r = self.extract(n, "dedupe");
+            ok &= r.is_some();
+            r
+        });
+        let response = f.get("response").and_then(|n| {
+            let r = self.response(n);
+            ok &= r.is_some();
+            r
+        });
+        f.finish(self, &format!("source `{name}`"), SOURCE_KEYS);
+        if verify.is_none() && ok {
+            self.warning(
+                node,
+                format!("source `{name}` has no `verify:` block: anyone who knows {path} can trigger its rules"),
+            );
+        }
+        ok.then_some(Source {
+            name,
+            loc,
+            path,
+            methods,
+            verify,
+            allow_ips,
+            rate_limit,
+            max_body,
+            event,
+            dedupe,
+            response,
+        })
+    }
+
+    fn methods(&mut self, node: &Node) -> Option<Vec<String>> {
+        let list = self.string_list(node)?;
+        let mut out = Vec::with_capacity(list.len());
+        for m in list {
+            let upper = m.to_ascii_uppercase();
+            if !matches!(upper.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
+                self.error(node, format!("unsupported method {m:?} (use GET, POST, PUT, PATCH or DELETE)"));
+                return None;
+            }
+            out.push(upper);
+        }
+        Some(out)
+    }
+
+    fn verifier(&mut self, node: &Node) -> Option<VerifierConfig> {
+        let Kind::Map(entries) = &node.kind else {
+            self.expected(node, "a verifier, e.g. `github: { secret: \"${GITHUB_WEBHOOK_SECRET}\" }`");
+            return None;
+        };
+        let [(kind_node, config)] = entries.as_slice() else {
+            self.error(node, format!("`verify` takes exactly one verifier, found {}", entries.len()));
+            return None;
+        };
+        let kind = key_text(kind_node);
+        if !VERIFIERS.contains(&kind.as_str()) {
+            let hint = super::did_you_mean(&kind, VERIFIERS.iter().copied())
+                .map(|h| format!(" (did you mean `{h}`?)"))
+                .unwrap_or_else(|| format!("; expected one of: {}", VERIFIERS.join(", ")));
+            self.error(kind_node, format!("unknown verifier `{kind}`{hint}"));
+            return None;
+        }
+        let mut f = self.map(config, &format!("the `{kind}` verifier's settings (a mapping)"))?;
+        let what = format!("verifier `{kind}`");
+        let config = match kind.as_str() {
+            "github" => {
+                let secrets = self.secrets(&mut f, "secret", &what);
+                let allow_sha1 = f.get("allow_sha1").map(|n| self.bool(n)).unwrap_or(Some(false));
+                f.finish(self, &what, &["secret", "allow_sha1"]);
+                VerifierConfig::Github {
+                    secrets: secrets?,
+                    allow_sha1: allow_sha1?,
+                }
+            }
+            "stripe" | "slack" | "standard" => {
+                let secrets = self.secrets(&mut f, "secret", &what);
+                let tolerance = f
+                    .get("tolerance")
+                    .map(|n| self.duration(n))
+                    .unwrap_or(Some(DEFAULT_TOLERANCE));
+                f.finish(self, &what, &["secret", "tolerance"]);
+                let (secrets, tolerance) = (secrets?, tolerance?);
+                match kind.as_str() {
+                    "stripe" => VerifierConfig::Stripe { secrets, tolerance },
+                    "slack" => VerifierConfig::Slack { secrets, tolerance },
+                    _ => VerifierConfig::Standard { secrets, tolerance },
+                }
+            }
+            "shopify" => {
+                let secrets = self.secrets(&mut f, "secret", &what);
+                f.finish(self, &what, &["secret"]);
+                VerifierConfig::Shopify { secrets: secrets? }
+            }
+            "twilio" => {
+                let secrets = self.secrets(&mut f, "secret", &what);
+                let url = f.require(self, "public_url", &what).and_then(|n| self.string(n));
+                f.finish(self, &what, &["secret", "public_url"]);
+                VerifierConfig::Twilio {
+                    secrets: secrets?,
+                    public_url: url?,
+                }
+            }
+            "gitlab" => {
+                let tokens = self.secrets(&mut f, "token", &what);
+                f.finish(self, &what, &["token"]);
+                VerifierConfig::Gitlab { tokens: tokens? }
+            }
+            "hmac" => self.hmac_verifier(f, &what)?,
+            "token" => {
+                let location = match (f.get("header"), f.get("query")) {
+                    (Some(h), None) => self.string(h).map(TokenLocation::Header),
+                    (None, Some(q)) => self.string(q).map(TokenLocation::Query),
+                    _ => {
+                        self.error(f.node, "verifier `token` needs exactly one of `header` or `query`");
+                        None
+                    }
+                };
+                let values = self.secrets(&mut f, "value", &what);
+                f.finish(self, &what, &["header", "query", "value"]);
+                VerifierConfig::Token {
+                    location: location?,
+                    values: values?,
+                }
+            }
+            _ => {
+                let username = f.require(self, "username", &what).and_then(|n| self.string(n));
+                let passwords = self.secrets(&mut f, "password", &what);
+                f.finish(self, &what, &["username", "password"]);
+                VerifierConfig::Basic {
+                    username: username?,
+                    passwords: passwords?,
+                }
+            }
+        };
+        Some(config)
+    }
+
+    fn hmac_verifier(&mut self, mut f: super::Fields<'_>, what: &str) -> Option<VerifierConfig> {
+        let header = f.require(self, "header", what).and_then(|n| self.string(n));
+        let algorithm = match f.get("algorithm") {
+            None => Some(HmacAlgorithm::Sha256),
+            Some(n) => match self.string(n).as_deref() {
+                Some("sha1") => Some(HmacAlgorithm::Sha1),
+                Some("sha256") => Some(HmacAlgorithm::Sha256),
+                Some("sha512") => Some(HmacAlgorithm::Sha512),
+                Some(other) => {
+                    self.error(n, format!("unknown algorithm {other:?} (use sha1, sha256 or sha512)"));
+                    None
+                }
+                None => None,
+            },
+        };
+        let encoding = match f.get("encoding") {
+            None => Some(Encoding::Hex),
+            Some(n) => match self.string(n).as_deref() {
+                Some("hex") => Some(Encoding::Hex),
+                Some("base64") => Some(Encoding::Base64),
+                Some(other) => {
+                    self.error(n, format!("unknown encoding {other:?} (use hex or base64)"));
+                    None
+                }
+                None => None,
+            },
+        };
+        let prefix = f.get("prefix").map(|n| self.string(n)).unwrap_or(Some(String::new()));
+        let secrets = self.secrets(&mut f, "secret", what);
+        f.finish(self, what, &["header", "algorithm", "encoding", "prefix", "secret"]);
+        Some(VerifierConfig::Hmac {
+            header: header?,
+            algorithm: algorithm?,
+            encoding: encoding?,
+            prefix: prefix?,
+            secrets: secrets?,
+        })
+    }
+
+    /// A required secret, or a list of them for rotation.
+    fn secrets(&mut self, f: &mut super::Fields<'_>, key: &str, what: &str) -> Option<Vec<Secret>> {
+        let node = f.require(self, key, what)?;
+        let values = self.string_list(node)?;
+        if values.is_empty() || values.iter().any(String::is_empty) {
+            self.error(node, format!("`{key}` of {what} must not be empty"));
+            return None;
+        }
+        Some(values.into_iter().map(Secret::new).collect())
+    }
+
+    fn rate_limit(&mut self, node: &Node) -> Option<RateLimit> {
+        let text = self.string(node)?;
+        let parsed = text.split_once('/').and_then(|(count, per)| {
+            let count: u32 = count.trim().parse().ok().filter(|c| *c > 0)?;
+            let per = match per.trim() {
+                "s" | "sec" | "second" => Duration::from_secs(1),
+                "m" | "min" | "minute" => Duration::from_secs(60),
+                "h" | "hour" => Duration::from_secs(3600),
+                other => humantime::parse_duration(other).ok().filter(|d| !d.is_zero())?,
+            };
+            Some(RateLimit { count, per })
+        });
+        if parsed.is_none() {
+            self.error(node, format!("invalid rate limit {text:?}: write e.g. 50/s, 600/m or 10/30s"));
+        }
+        parsed
+    }
+
+    /// A size in bytes: a number, or text such as `512KiB`, `1MiB`, `2MB`.
+    pub fn byte_size(&mut self, node: &Node) -> Option<u64> {
+        if let Kind::Number(n) = &node.kind
+            && let Some(v) = n.as_u64()
+        {
+            return Some(v);
+        }
+        let text = self.string(node)?;
+        let size = parse_byte_size(&text);
+        if size.is_none() {
+            self.error(node, format!("invalid size {text:?}: write e.g. 1048576, 512KiB or 1MiB"));
+        }
+        size
+    }
+
+    fn extract(&mut self, node: &Node, what: &str) -> Option<Extract> {
+        let mut f = self.map(node, &format!("`{what}: {{header: …}}` or `{what}: {{path: …}}`"))?;
+        let result = match (f.get("header"), f.get("path")) {
+            (Some(h), None) => self.string(h).map(Extract::Header),
+            (None, Some(p)) => {
+                let src = self.string(p)?;
+                match JsonPath::parse(&src) {
+                    Ok(path) => Some(Extract::Path(path, src)),
+                    Err(e) => {
+                        self.error(p, format!("invalid JSONPath {src:?}: {} at character {}", e.message(), e.position()));
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.error(node, format!("`{what}` needs exactly one of `header` or `path`"));
+                None
+            }
+        };
+        f.finish(self, &format!("`{what}`"), &["header", "path"]);
+        result
+    }
+
+    fn response(&mut self, node: &Node) -> Option<ResponseSpec> {
+        let mut f = self.map(node, "`response` (a mapping with status, headers, body)")?;
+        let status = match f.get("status") {
+            Some(n) => match self.u32(n) {
+                Some(s) if (200..=299).contains(&s) => u16::try_from(s).ok(),
+                Some(s) => {
+                    self.error(n, format!("response status {s} must be a 2xx status"));
+                    None
+                }
+                None => None,
+            },
+            None => Some(200),
+        };
+        let headers = f.get("headers").map(|n| self.template_map(n)).unwrap_or(Some(Vec::new()));
+        let body = match f.get("body") {
+            Some(n) => self.template(n).map(Some),
+            None => Some(None),
+        };
+        f.finish(self, "`response`", &["status", "headers", "body"]);
+        Some(ResponseSpec {
+            status: status?,
+            headers: headers?,
+            body: body?,
+        })
+    }
+}
+
+fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let n: u64 = digits.parse().ok()?;
+    let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" => 1000,
+        "kib" | "k" => 1024,
+        "mb" => 1_000_000,
+        "mib" | "m" => 1024 * 1024,
+        "gb" => 1_000_000_000,
+        "gib" | "g" => 1024 * 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(factor)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_byte_size;
+
+    #[test]
+    fn byte_sizes_accept_si_and_binary_units() {
+        assert_eq!(parse_byte_size("1MiB"), Some(1_048_576));
+        assert_eq!(parse_byte_size("512 KiB"), Some(524_288));
+        assert_eq!(parse_byte_size("2MB"), Some(2_000_000));
+        assert_eq!(parse_byte_size("100"), Some(100));
+        assert_eq!(parse_byte_size("1 parsec"), None);
+        assert_eq!(parse_byte_size("MiB"), None);
+    }
+}

@@ -1,0 +1,135 @@
+//! Decoding `tests:` entries: a delivery (inline or from a file) and the
+//! rules it should match and the step fields it should render.
+
+use super::Decoder;
+use crate::rules::model::RuleTest;
+use crate::rules::node::{Kind, Node, key_text};
+
+const TEST_KEYS: &[&str] = &[
+    "name",
+    "source",
+    "event",
+    "headers",
+    "query",
+    "payload",
+    "payload_file",
+    "expect",
+];
+
+impl Decoder<'_> {
+    pub fn rule_test(&mut self, node: &Node) -> Option<RuleTest> {
+        let loc = self.loc(node);
+        let mut f = self.map(node, "a test (a mapping with name, source, payload, expect)")?;
+        let name = f.require(self, "name", "a test").and_then(|n| self.raw_string(n));
+        let what = match &name {
+            Some(n) => format!("test {n:?}"),
+            None => "a test".to_string(),
+        };
+        let source = f.require(self, "source", &what).and_then(|n| self.string(n));
+        let event = match f.get("event") {
+            Some(n) => self.string(n).map(Some),
+            None => Some(None),
+        };
+        let headers = self.string_pairs(f.get("headers"));
+        let query = self.string_pairs(f.get("query"));
+        let body = match (f.get("payload"), f.get("payload_file")) {
+            (Some(p), None) => match &p.kind {
+                // A string payload is sent as-is (form bodies, raw text).
+                Kind::String(s) => Some(s.clone().into_bytes()),
+                _ => self
+                    .json_value(p)
+                    .and_then(|v| serde_json::to_vec(&v).ok()),
+            },
+            (None, Some(p)) => {
+                let rel = self.string(p)?;
+                let path = self.dir.join(&rel);
+                match std::fs::read(&path) {
+                    Ok(bytes) => Some(bytes),
+                    Err(e) => {
+                        self.error(p, format!("cannot read payload_file {}: {e}", path.display()));
+                        None
+                    }
+                }
+            }
+            (None, None) => Some(Vec::new()),
+            (Some(_), Some(_)) => {
+                self.error(node, format!("{what} has both `payload` and `payload_file`; keep one"));
+                None
+            }
+        };
+        let (expect_matched, expect_render) = match f.get("expect") {
+            Some(n) => self.expectations(n)?,
+            None => {
+                self.error(node, format!("{what} has no `expect:`, so it could never fail"));
+                return None;
+            }
+        };
+        f.finish(self, &what, TEST_KEYS);
+        Some(RuleTest {
+            name: name?,
+            loc,
+            source: source?,
+            event: event?,
+            headers: headers?,
+            query: query?,
+            body: body?,
+            expect_matched,
+            expect_render,
+        })
+    }
+
+    fn string_pairs(&mut self, node: Option<&Node>) -> Option<Vec<(String, String)>> {
+        let Some(node) = node else {
+            return Some(Vec::new());
+        };
+        let entries = self.string_map(node)?;
+        let mut out = Vec::with_capacity(entries.len());
+        for (k, v) in entries {
+            out.push((k, self.string(&v)?));
+        }
+        Some(out)
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn expectations(
+        &mut self,
+        node: &Node,
+    ) -> Option<(Option<Vec<String>>, Vec<(String, serde_json::Value, crate::rules::node::Loc)>)> {
+        let mut f = self.map(node, "`expect` (a mapping with matched and/or render)")?;
+        let matched = match f.get("matched") {
+            Some(n) => match &n.kind {
+                Kind::Seq(_) => self.string_list(n).map(Some),
+                _ => {
+                    self.expected(n, "a list of rule names (`[]` for none)");
+                    None
+                }
+            },
+            None => Some(None),
+        };
+        let mut render = Vec::new();
+        let mut ok = true;
+        if let Some(n) = f.get("render") {
+            match &n.kind {
+                Kind::Map(entries) => {
+                    for (k, v) in entries {
+                        match self.json_value(v) {
+                            Some(value) => render.push((key_text(k), value, self.loc(k))),
+                            None => ok = false,
+                        }
+                    }
+                }
+                _ => {
+                    self.expected(n, "a mapping of `rule.step.field` to expected values");
+                    ok = false;
+                }
+            }
+        }
+        f.finish(self, "`expect`", &["matched", "render"]);
+        let matched = matched?;
+        if matched.is_none() && render.is_empty() && ok {
+            self.error(node, "`expect` needs `matched` or `render`, or the test checks nothing");
+            return None;
+        }
+        ok.then_some((matched, render))
+    }
+}

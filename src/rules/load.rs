@@ -1,0 +1,272 @@
+//! Loading a rules directory: every `*.yaml`/`*.yml` below it, decoded,
+//! cross-checked (unique names, known references) and compiled into a
+//! [`RuleSet`]. Every problem in every file is reported at once.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::decode::{Decoder, Diagnostic, EnvLookup, Severity, did_you_mean};
+use super::index::Index;
+use super::model::{Rule, RuleTest, Source};
+use super::node::{self, Kind, Loc, Node};
+use super::{RuleSet, Secrets};
+use crate::template::Templates;
+
+/// The rules could not be loaded; `diagnostics` has every error (and warning).
+#[derive(Debug, thiserror::Error)]
+#[error("{} error(s) in the rules", self.errors().count())]
+pub struct LoadError {
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl LoadError {
+    pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
+        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+    }
+}
+
+/// How deep below the rules directory files are looked for.
+const MAX_DEPTH: usize = 16;
+
+/// Loads `dir` with `${NAME}` taken from the process environment.
+pub fn load(dir: &Path) -> Result<RuleSet, LoadError> {
+    load_with_env(dir, &|name| std::env::var(name).ok())
+}
+
+/// Loads `dir` with an injected environment.
+pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadError> {
+    let mut diagnostics = Vec::new();
+    let mut files = Vec::new();
+    let dir_name: Arc<str> = dir.display().to_string().into();
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => collect_files(dir, 0, &mut files, &mut diagnostics),
+        Ok(_) => diagnostics.push(file_error(dir_name, "is not a directory")),
+        Err(e) => diagnostics.push(file_error(dir_name, &format!("cannot read the rules directory: {e}"))),
+    }
+    files.sort();
+
+    let mut secrets = BTreeSet::new();
+    let mut templates = Templates::new();
+    let mut sources: Vec<Source> = Vec::new();
+    let mut rules: Vec<Rule> = Vec::new();
+    let mut tests: Vec<RuleTest> = Vec::new();
+    for path in &files {
+        let name: Arc<str> = path.display().to_string().into();
+        let text = match std::fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) => {
+                diagnostics.push(file_error(name, &format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        let root = match node::parse(&text) {
+            Ok(root) => root,
+            Err(e) => {
+                diagnostics.push(yaml_error(name, &e));
+                continue;
+            }
+        };
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut dec = Decoder::new(name, &mut diagnostics, env, &mut secrets, &mut templates, dir);
+        decode_file(&mut dec, &root, &mut sources, &mut rules, &mut tests);
+    }
+
+    cross_check(&sources, &rules, &tests, &mut diagnostics);
+    let secrets = Secrets::new(secrets);
+    for d in &mut diagnostics {
+        d.message = secrets.redact(&d.message);
+    }
+    diagnostics.sort_by(|a, b| (&a.loc.file, a.loc.line, a.loc.column).cmp(&(&b.loc.file, b.loc.line, b.loc.column)));
+    diagnostics.dedup();
+    if diagnostics.iter().any(|d| d.severity == Severity::Error) {
+        return Err(LoadError { diagnostics });
+    }
+    let index = Index::build(&rules);
+    let by_path = sources.iter().enumerate().map(|(i, s)| (s.path.clone(), i)).collect();
+    Ok(RuleSet {
+        sources: sources.into_iter().map(Arc::new).collect(),
+        by_path,
+        rules,
+        tests,
+        index,
+        templates,
+        secrets,
+        warnings: diagnostics,
+        files,
+    })
+}
+
+fn file_error(file: Arc<str>, message: &str) -> Diagnostic {
+    Diagnostic {
+        loc: Loc::file(file),
+        severity: Severity::Error,
+        message: message.to_string(),
+    }
+}
+
+/// A YAML syntax error as `file:line:column: message`, without the parser's
+/// own snippet and location suffix.
+fn yaml_error(file: Arc<str>, e: &serde_saphyr::Error) -> Diagnostic {
+    let (line, column) = e
+        .location()
+        .map(|l| (u32::try_from(l.line()).unwrap_or(0), u32::try_from(l.column()).unwrap_or(0)))
+        .unwrap_or((0, 0));
+    let plain = e.without_snippet().to_string();
+    let first = plain.lines().next().unwrap_or("invalid YAML").trim();
+    let message = strip_location_suffix(first);
+    Diagnostic {
+        loc: Loc::new(file, line, column),
+        severity: Severity::Error,
+        message: format!("invalid YAML: {message}"),
+    }
+}
+
+fn strip_location_suffix(message: &str) -> &str {
+    for marker in [" at line ", " at "] {
+        if let Some(pos) = message.rfind(marker) {
+            let tail = &message[pos + marker.len()..];
+            if tail.chars().next().is_some_and(|c| c.is_ascii_digit()) || tail.starts_with("line") {
+                return message[..pos].trim_end_matches([',', ' ']);
+            }
+        }
+    }
+    message
+}
+
+/// Every `*.yaml`/`*.yml` below `dir`. Hidden entries are skipped: editors'
+/// swap files, and Kubernetes ConfigMap internals (`..data`), whose files
+/// are already reachable through the visible symlinks.
+fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            diagnostics.push(file_error(dir.display().to_string().into(), &format!("cannot read directory: {e}")));
+            return;
+        }
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        if hidden {
+            continue;
+        }
+        // `metadata` follows symlinks, as a ConfigMap mount needs.
+        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        if meta.is_dir() {
+            collect_files(&path, depth + 1, out, diagnostics);
+        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+            out.push(path);
+        }
+    }
+}
+
+fn decode_file(
+    dec: &mut Decoder<'_>,
+    root: &Node,
+    sources: &mut Vec<Source>,
+    rules: &mut Vec<Rule>,
+    tests: &mut Vec<RuleTest>,
+) {
+    if matches!(root.kind, Kind::Null) {
+        return; // an empty file is fine
+    }
+    let Some(mut f) = dec.map(root, "a mapping with `sources`, `rules` and/or `tests`") else {
+        return;
+    };
+    if let Some(node) = f.get("sources") {
+        match &node.kind {
+            Kind::Map(entries) => {
+                for (key, value) in entries {
+                    if let Some(name) = dec.name(key, "source")
+                        && let Some(source) = dec.source(name, value)
+                    {
+                        sources.push(source);
+                    }
+                }
+            }
+            Kind::Null => {}
+            _ => dec.expected(node, "a mapping of source names to their settings"),
+        }
+    }
+    for (key, push) in [("rules", 0), ("tests", 1)] {
+        let Some(node) = f.get(key) else { continue };
+        match &node.kind {
+            Kind::Seq(items) => {
+                for item in items {
+                    if push == 0 {
+                        rules.extend(dec.rule(item));
+                    } else {
+                        tests.extend(dec.rule_test(item));
+                    }
+                }
+            }
+            Kind::Null => {}
+            _ => dec.expected(node, &format!("a list of {key}")),
+        }
+    }
+    f.finish(dec, "a rule file", &["sources", "rules", "tests"]);
+}
+
+/// Checks across files: unique names and paths, known references.
+fn cross_check(sources: &[Source], rules: &[Rule], tests: &[RuleTest], diagnostics: &mut Vec<Diagnostic>) {
+    let mut error = |loc: &Loc, message: String| {
+        diagnostics.push(Diagnostic {
+            loc: loc.clone(),
+            severity: Severity::Error,
+            message,
+        })
+    };
+    let mut seen: HashMap<&str, &Loc> = HashMap::new();
+    let mut paths: HashMap<&str, &str> = HashMap::new();
+    for s in sources {
+        if let Some(first) = seen.insert(&s.name, &s.loc) {
+            error(&s.loc, format!("duplicate source name `{}` (first defined at {first})", s.name));
+        } else if let Some(other) = paths.insert(&s.path, &s.name) {
+            error(&s.loc, format!("source `{}` has the same path {} as source `{other}`", s.name, s.path));
+        }
+    }
+    let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let unknown_source = |name: &str| {
+        let hint = did_you_mean(name, source_names.iter().copied())
+            .map(|h| format!(" (did you mean `{h}`?)"))
+            .unwrap_or_default();
+        format!("unknown source `{name}`{hint}")
+    };
+    let mut rule_seen: HashMap<&str, &Loc> = HashMap::new();
+    for r in rules {
+        if let Some(first) = rule_seen.insert(&r.name, &r.loc) {
+            error(&r.loc, format!("duplicate rule name `{}` (first defined at {first})", r.name));
+        }
+        for s in &r.sources {
+            if !source_names.contains(&s.as_str()) {
+                error(&r.loc, format!("rule `{}`: {}", r.name, unknown_source(s)));
+            }
+        }
+    }
+    for t in tests {
+        if !source_names.contains(&t.source.as_str()) {
+            error(&t.loc, format!("test {:?}: {}", t.name, unknown_source(&t.source)));
+        }
+        for name in t.expect_matched.iter().flatten() {
+            if !rule_seen.contains_key(name.as_str()) {
+                let hint = did_you_mean(name, rule_seen.keys().copied())
+                    .map(|h| format!(" (did you mean `{h}`?)"))
+                    .unwrap_or_default();
+                error(&t.loc, format!("test {:?} expects unknown rule `{name}`{hint}", t.name));
+            }
+        }
+    }
+    for s in sources {
+        if !rules.iter().any(|r| r.sources.contains(&s.name)) {
+            diagnostics.push(Diagnostic {
+                loc: s.loc.clone(),
+                severity: Severity::Warning,
+                message: format!("source `{}` is not used by any rule", s.name),
+            });
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! Rules: YAML files → a validated, compiled [`RuleSet`], and matching a
+//! delivery against it with a trace of why each rule did or did not match.
+
+pub mod condition;
+pub mod decode;
+pub mod index;
+pub mod load;
+pub mod model;
+pub mod node;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+pub use condition::{Failure, MatchInput};
+pub use decode::{Diagnostic, Severity};
+pub use load::{LoadError, load, load_with_env};
+pub use model::{Action, Rule, RuleTest, Source, Step};
+
+use crate::template::Templates;
+use index::Index;
+
+/// A fully valid set of sources, rules and tests. Only a `RuleSet` is ever
+/// run: the code that matches and executes never sees raw YAML.
+#[derive(Debug)]
+pub struct RuleSet {
+    sources: Vec<Arc<Source>>,
+    by_path: HashMap<String, usize>,
+    rules: Vec<Rule>,
+    tests: Vec<RuleTest>,
+    index: Index,
+    templates: Templates,
+    secrets: Secrets,
+    warnings: Vec<Diagnostic>,
+    files: Vec<PathBuf>,
+}
+
+impl RuleSet {
+    pub fn sources(&self) -> &[Arc<Source>] {
+        &self.sources
+    }
+
+    pub fn source(&self, name: &str) -> Option<&Arc<Source>> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn source_by_path(&self, path: &str) -> Option<&Arc<Source>> {
+        self.by_path.get(path).and_then(|&i| self.sources.get(i))
+    }
+
+    pub fn rules(&self) -> &[Rule] {
+        &self.rules
+    }
+
+    pub fn rule(&self, name: &str) -> Option<&Rule> {
+        self.rules.iter().find(|r| r.name == name)
+    }
+
+    pub fn tests(&self) -> &[RuleTest] {
+        &self.tests
+    }
+
+    pub fn templates(&self) -> &Templates {
+        &self.templates
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.secrets
+    }
+
+    /// Warnings found while loading (open endpoints, unused sources).
+    pub fn warnings(&self) -> &[Diagnostic] {
+        &self.warnings
+    }
+
+    /// The files the set was loaded from.
+    pub fn files(&self) -> &[PathBuf] {
+        &self.files
+    }
+
+    /// The rules of `source` that match, in load order. The fast path: only
+    /// rules indexed under the delivery's event are looked at.
+    pub fn matching<'a>(&'a self, source: &str, input: &MatchInput<'_>) -> Vec<&'a Rule> {
+        self.index
+            .candidates(&self.rules, source, input.event)
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .filter(|r| r.when.as_ref().is_none_or(|c| c.eval(input).is_ok()))
+            .collect()
+    }
+
+    /// Every rule of `source`, matched or not, and for a miss why.
+    pub fn evaluate(&self, source: &str, input: &MatchInput<'_>) -> Trace {
+        let candidates = self.index.candidates(&self.rules, source, input.event);
+        let mut next = candidates.iter().peekable();
+        let rules = self
+            .index
+            .rules_of(source)
+            .iter()
+            .map(|&i| {
+                let rule = &self.rules[i];
+                let candidate = next.peek() == Some(&&i);
+                if candidate {
+                    next.next();
+                }
+                let miss = if !candidate {
+                    Some(Miss::Event {
+                        event: input.event.to_string(),
+                        expected: rule.events.iter().map(|p| p.as_str().to_string()).collect(),
+                    })
+                } else {
+                    rule.when
+                        .as_ref()
+                        .and_then(|c| c.eval(input).err())
+                        .map(Miss::Condition)
+                };
+                RuleTrace {
+                    rule: rule.name.clone(),
+                    matched: miss.is_none(),
+                    miss,
+                }
+            })
+            .collect();
+        Trace {
+            event: input.event.to_string(),
+            rules,
+        }
+    }
+}
+
+/// The match decision for every rule of a delivery's source. Stored with
+/// the delivery, so "why didn't my rule fire?" has an answer later.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trace {
+    pub event: String,
+    pub rules: Vec<RuleTrace>,
+}
+
+impl Trace {
+    pub fn matched(&self) -> impl Iterator<Item = &str> {
+        self.rules.iter().filter(|r| r.matched).map(|r| r.rule.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleTrace {
+    pub rule: String,
+    pub matched: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub miss: Option<Miss>,
+}
+
+/// Why a rule did not match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum Miss {
+    /// The rule's `event:` does not accept the delivery's event.
+    Event { event: String, expected: Vec<String> },
+    /// A `when:` condition failed.
+    Condition(Failure),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Event { event, expected } => {
+                let event = if event.is_empty() { "(none)" } else { event };
+                write!(f, "event {event} is not one of: {}", expected.join(", "))
+            }
+            Miss::Condition(failure) => write!(f, "{failure}"),
+        }
+    }
+}
+
+/// Values that came from the environment. They are replaced by `***`
+/// wherever text leaves the process: logs, the run log, the API, errors.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// Longest first, so a secret containing another is replaced whole.
+    values: Vec<String>,
+}
+
+impl Secrets {
+    /// Secrets shorter than this are not redacted: replacing every `1` or
+    /// `on` in the output would make it unreadable and protect nothing.
+    const MIN_LEN: usize = 4;
+
+    pub fn new(values: BTreeSet<String>) -> Self {
+        let mut values: Vec<String> = values.into_iter().filter(|v| v.len() >= Self::MIN_LEN).collect();
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        Secrets { values }
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.values {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        out
+    }
+
+    /// Redacts every string inside a JSON value.
+    pub fn redact_value(&self, value: &serde_json::Value) -> serde_json::Value {
+        use serde_json::Value;
+        if self.values.is_empty() {
+            return value.clone();
+        }
+        match value {
+            Value::String(s) => Value::String(self.redact(s)),
+            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_value(v)).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (self.redact(k), self.redact_value(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+}

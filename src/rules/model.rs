@@ -1,0 +1,249 @@
+//! The validated, compiled rule model. Nothing here is raw YAML: every
+//! JSONPath, regex, glob and template was compiled when the rules loaded.
+
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use super::condition::Condition;
+use super::node::Loc;
+use crate::template::{JsonTemplate, Template};
+use crate::verify::VerifierConfig;
+
+/// Where webhooks come in and how they are checked.
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub loc: Loc,
+    /// The URL path senders POST to; defaults to `/hooks/<name>`.
+    pub path: String,
+    /// Accepted HTTP methods, upper-case; defaults to `POST`.
+    pub methods: Vec<String>,
+    /// `None` is an open endpoint (`hookflow check` warns).
+    pub verify: Option<VerifierConfig>,
+    pub allow_ips: Vec<IpNet>,
+    pub rate_limit: Option<RateLimit>,
+    /// Overrides the server's `max_body` for this source.
+    pub max_body: Option<u64>,
+    /// Explicit event-name rule; else the verifier kind's default.
+    pub event: Option<Extract>,
+    /// Explicit dedupe-key rule; else the verifier kind's default.
+    pub dedupe: Option<Extract>,
+    pub response: Option<ResponseSpec>,
+}
+
+impl Source {
+    /// The verifier's kind (`github`, `stripe`, …), which decides the default
+    /// event name and dedupe key.
+    pub fn kind(&self) -> Option<&'static str> {
+        self.verify.as_ref().map(VerifierConfig::kind)
+    }
+}
+
+/// Where a value is read from a delivery: a header or a JSONPath of the body.
+#[derive(Debug, Clone)]
+pub enum Extract {
+    Header(String),
+    Path(JsonPath, String),
+}
+
+/// `N/s`, `N/m`, `N/h` or `N/<duration>`; the burst is twice the count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub count: u32,
+    pub per: Duration,
+}
+
+/// A source's own reply to the sender (e.g. a Slack slash command's text).
+#[derive(Debug, Clone)]
+pub struct ResponseSpec {
+    pub status: u16,
+    pub headers: Vec<(String, Template)>,
+    pub body: Option<Template>,
+}
+
+/// When to act, and what to do.
+#[derive(Debug)]
+pub struct Rule {
+    pub name: String,
+    pub loc: Loc,
+    pub sources: Vec<String>,
+    /// Empty means every event.
+    pub events: Vec<EventPattern>,
+    pub when: Option<Condition>,
+    /// At most this many runs of the rule at once.
+    pub concurrency: Option<u32>,
+    pub steps: Vec<Step>,
+}
+
+/// An `event:` entry of a rule.
+#[derive(Debug, Clone)]
+pub enum EventPattern {
+    /// Matches the name itself and every `<name>.<action>` below it.
+    Exact(String),
+    Glob(globset::GlobMatcher),
+}
+
+impl EventPattern {
+    pub fn matches(&self, event: &str) -> bool {
+        match self {
+            EventPattern::Exact(name) => {
+                event == name
+                    || (event.len() > name.len()
+                        && event.starts_with(name.as_str())
+                        && event.as_bytes()[name.len()] == b'.')
+            }
+            EventPattern::Glob(glob) => glob.is_match(event),
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        match self {
+            EventPattern::Exact(name) => name,
+            EventPattern::Glob(glob) => glob.glob().glob(),
+        }
+    }
+}
+
+/// One action of a rule, in order.
+#[derive(Debug)]
+pub struct Step {
+    /// Position in the rule, from 0.
+    pub index: usize,
+    /// Set when later steps refer to this one as `steps.<id>`.
+    pub id: Option<String>,
+    pub loc: Loc,
+    /// `if:`: evaluated over the template context when the step is reached.
+    pub condition: Option<Condition>,
+    pub continue_on_error: bool,
+    pub action: Action,
+}
+
+impl Step {
+    /// The step's name in output: its id, or its 1-based position.
+    pub fn label(&self) -> String {
+        self.id.clone().unwrap_or_else(|| (self.index + 1).to_string())
+    }
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Http(HttpAction),
+    Slack(SlackAction),
+    Shell(ShellAction),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Http(_) => "http",
+            Action::Slack(_) => "slack",
+            Action::Shell(_) => "shell",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct HttpAction {
+    pub method: String,
+    pub url: Template,
+    pub headers: Vec<(String, Template)>,
+    pub query: Vec<(String, Template)>,
+    pub body: HttpBody,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    /// Inclusive status ranges that count as success; default 200–299.
+    pub expect: Vec<(u16, u16)>,
+}
+
+#[derive(Debug)]
+pub enum HttpBody {
+    None,
+    Json(JsonTemplate),
+    Text(Template),
+    Form(Vec<(String, Template)>),
+}
+
+#[derive(Debug)]
+pub struct SlackAction {
+    pub target: SlackTarget,
+    pub text: Option<Template>,
+    pub blocks: Option<JsonTemplate>,
+    pub thread_ts: Option<Template>,
+    pub username: Option<Template>,
+    pub icon_emoji: Option<Template>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub enum SlackTarget {
+    /// An incoming webhook URL.
+    Webhook { url: Template },
+    /// `chat.postMessage` with a bot token.
+    Api {
+        token: Template,
+        channel: Template,
+        api_url: String,
+    },
+}
+
+#[derive(Debug)]
+pub struct ShellAction {
+    pub program: ShellProgram,
+    pub env: Vec<(String, Template)>,
+    pub workdir: Option<String>,
+    pub stdin: Option<Template>,
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub enum ShellProgram {
+    /// argv, each element a template; no shell is involved.
+    Argv(Vec<Template>),
+    /// Run by `/bin/sh -c`, never templated: values come in through `env`.
+    Script(String),
+}
+
+/// How often and how patiently a step is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Total attempts, including the first.
+    pub attempts: u32,
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl RetryPolicy {
+    /// `http` and `slack`: 6 attempts, 1 s doubling up to 10 min.
+    pub const HTTP_DEFAULT: RetryPolicy = RetryPolicy {
+        attempts: 6,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(600),
+    };
+    /// `shell`: one attempt unless `retry` is given.
+    pub const SHELL_DEFAULT: RetryPolicy = RetryPolicy {
+        attempts: 1,
+        backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(600),
+    };
+}
+
+/// A `tests:` entry: a delivery and what the rules should make of it.
+#[derive(Debug, Clone)]
+pub struct RuleTest {
+    pub name: String,
+    pub loc: Loc,
+    pub source: String,
+    pub event: Option<String>,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    /// The body's bytes, exactly as a sender would POST them.
+    pub body: Vec<u8>,
+    pub expect_matched: Option<Vec<String>>,
+    /// `rule.step.field.path` → expected rendered value.
+    pub expect_render: Vec<(String, Value, Loc)>,
+}

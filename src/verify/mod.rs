@@ -1,0 +1,369 @@
+//! Sender verification: one file per scheme behind the small [`Verify`] trait.
+//!
+//! A verifier sees the raw request (method, headers, raw query, raw body
+//! bytes) and an injected clock, and answers `Ok` or a [`VerifyError`] whose
+//! text is what the sender gets back in the 401 body.
+//!
+//! [`build`] turns a validated [`VerifierConfig`] into a verifier once, at
+//! load time, so bad secrets are load errors rather than 401s; [`sign`] is the
+//! sender's side of every scheme (for `hookflow send` and round-trip tests).
+//! `mac.rs` holds the HMAC, comparison and header helpers the schemes share.
+
+use std::fmt;
+use std::time::Duration;
+
+mod basic;
+mod github;
+mod gitlab;
+mod hmac;
+mod mac;
+mod shopify;
+mod sign;
+mod slack;
+mod standard;
+mod stripe;
+#[cfg(test)]
+mod testing;
+mod token;
+mod twilio;
+
+pub use sign::{SignError, Signed, sign};
+
+/// A configured secret. Never printed: `Debug` and `Display` show `***`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret's text, for computing a MAC. Do not log it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// The request as a verifier sees it. Everything is raw: signatures are over
+/// bytes exactly as received.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    pub headers: &'a http::HeaderMap,
+    /// The raw query string without the leading `?`, if any.
+    pub query: Option<&'a str>,
+    pub body: &'a [u8],
+    /// Unix seconds: injected so tests can use the vectors' clocks.
+    pub now: i64,
+}
+
+/// Why a request was refused. `Display` is the text of the 401 body's `error`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    #[error("missing header {0}")]
+    MissingHeader(String),
+    #[error("signature mismatch")]
+    Mismatch,
+    #[error("timestamp outside tolerance")]
+    TimestampOutsideTolerance,
+}
+
+/// Hash used by the generic `hmac` verifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HmacAlgorithm {
+    Sha1,
+    Sha256,
+    Sha512,
+}
+
+/// How the generic `hmac` verifier's signature is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Hex,
+    Base64,
+}
+
+/// Where a `token` verifier finds the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenLocation {
+    Header(String),
+    Query(String),
+}
+
+/// A source's validated `verify:` block. Every list of secrets is non-empty;
+/// several secrets allow rotation without downtime (any may match).
+#[derive(Debug, Clone, PartialEq)]
+pub enum VerifierConfig {
+    Github {
+        secrets: Vec<Secret>,
+        allow_sha1: bool,
+    },
+    Stripe {
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    },
+    Slack {
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    },
+    Standard {
+        secrets: Vec<Secret>,
+        tolerance: Duration,
+    },
+    Shopify {
+        secrets: Vec<Secret>,
+    },
+    Twilio {
+        secrets: Vec<Secret>,
+        /// The URL Twilio was given, without its query string.
+        public_url: String,
+    },
+    Gitlab {
+        tokens: Vec<Secret>,
+    },
+    Hmac {
+        header: String,
+        algorithm: HmacAlgorithm,
+        encoding: Encoding,
+        prefix: String,
+        secrets: Vec<Secret>,
+    },
+    Token {
+        location: TokenLocation,
+        values: Vec<Secret>,
+    },
+    Basic {
+        username: String,
+        passwords: Vec<Secret>,
+    },
+}
+
+/// One verification scheme.
+pub trait Verify: Send + Sync + fmt::Debug {
+    fn verify(&self, req: &Incoming<'_>) -> Result<(), VerifyError>;
+}
+
+impl VerifierConfig {
+    /// The verifier's name as written in a `verify:` block.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            VerifierConfig::Github { .. } => "github",
+            VerifierConfig::Stripe { .. } => "stripe",
+            VerifierConfig::Slack { .. } => "slack",
+            VerifierConfig::Standard { .. } => "standard",
+            VerifierConfig::Shopify { .. } => "shopify",
+            VerifierConfig::Twilio { .. } => "twilio",
+            VerifierConfig::Gitlab { .. } => "gitlab",
+            VerifierConfig::Hmac { .. } => "hmac",
+            VerifierConfig::Token { .. } => "token",
+            VerifierConfig::Basic { .. } => "basic",
+        }
+    }
+}
+
+/// Why a `verify:` block cannot be turned into a verifier. Messages name the
+/// verifier and the secret's position, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuildError {
+    #[error("the {kind} verifier needs at least one secret")]
+    NoSecrets { kind: &'static str },
+    #[error("{kind} secret #{position} is empty")]
+    EmptySecret { kind: &'static str, position: usize },
+    #[error(
+        "{kind} secret #{position} is not valid: a Standard Webhooks secret is `whsec_` followed by base64, copy it whole from the sender"
+    )]
+    InvalidSecret { kind: &'static str, position: usize },
+    #[error("{kind}: `{header}` is not a valid HTTP header name")]
+    InvalidHeaderName { kind: &'static str, header: String },
+    #[error("{kind}: the {what} must not be empty")]
+    Empty {
+        kind: &'static str,
+        what: &'static str,
+    },
+    #[error(
+        "twilio: public_url must be an absolute http:// or https:// URL without a query string (the request's query is appended to it)"
+    )]
+    InvalidPublicUrl,
+}
+
+/// Builds the verifier a source's `verify:` block describes.
+pub fn build(config: &VerifierConfig) -> Result<Box<dyn Verify>, BuildError> {
+    Ok(match config {
+        VerifierConfig::Github {
+            secrets,
+            allow_sha1,
+        } => Box::new(github::Github::new(secrets, *allow_sha1)?),
+        VerifierConfig::Stripe { secrets, tolerance } => {
+            Box::new(stripe::Stripe::new(secrets, *tolerance)?)
+        }
+        VerifierConfig::Slack { secrets, tolerance } => {
+            Box::new(slack::Slack::new(secrets, *tolerance)?)
+        }
+        VerifierConfig::Standard { secrets, tolerance } => {
+            Box::new(standard::Standard::new(secrets, *tolerance)?)
+        }
+        VerifierConfig::Shopify { secrets } => Box::new(shopify::Shopify::new(secrets)?),
+        VerifierConfig::Twilio {
+            secrets,
+            public_url,
+        } => Box::new(twilio::Twilio::new(secrets, public_url)?),
+        VerifierConfig::Gitlab { tokens } => Box::new(gitlab::Gitlab::new(tokens)?),
+        VerifierConfig::Hmac {
+            header,
+            algorithm,
+            encoding,
+            prefix,
+            secrets,
+        } => Box::new(hmac::GenericHmac::new(
+            header, *algorithm, *encoding, prefix, secrets,
+        )?),
+        VerifierConfig::Token { location, values } => {
+            Box::new(token::Token::new(location, values)?)
+        }
+        VerifierConfig::Basic {
+            username,
+            passwords,
+        } => Box::new(basic::Basic::new(username, passwords)?),
+    })
+}
+
+/// Checks a configured header name once, at build time, so a typo is a load
+/// error instead of every request failing with "missing header".
+/// Returns the name as written, which error messages then echo.
+fn header_name(kind: &'static str, header: &str) -> Result<String, BuildError> {
+    match http::HeaderName::from_bytes(header.as_bytes()) {
+        Ok(_) => Ok(header.to_owned()),
+        Err(_) => Err(BuildError::InvalidHeaderName {
+            kind,
+            header: header.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::Req;
+    use super::*;
+
+    fn secrets(values: &[&str]) -> Vec<Secret> {
+        values.iter().map(|s| Secret::new(*s)).collect()
+    }
+
+    fn every_kind() -> Vec<VerifierConfig> {
+        let five_min = Duration::from_secs(300);
+        vec![
+            VerifierConfig::Github {
+                secrets: secrets(&["s"]),
+                allow_sha1: true,
+            },
+            VerifierConfig::Stripe {
+                secrets: secrets(&["whsec_s"]),
+                tolerance: five_min,
+            },
+            VerifierConfig::Slack {
+                secrets: secrets(&["s"]),
+                tolerance: five_min,
+            },
+            VerifierConfig::Standard {
+                secrets: secrets(&["whsec_c2VjcmV0"]),
+                tolerance: five_min,
+            },
+            VerifierConfig::Shopify {
+                secrets: secrets(&["s"]),
+            },
+            VerifierConfig::Twilio {
+                secrets: secrets(&["s"]),
+                public_url: "https://h/t".into(),
+            },
+            VerifierConfig::Gitlab {
+                tokens: secrets(&["s"]),
+            },
+            VerifierConfig::Hmac {
+                header: "X-Sig".into(),
+                algorithm: HmacAlgorithm::Sha512,
+                encoding: Encoding::Hex,
+                prefix: "sha512=".into(),
+                secrets: secrets(&["s"]),
+            },
+            VerifierConfig::Token {
+                location: TokenLocation::Query("t".into()),
+                values: secrets(&["s"]),
+            },
+            VerifierConfig::Basic {
+                username: "u".into(),
+                passwords: secrets(&["p"]),
+            },
+        ]
+    }
+
+    #[test]
+    fn kind_names_are_the_yaml_keys() {
+        let kinds: Vec<_> = every_kind().iter().map(VerifierConfig::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "github", "stripe", "slack", "standard", "shopify", "twilio", "gitlab", "hmac",
+                "token", "basic"
+            ]
+        );
+    }
+
+    #[test]
+    fn every_verifier_refuses_hostile_headers_without_panicking() {
+        let names = [
+            "X-Hub-Signature-256",
+            "X-Hub-Signature",
+            "Stripe-Signature",
+            "X-Slack-Signature",
+            "X-Slack-Request-Timestamp",
+            "webhook-id",
+            "webhook-timestamp",
+            "webhook-signature",
+            "X-Shopify-Hmac-Sha256",
+            "X-Twilio-Signature",
+            "X-Twilio-Webhooks-Signature-Settings",
+            "X-Gitlab-Token",
+            "X-Sig",
+            "Authorization",
+        ];
+        let values: [&[u8]; 9] = [
+            b"",
+            b"=",
+            b",,,=,",
+            b"t=-9223372036854775808,v1=",
+            b"v0=\xff\xfe",
+            b"sha256=\xc3\xa9",
+            b"Basic \xff",
+            b"9223372036854775807",
+            b"v1,\x80 v1a, ,",
+        ];
+        for config in every_kind() {
+            for value in values {
+                let mut req = Req::post(b"\xff\x00{", 0).query("bodySHA256=%ZZ&t=%FF");
+                for name in names {
+                    req.headers.append(
+                        http::HeaderName::from_bytes(name.as_bytes()).expect("name"),
+                        http::HeaderValue::from_bytes(value).expect("value"),
+                    );
+                }
+                assert!(
+                    req.verify(&config).is_err(),
+                    "{} accepted {value:?}",
+                    config.kind()
+                );
+            }
+        }
+    }
+}
