@@ -51,6 +51,9 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     let mut sources: Vec<Source> = Vec::new();
     let mut rules: Vec<Rule> = Vec::new();
     let mut tests: Vec<RuleTest> = Vec::new();
+    // Names of sources that were declared, valid or not: a rule naming a
+    // source that failed to decode must not get a second, misleading error.
+    let mut declared: Vec<String> = Vec::new();
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -69,10 +72,10 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         let mut dec = Decoder::new(name, &mut diagnostics, env, &mut secrets, &mut templates, dir);
-        decode_file(&mut dec, &root, &mut sources, &mut rules, &mut tests);
+        decode_file(&mut dec, &root, &mut declared, &mut sources, &mut rules, &mut tests);
     }
 
-    cross_check(&sources, &rules, &tests, &mut diagnostics);
+    cross_check(&declared, &sources, &rules, &tests, &mut diagnostics);
     let secrets = Secrets::new(secrets);
     for d in &mut diagnostics {
         d.message = secrets.redact(&d.message);
@@ -115,6 +118,13 @@ fn yaml_error(file: Arc<str>, e: &serde_saphyr::Error) -> Diagnostic {
     let plain = e.without_snippet().to_string();
     let first = plain.lines().next().unwrap_or("invalid YAML").trim();
     let message = strip_location_suffix(first);
+    let message = match message.strip_prefix("duplicate mapping key: ") {
+        Some(rest) => {
+            let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+            format!("duplicate key `{key}` (YAML would silently keep only one of them)")
+        }
+        None => message.to_string(),
+    };
     Diagnostic {
         loc: Loc::new(file, line, column),
         severity: Severity::Error,
@@ -167,6 +177,7 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diagnostics: 
 fn decode_file(
     dec: &mut Decoder<'_>,
     root: &Node,
+    declared: &mut Vec<String>,
     sources: &mut Vec<Source>,
     rules: &mut Vec<Rule>,
     tests: &mut Vec<RuleTest>,
@@ -181,10 +192,9 @@ fn decode_file(
         match &node.kind {
             Kind::Map(entries) => {
                 for (key, value) in entries {
-                    if let Some(name) = dec.name(key, "source")
-                        && let Some(source) = dec.source(name, value)
-                    {
-                        sources.push(source);
+                    if let Some(name) = dec.name(key, "source") {
+                        declared.push(name.clone());
+                        sources.extend(dec.source(name, value));
                     }
                 }
             }
@@ -212,7 +222,14 @@ fn decode_file(
 }
 
 /// Checks across files: unique names and paths, known references.
-fn cross_check(sources: &[Source], rules: &[Rule], tests: &[RuleTest], diagnostics: &mut Vec<Diagnostic>) {
+fn cross_check(
+    declared: &[String],
+    sources: &[Source],
+    rules: &[Rule],
+    tests: &[RuleTest],
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let had_errors = diagnostics.iter().any(|d| d.severity == Severity::Error);
     let mut error = |loc: &Loc, message: String| {
         diagnostics.push(Diagnostic {
             loc: loc.clone(),
@@ -229,7 +246,7 @@ fn cross_check(sources: &[Source], rules: &[Rule], tests: &[RuleTest], diagnosti
             error(&s.loc, format!("source `{}` has the same path {} as source `{other}`", s.name, s.path));
         }
     }
-    let source_names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    let source_names: Vec<&str> = declared.iter().map(String::as_str).collect();
     let unknown_source = |name: &str| {
         let hint = did_you_mean(name, source_names.iter().copied())
             .map(|h| format!(" (did you mean `{h}`?)"))
@@ -260,7 +277,8 @@ fn cross_check(sources: &[Source], rules: &[Rule], tests: &[RuleTest], diagnosti
             }
         }
     }
-    for s in sources {
+    // With errors, some rules were not decoded: "unused" would be noise.
+    for s in sources.iter().filter(|_| !had_errors) {
         if !rules.iter().any(|r| r.sources.contains(&s.name)) {
             diagnostics.push(Diagnostic {
                 loc: s.loc.clone(),

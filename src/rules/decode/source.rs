@@ -64,7 +64,15 @@ impl Decoder<'_> {
             None => vec!["POST".to_string()],
         };
         let verify = f.get("verify").and_then(|n| {
-            let v = self.verifier(n);
+            // Build it once now so a bad secret or header name is a load
+            // error, not a surprise on the first request.
+            let v = self.verifier(n).filter(|config| match crate::verify::build(config) {
+                Ok(_) => true,
+                Err(e) => {
+                    self.error(n, e.to_string());
+                    false
+                }
+            });
             ok &= v.is_some();
             v
         });
