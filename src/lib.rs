@@ -11,3 +11,4 @@ pub mod verify; // sender verification, one file per scheme
 pub mod actions; // rendering (and later executing) a rule's steps
 pub mod delivery; // a received webhook: parsed body, event name, dedupe key, template context
 pub mod dryrun; // match + render without executing: explain, test, diff
+pub mod store; // the run log and queue: deliveries, runs, attempts, traces

@@ -123,6 +123,9 @@ fn yaml_error(file: Arc<str>, e: &serde_saphyr::Error) -> Diagnostic {
             let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
             format!("duplicate key `{key}` (YAML would silently keep only one of them)")
         }
+        None if message.starts_with("budget breached") => format!(
+            "the file is too large or too deeply nested to load safely ({message}); split it into several files"
+        ),
         None => message.to_string(),
     };
     Diagnostic {

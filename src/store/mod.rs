@@ -1,0 +1,368 @@
+//! The run log and queue: deliveries, runs, attempts and match traces, behind
+//! one [`Store`] trait with one file per backend (`sqlite.rs` now,
+//! `postgres.rs` later).
+//!
+//! The contract every backend keeps (SPEC §4, §5):
+//! - [`Store::accept`] commits a delivery, its match trace and one queued run
+//!   per matching rule in ONE transaction, and returns only after the commit
+//!   succeeded — the server answers the sender only then.
+//! - Duplicates (same source and dedupe key inside the window) write nothing.
+//! - Rejected requests are logged without body or headers.
+//!
+//! Everything crossing this boundary is plain data: ids are ULID text,
+//! timestamps are unix milliseconds, JSON is a [`serde_json::Value`] (stored
+//! as TEXT so the schema stays portable to PostgreSQL).
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::Value;
+
+pub mod sqlite;
+
+pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
+
+/// Result type of every store operation.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Open the store named by a database URL (SPEC §7 `database`).
+///
+/// `sqlite://path[?synchronous=full]` opens (and creates and migrates) a
+/// SQLite file; `postgres://…` is not supported yet.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Url {
+            url: url.to_owned(),
+            reason: "PostgreSQL is not supported yet; use sqlite://path".to_owned(),
+        });
+    }
+    if url.starts_with("sqlite:") {
+        let (path, options) = SqliteOptions::from_url(url)?;
+        let store = SqliteStore::open(path, options).await?;
+        return Ok(Arc::new(store));
+    }
+    Err(StoreError::Url {
+        url: url.to_owned(),
+        reason: "expected sqlite://path or postgres://…".to_owned(),
+    })
+}
+
+/// The run log and queue. Used as `Arc<dyn Store>`; every method is one
+/// round trip to the backend and every write is committed before it returns.
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Commit a delivery, its trace and its queued runs in one transaction,
+    /// unless a delivery with the same (source, dedupe key) was accepted
+    /// within `dedupe_window_ms` before `delivery.received_at`; then nothing
+    /// is written and the first delivery's id is returned. A window `<= 0`
+    /// disables the duplicate check (the key is still recorded).
+    async fn accept(
+        &self,
+        delivery: NewDelivery,
+        runs: Vec<NewRun>,
+        dedupe_window_ms: i64,
+    ) -> Result<AcceptOutcome>;
+
+    /// Log a request answered 401/403/413/429, without body or headers.
+    async fn record_rejected(&self, rejected: Rejected) -> Result<()>;
+
+    /// A stored delivery (accepted or rejected), with body and trace.
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>>;
+
+    /// The runs a delivery queued, by `created_at` then id (ids from a
+    /// monotonic ULID generator keep rule order).
+    async fn runs_for_delivery(&self, delivery_id: &str) -> Result<Vec<RunRecord>>;
+
+    /// Deliveries newest first, filtered and paginated by [`DeliveryFilter`].
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliverySummary>>;
+
+    /// A real write through the writer (for `/readyz`): fails when the
+    /// database cannot commit (disk full, read-only, writer gone).
+    async fn check_writable(&self) -> Result<()>;
+
+    /// Runs not finished yet (queued or running), for the metrics gauge.
+    async fn queue_depth(&self) -> Result<u64>;
+}
+
+/// A verified, matched delivery ready to be committed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewDelivery {
+    /// ULID chosen by the server; it is also the id the sender sees.
+    pub id: String,
+    /// Name of the source (rule file section) it arrived on.
+    pub source: String,
+    /// Arrival time, unix ms; the dedupe window is measured from it.
+    pub received_at: i64,
+    pub method: String,
+    pub path: String,
+    /// Raw query string, without `?`.
+    pub query: Option<String>,
+    /// Headers as received, in order, duplicates kept.
+    pub headers: Vec<(String, String)>,
+    pub remote_addr: String,
+    /// Event name the source's `event` setting extracted ("" if none).
+    pub event: String,
+    /// Dedupe key extracted from the request; `None` disables dedupe.
+    pub dedupe_key: Option<String>,
+    /// Raw body bytes exactly as received (replay re-parses them).
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    /// Names of the rules that matched, in rule order.
+    pub matched: Vec<String>,
+    /// The match trace: per rule, matched or the first failing condition.
+    pub trace: Value,
+}
+
+/// A run to queue for a matching rule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NewRun {
+    pub id: String,
+    /// Must equal the id of the delivery it is accepted with.
+    pub delivery_id: String,
+    pub rule: String,
+    pub created_at: i64,
+    /// Snapshot of the rule's steps at match time, opaque to the store, so a
+    /// rule edited later does not change a queued run.
+    pub definition: Value,
+}
+
+/// A request refused before it became a delivery (401/403/413/429).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Rejected {
+    pub id: String,
+    pub source: String,
+    pub received_at: i64,
+    pub method: String,
+    pub path: String,
+    pub remote_addr: String,
+    /// The HTTP status the sender got.
+    pub status: u16,
+    /// Why, as told to the sender (e.g. "signature mismatch").
+    pub reason: String,
+}
+
+/// What [`Store::accept`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum AcceptOutcome {
+    /// Delivery, trace and runs are committed.
+    Accepted,
+    /// Seen within the window; nothing was written.
+    Duplicate { first_delivery: String },
+}
+
+/// Whether a stored delivery was accepted or rejected. Duplicates are not
+/// stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Accepted,
+    Rejected,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Accepted => "accepted",
+            DeliveryStatus::Rejected => "rejected",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "accepted" => Some(DeliveryStatus::Accepted),
+            "rejected" => Some(DeliveryStatus::Rejected),
+            _ => None,
+        }
+    }
+}
+
+/// A stored delivery, everything included.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliveryRecord {
+    pub id: String,
+    pub source: String,
+    pub received_at: i64,
+    pub status: DeliveryStatus,
+    /// For a rejected delivery: the HTTP status the sender got.
+    pub reject_status: Option<u16>,
+    /// For a rejected delivery: why.
+    pub reject_reason: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub query: Option<String>,
+    /// Empty for rejected deliveries.
+    pub headers: Vec<(String, String)>,
+    pub remote_addr: String,
+    pub event: String,
+    pub dedupe_key: Option<String>,
+    /// `None` for rejected deliveries. Skipped by serde: the API decides how
+    /// to render bytes (it knows the content type).
+    #[serde(skip)]
+    pub body: Option<Vec<u8>>,
+    pub matched: Vec<String>,
+    /// `null` for rejected deliveries.
+    pub trace: Value,
+}
+
+/// One line of a delivery listing (no body, headers or trace).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeliverySummary {
+    pub id: String,
+    pub source: String,
+    pub received_at: i64,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub reject_status: Option<u16>,
+    pub matched: Vec<String>,
+    pub remote_addr: String,
+}
+
+/// Which deliveries [`Store::list_deliveries`] returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    pub source: Option<String>,
+    /// Only deliveries received at or after this time (unix ms).
+    pub since_ms: Option<i64>,
+    /// Page size; 0 means [`DeliveryFilter::DEFAULT_LIMIT`], capped at
+    /// [`DeliveryFilter::MAX_LIMIT`].
+    pub limit: u32,
+    /// Pagination cursor: only deliveries listed after this one (the last id
+    /// of the previous page). An unknown id yields an empty page.
+    pub before_id: Option<String>,
+}
+
+impl DeliveryFilter {
+    pub const DEFAULT_LIMIT: u32 = 100;
+    pub const MAX_LIMIT: u32 = 1000;
+
+    /// The page size actually used.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => Self::DEFAULT_LIMIT,
+            n => n.min(Self::MAX_LIMIT),
+        }
+    }
+}
+
+/// Run states (SPEC §5): `queued` → `running` → `succeeded` | `failed` |
+/// `cancelled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub const ALL: [RunStatus; 5] = [
+        RunStatus::Queued,
+        RunStatus::Running,
+        RunStatus::Succeeded,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// Succeeded, failed or cancelled: the run will not execute again
+    /// unless retried.
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled
+        )
+    }
+}
+
+/// A stored run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub delivery_id: String,
+    pub rule: String,
+    pub status: RunStatus,
+    /// Index of the first step not yet succeeded; a resumed run starts here.
+    pub next_step: u32,
+    /// Attempts made so far at `next_step`.
+    pub attempt: u32,
+    /// When a worker may take it next (unix ms); `None` once finished.
+    pub next_attempt_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    /// The rule's steps as snapshotted at match time.
+    pub definition: Value,
+    /// `steps.<id>` outputs so far, for templates of later steps.
+    pub outputs: Value,
+}
+
+/// Why a store operation failed. `op` names the operation ("accept
+/// delivery", "list deliveries", …) so a log line says what was attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+
+    #[error("opening database {path}: {message}")]
+    Open { path: String, message: String },
+
+    #[error("{op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{op}: the transaction could not be committed: {message}")]
+    Commit { op: &'static str, message: String },
+
+    #[error("applying database migration {version} ({name}): {source}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the database schema is at version {found}, newer than this hookflow knows ({known}); upgrade hookflow"
+    )]
+    SchemaTooNew { found: i64, known: u32 },
+
+    #[error("{op}: invalid input: {message}")]
+    Invalid { op: &'static str, message: String },
+
+    #[error("{op}: the database writer has stopped: {message}")]
+    WriterGone { op: &'static str, message: String },
+
+    #[error("{op}: background task failed: {message}")]
+    Task { op: &'static str, message: String },
+}
+
+/// Attach the operation name to a backend error.
+pub(crate) trait Context<T> {
+    fn ctx(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite { op, source })
+    }
+}

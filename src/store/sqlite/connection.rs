@@ -1,0 +1,62 @@
+//! Opening connections: the writer's pragmas and the read-only readers.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::{SqliteOptions, migrate};
+use crate::store::{Result, StoreError};
+
+/// How long a statement waits on a lock held by another connection (a
+/// checkpoint, a second process on the same file) before `SQLITE_BUSY`.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Statements the writer keeps prepared; the write paths use about a dozen.
+const STATEMENT_CACHE: usize = 64;
+
+/// Open the write connection, set it up and bring the schema up to date.
+pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let failed = |message: String| StoreError::Open {
+        path: path.display().to_string(),
+        message,
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| failed(e.to_string()))?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .map_err(|e| failed(e.to_string()))?;
+    // WAL: readers never block the writer nor the writer them, and a commit
+    // is an append. Some file systems (network mounts) refuse it.
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .map_err(|e| failed(e.to_string()))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(failed(format!(
+            "the file system does not support WAL mode (journal_mode stayed `{mode}`); put the database on a local disk"
+        )));
+    }
+    // See `Synchronous` for the durability trade-off of NORMAL vs FULL.
+    conn.pragma_update(None, "synchronous", options.synchronous.pragma_value())
+        .map_err(|e| failed(e.to_string()))?;
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(|e| failed(e.to_string()))?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    migrate::apply(&mut conn)?;
+    Ok(conn)
+}
+
+/// Open a read-only connection. The writer has already created the file
+/// and switched it to WAL, which is persistent.
+pub(super) fn open_reader(path: &Path) -> Result<Connection> {
+    let failed = |e: rusqlite::Error| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}

@@ -1,0 +1,236 @@
+//! SQL of the `deliveries` and `dedupe` tables: accepting (with the
+//! delivery's runs), logging rejections, and reading them back.
+
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+
+use super::{enum_column, json_column, runs, to_json};
+use crate::store::{
+    AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
+    NewDelivery, NewRun, Rejected, Result, StoreError,
+};
+
+pub(super) const ACCEPT: &str = "accept delivery";
+pub(super) const REJECT: &str = "record rejected delivery";
+pub(super) const GET: &str = "get delivery";
+pub(super) const LIST: &str = "list deliveries";
+
+/// An accepted delivery with its JSON columns already encoded, ready for
+/// the writer.
+pub(super) struct Accept {
+    delivery: NewDelivery,
+    headers: String,
+    matched: String,
+    trace: String,
+    /// Each run with its encoded definition.
+    runs: Vec<(NewRun, String)>,
+    dedupe_window_ms: i64,
+}
+
+impl Accept {
+    pub(super) fn encode(
+        delivery: NewDelivery,
+        runs: Vec<NewRun>,
+        dedupe_window_ms: i64,
+    ) -> Result<Accept> {
+        if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery.id) {
+            return Err(StoreError::Invalid {
+                op: ACCEPT,
+                message: format!(
+                    "run {} belongs to delivery {}, not {}",
+                    run.id, run.delivery_id, delivery.id
+                ),
+            });
+        }
+        let runs = runs
+            .into_iter()
+            .map(|run| {
+                let definition = to_json(ACCEPT, "run definition", &run.definition)?;
+                Ok((run, definition))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Accept {
+            headers: to_json(ACCEPT, "headers", &delivery.headers)?,
+            matched: to_json(ACCEPT, "matched rules", &delivery.matched)?,
+            trace: to_json(ACCEPT, "match trace", &delivery.trace)?,
+            delivery,
+            runs,
+            dedupe_window_ms,
+        })
+    }
+
+    /// Runs on the writer, inside the command's savepoint: either all of it
+    /// is written or (on error) none.
+    pub(super) fn apply(self, conn: &Connection) -> Result<AcceptOutcome> {
+        let d = &self.delivery;
+        if let Some(key) = &d.dedupe_key
+            && let Some(first_delivery) = self.first_within_window(conn, key)?
+        {
+            return Ok(AcceptOutcome::Duplicate { first_delivery });
+        }
+        conn.prepare_cached(
+            "INSERT INTO deliveries (id, source, received_at, status, method, path, query,
+                                     headers, remote_addr, event, dedupe_key, body, matched, trace)
+             VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                d.id,
+                d.source,
+                d.received_at,
+                d.method,
+                d.path,
+                d.query,
+                self.headers,
+                d.remote_addr,
+                d.event,
+                d.dedupe_key,
+                d.body,
+                self.matched,
+                self.trace,
+            ])
+        })
+        .ctx(ACCEPT)?;
+        if let Some(key) = &d.dedupe_key {
+            // Reaching here means no live entry: insert, or replace the
+            // expired one.
+            conn.prepare_cached(
+                "INSERT INTO dedupe (source, dedupe_key, delivery_id, first_seen_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (source, dedupe_key) DO UPDATE
+                 SET delivery_id = excluded.delivery_id, first_seen_at = excluded.first_seen_at",
+            )
+            .and_then(|mut stmt| stmt.execute(params![d.source, key, d.id, d.received_at]))
+            .ctx(ACCEPT)?;
+        }
+        for (run, definition) in &self.runs {
+            runs::insert_queued(conn, run, definition).ctx(ACCEPT)?;
+        }
+        Ok(AcceptOutcome::Accepted)
+    }
+
+    /// The first delivery with this key if it is still inside the window.
+    fn first_within_window(&self, conn: &Connection, key: &str) -> Result<Option<String>> {
+        if self.dedupe_window_ms <= 0 {
+            return Ok(None);
+        }
+        let d = &self.delivery;
+        let first: Option<(String, i64)> = conn
+            .prepare_cached(
+                "SELECT delivery_id, first_seen_at FROM dedupe
+                 WHERE source = ?1 AND dedupe_key = ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(params![d.source, key], |row| Ok((row.get(0)?, row.get(1)?)))
+                    .optional()
+            })
+            .ctx(ACCEPT)?;
+        // A delivery older than the first one (clock skew, reordering) is
+        // inside the window too.
+        Ok(first
+            .filter(|(_, seen_at)| d.received_at.saturating_sub(*seen_at) < self.dedupe_window_ms)
+            .map(|(id, _)| id))
+    }
+}
+
+pub(super) fn insert_rejected(conn: &Connection, r: &Rejected) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO deliveries (id, source, received_at, status, reject_status, reject_reason,
+                                 method, path, remote_addr)
+         VALUES (?1, ?2, ?3, 'rejected', ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut stmt| {
+        stmt.execute(params![
+            r.id,
+            r.source,
+            r.received_at,
+            r.status,
+            r.reason,
+            r.method,
+            r.path,
+            r.remote_addr,
+        ])
+    })
+    .ctx(REJECT)?;
+    Ok(())
+}
+
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>> {
+    conn.prepare_cached(
+        "SELECT id, source, received_at, status, reject_status, reject_reason, method, path,
+                query, headers, remote_addr, event, dedupe_key, body, matched, trace
+         FROM deliveries WHERE id = ?1",
+    )
+    .and_then(|mut stmt| stmt.query_row([id], record_from_row).optional())
+    .ctx(GET)
+}
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
+    Ok(DeliveryRecord {
+        id: row.get(0)?,
+        source: row.get(1)?,
+        received_at: row.get(2)?,
+        status: enum_column(row, 3, DeliveryStatus::parse)?,
+        reject_status: row.get(4)?,
+        reject_reason: row.get(5)?,
+        method: row.get(6)?,
+        path: row.get(7)?,
+        query: row.get(8)?,
+        headers: json_column(row, 9)?,
+        remote_addr: row.get(10)?,
+        event: row.get(11)?,
+        dedupe_key: row.get(12)?,
+        body: row.get(13)?,
+        matched: json_column(row, 14)?,
+        trace: json_column(row, 15)?,
+    })
+}
+
+/// Newest first, keyset-paginated on (received_at, id) so pages stay
+/// stable while new deliveries arrive.
+pub(super) fn list(conn: &Connection, filter: &DeliveryFilter) -> Result<Vec<DeliverySummary>> {
+    let mut sql = String::from(
+        "SELECT id, source, received_at, event, status, reject_status, matched, remote_addr
+         FROM deliveries WHERE 1 = 1",
+    );
+    // Only the filters given become SQL, so each shape of query gets its
+    // own cached plan and can use the (source, received_at, id) index.
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(source) = &filter.source {
+        args.push(SqlValue::Text(source.clone()));
+        sql.push_str(&format!(" AND source = ?{}", args.len()));
+    }
+    if let Some(since) = filter.since_ms {
+        args.push(SqlValue::Integer(since));
+        sql.push_str(&format!(" AND received_at >= ?{}", args.len()));
+    }
+    if let Some(before) = &filter.before_id {
+        args.push(SqlValue::Text(before.clone()));
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (received_at, id) < (SELECT received_at, id FROM deliveries WHERE id = ?{n})"
+        ));
+    }
+    args.push(SqlValue::Integer(i64::from(filter.effective_limit())));
+    sql.push_str(&format!(
+        " ORDER BY received_at DESC, id DESC LIMIT ?{}",
+        args.len()
+    ));
+
+    let mut stmt = conn.prepare_cached(&sql).ctx(LIST)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), |row| {
+            Ok(DeliverySummary {
+                id: row.get(0)?,
+                source: row.get(1)?,
+                received_at: row.get(2)?,
+                event: row.get(3)?,
+                status: enum_column(row, 4, DeliveryStatus::parse)?,
+                reject_status: row.get(5)?,
+                matched: json_column(row, 6)?,
+                remote_addr: row.get(7)?,
+            })
+        })
+        .ctx(LIST)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().ctx(LIST)
+}

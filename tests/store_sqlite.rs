@@ -1,0 +1,519 @@
+//! The SQLite store against its contract (SPEC §4, §5): one transaction per
+//! accepted delivery, dedupe, rejected deliveries, group commit, durability
+//! across reopen. Every test works on a fresh temporary database file.
+
+use std::sync::{Arc, Mutex};
+
+use hookflow::store::{
+    self, AcceptOutcome, DeliveryFilter, DeliveryStatus, DeliverySummary, NewDelivery, NewRun,
+    Rejected, RunStatus, SqliteOptions, SqliteStore, Store, StoreError, Synchronous,
+};
+use serde_json::json;
+use tempfile::TempDir;
+
+const MINUTE: i64 = 60_000;
+const T0: i64 = 1_750_000_000_000;
+
+async fn fresh() -> (TempDir, Arc<SqliteStore>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("hookflow.db"), SqliteOptions::default())
+        .await
+        .expect("open store");
+    (dir, Arc::new(store))
+}
+
+/// Monotonic, like the server's ids: ULIDs made in the same millisecond
+/// still sort in creation order (runs are listed in rule order by id).
+fn new_id() -> String {
+    static IDS: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
+    let mut ids = IDS.lock().expect("id generator");
+    ids.generate().expect("ulid").to_string()
+}
+
+fn delivery(source: &str, dedupe_key: Option<&str>, received_at: i64) -> NewDelivery {
+    NewDelivery {
+        id: new_id(),
+        source: source.to_owned(),
+        received_at,
+        method: "POST".to_owned(),
+        path: format!("/hooks/{source}"),
+        query: Some("a=1".to_owned()),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-github-event".to_owned(), "push".to_owned()),
+        ],
+        remote_addr: "192.0.2.7:5555".to_owned(),
+        event: "push".to_owned(),
+        dedupe_key: dedupe_key.map(str::to_owned),
+        body: br#"{"ref":"refs/heads/main"}"#.to_vec(),
+        matched: vec!["deploy-main".to_owned()],
+        trace: json!([{"rule": "deploy-main", "matched": true}]),
+    }
+}
+
+fn run_for(d: &NewDelivery, rule: &str) -> NewRun {
+    NewRun {
+        id: new_id(),
+        delivery_id: d.id.clone(),
+        rule: rule.to_owned(),
+        created_at: d.received_at,
+        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
+    }
+}
+
+async fn count_deliveries(store: &dyn Store) -> usize {
+    let filter = DeliveryFilter {
+        limit: DeliveryFilter::MAX_LIMIT,
+        ..DeliveryFilter::default()
+    };
+    store.list_deliveries(filter).await.expect("list").len()
+}
+
+#[tokio::test]
+async fn accepted_delivery_reads_back_with_its_queued_runs_and_trace() {
+    let (_dir, store) = fresh().await;
+    let d = delivery("github", Some("guid-1"), T0);
+    let runs = vec![run_for(&d, "deploy-main"), run_for(&d, "notify")];
+
+    let outcome = store.accept(d.clone(), runs.clone(), MINUTE).await;
+    assert_eq!(outcome.expect("accept"), AcceptOutcome::Accepted);
+
+    let got = store
+        .get_delivery(&d.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.status, DeliveryStatus::Accepted);
+    assert_eq!(got.source, "github");
+    assert_eq!(got.received_at, T0);
+    assert_eq!(got.method, "POST");
+    assert_eq!(got.path, "/hooks/github");
+    assert_eq!(got.query.as_deref(), Some("a=1"));
+    assert_eq!(got.headers, d.headers);
+    assert_eq!(got.remote_addr, "192.0.2.7:5555");
+    assert_eq!(got.event, "push");
+    assert_eq!(got.dedupe_key.as_deref(), Some("guid-1"));
+    assert_eq!(got.body.as_deref(), Some(d.body.as_slice()));
+    assert_eq!(got.matched, vec!["deploy-main"]);
+    assert_eq!(got.trace, d.trace);
+    assert_eq!(got.reject_status, None);
+
+    let stored = store.runs_for_delivery(&d.id).await.expect("runs");
+    assert_eq!(stored.len(), 2);
+    for (run, new) in stored.iter().zip(&runs) {
+        assert_eq!(run.id, new.id);
+        assert_eq!(run.delivery_id, d.id);
+        assert_eq!(run.rule, new.rule);
+        assert_eq!(run.status, RunStatus::Queued);
+        assert_eq!((run.next_step, run.attempt), (0, 0));
+        assert_eq!(run.next_attempt_at, Some(T0));
+        assert_eq!((run.created_at, run.updated_at), (T0, T0));
+        assert_eq!((run.finished_at, run.error.as_deref()), (None, None));
+        assert_eq!(run.definition, new.definition);
+        assert_eq!(run.outputs, json!({}));
+    }
+    assert_eq!(store.queue_depth().await.expect("depth"), 2);
+}
+
+#[tokio::test]
+async fn unknown_delivery_reads_as_none() {
+    let (_dir, store) = fresh().await;
+    assert!(store.get_delivery("nope").await.expect("get").is_none());
+    assert!(
+        store
+            .runs_for_delivery("nope")
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn duplicate_within_window_returns_first_id_and_writes_nothing() {
+    let (_dir, store) = fresh().await;
+    let first = delivery("github", Some("guid-1"), T0);
+    let first_runs = vec![run_for(&first, "deploy-main")];
+    store
+        .accept(first.clone(), first_runs, MINUTE)
+        .await
+        .expect("first");
+
+    let again = delivery("github", Some("guid-1"), T0 + MINUTE - 1);
+    let again_runs = vec![run_for(&again, "deploy-main")];
+    let outcome = store.accept(again.clone(), again_runs, MINUTE).await;
+
+    assert_eq!(
+        outcome.expect("second"),
+        AcceptOutcome::Duplicate {
+            first_delivery: first.id.clone()
+        }
+    );
+    assert!(store.get_delivery(&again.id).await.expect("get").is_none());
+    assert!(
+        store
+            .runs_for_delivery(&again.id)
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+    assert_eq!(count_deliveries(store.as_ref()).await, 1);
+    assert_eq!(store.queue_depth().await.expect("depth"), 1);
+}
+
+#[tokio::test]
+async fn same_key_after_window_is_accepted_and_starts_a_new_window() {
+    let (_dir, store) = fresh().await;
+    let first = delivery("github", Some("guid-1"), T0);
+    store.accept(first, vec![], MINUTE).await.expect("first");
+
+    let later = delivery("github", Some("guid-1"), T0 + MINUTE);
+    let outcome = store.accept(later.clone(), vec![run_for(&later, "r")], MINUTE);
+    assert_eq!(outcome.await.expect("later"), AcceptOutcome::Accepted);
+    assert_eq!(
+        store
+            .runs_for_delivery(&later.id)
+            .await
+            .expect("runs")
+            .len(),
+        1
+    );
+
+    // The window now counts from the later delivery.
+    let third = delivery("github", Some("guid-1"), T0 + MINUTE + 10);
+    assert_eq!(
+        store.accept(third, vec![], MINUTE).await.expect("third"),
+        AcceptOutcome::Duplicate {
+            first_delivery: later.id
+        }
+    );
+}
+
+#[tokio::test]
+async fn same_key_on_another_source_is_accepted() {
+    let (_dir, store) = fresh().await;
+    store
+        .accept(delivery("github", Some("k"), T0), vec![], MINUTE)
+        .await
+        .expect("github");
+    let outcome = store
+        .accept(delivery("stripe", Some("k"), T0 + 1), vec![], MINUTE)
+        .await;
+    assert_eq!(outcome.expect("stripe"), AcceptOutcome::Accepted);
+    assert_eq!(count_deliveries(store.as_ref()).await, 2);
+}
+
+#[tokio::test]
+async fn deliveries_without_a_dedupe_key_are_never_duplicates() {
+    let (_dir, store) = fresh().await;
+    for _ in 0..3 {
+        let outcome = store.accept(delivery("github", None, T0), vec![], MINUTE);
+        assert_eq!(outcome.await.expect("accept"), AcceptOutcome::Accepted);
+    }
+    assert_eq!(count_deliveries(store.as_ref()).await, 3);
+}
+
+#[tokio::test]
+async fn rejected_delivery_is_logged_without_body_or_headers() {
+    let (_dir, store) = fresh().await;
+    let rejected = Rejected {
+        id: new_id(),
+        source: "stripe".to_owned(),
+        received_at: T0,
+        method: "POST".to_owned(),
+        path: "/hooks/stripe".to_owned(),
+        remote_addr: "203.0.113.9:1234".to_owned(),
+        status: 401,
+        reason: "signature mismatch".to_owned(),
+    };
+    store
+        .record_rejected(rejected.clone())
+        .await
+        .expect("record");
+
+    let got = store
+        .get_delivery(&rejected.id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.status, DeliveryStatus::Rejected);
+    assert_eq!(got.reject_status, Some(401));
+    assert_eq!(got.reject_reason.as_deref(), Some("signature mismatch"));
+    assert_eq!(got.body, None);
+    assert!(got.headers.is_empty());
+    assert!(got.matched.is_empty());
+    assert_eq!(got.remote_addr, "203.0.113.9:1234");
+    assert!(
+        store
+            .runs_for_delivery(&rejected.id)
+            .await
+            .expect("runs")
+            .is_empty()
+    );
+
+    let listed = store
+        .list_deliveries(DeliveryFilter::default())
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, DeliveryStatus::Rejected);
+    assert_eq!(listed[0].reject_status, Some(401));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_accepts_all_land_in_fewer_commits_than_requests() {
+    const REQUESTS: usize = 200;
+    let (_dir, store) = fresh().await;
+    let commits_before = store.commit_count();
+
+    let mut tasks = Vec::new();
+    for i in 0..REQUESTS {
+        let store = Arc::clone(&store);
+        tasks.push(tokio::spawn(async move {
+            let d = delivery("github", Some(&format!("guid-{i}")), T0 + i as i64);
+            let runs = vec![run_for(&d, "deploy-main")];
+            let outcome = store.accept(d.clone(), runs, MINUTE).await;
+            (d.id, outcome)
+        }));
+    }
+    let mut ids = Vec::new();
+    for task in tasks {
+        let (id, outcome) = task.await.expect("task");
+        assert_eq!(outcome.expect("accept"), AcceptOutcome::Accepted);
+        ids.push(id);
+    }
+
+    let commits = store.commit_count() - commits_before;
+    eprintln!("{REQUESTS} concurrent accepts -> {commits} commits");
+    assert!(commits >= 1);
+    assert!(
+        commits < REQUESTS as u64,
+        "expected group commit: {REQUESTS} accepts took {commits} commits"
+    );
+    assert_eq!(count_deliveries(store.as_ref()).await, REQUESTS);
+    assert_eq!(store.queue_depth().await.expect("depth"), REQUESTS as u64);
+    for id in &ids {
+        assert_eq!(store.runs_for_delivery(id).await.expect("runs").len(), 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_accept_rolls_back_only_itself_within_a_group() {
+    let (_dir, store) = fresh().await;
+    let taken = delivery("github", None, T0);
+    let taken_run = run_for(&taken, "r");
+    store
+        .accept(taken, vec![taken_run.clone()], MINUTE)
+        .await
+        .expect("first");
+
+    // Every fifth accept reuses an existing run id, a primary-key conflict
+    // after its delivery row was already inserted.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = Arc::clone(&store);
+        let taken_run_id = taken_run.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let d = delivery("github", None, T0 + 1 + i);
+            let mut run = run_for(&d, "r");
+            let bad = i % 5 == 0;
+            if bad {
+                run.id = taken_run_id;
+            }
+            (d.id.clone(), bad, store.accept(d, vec![run], MINUTE).await)
+        }));
+    }
+    for task in tasks {
+        let (id, bad, outcome) = task.await.expect("task");
+        let stored = store.get_delivery(&id).await.expect("get");
+        if bad {
+            let err = outcome.expect_err("conflicting run id");
+            assert!(matches!(err, StoreError::Sqlite { .. }), "{err}");
+            assert!(err.to_string().starts_with("accept delivery"), "{err}");
+            assert!(stored.is_none(), "failed accept left its delivery behind");
+        } else {
+            assert_eq!(outcome.expect("accept"), AcceptOutcome::Accepted);
+            assert!(stored.is_some());
+        }
+    }
+    assert_eq!(count_deliveries(store.as_ref()).await, 1 + 40);
+    store.check_writable().await.expect("writer still works");
+}
+
+#[tokio::test]
+async fn a_run_of_another_delivery_is_refused_before_writing() {
+    let (_dir, store) = fresh().await;
+    let d = delivery("github", None, T0);
+    let other = delivery("github", None, T0);
+    let err = store
+        .accept(d.clone(), vec![run_for(&other, "r")], MINUTE)
+        .await
+        .expect_err("mismatched run");
+    assert!(matches!(err, StoreError::Invalid { .. }), "{err}");
+    assert!(store.get_delivery(&d.id).await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("hookflow.db");
+    let d = delivery("github", Some("guid-1"), T0);
+    let run = run_for(&d, "deploy-main");
+    {
+        let store = SqliteStore::open(&path, SqliteOptions::default())
+            .await
+            .expect("open");
+        store
+            .accept(d.clone(), vec![run.clone()], MINUTE)
+            .await
+            .expect("accept");
+    }
+    let migrations = || {
+        let conn = rusqlite::Connection::open(&path).expect("inspect");
+        let mut stmt = conn
+            .prepare("SELECT version, applied_at FROM schema_migrations ORDER BY version")
+            .expect("prepare");
+        stmt.query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
+            .expect("query")
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .expect("rows")
+    };
+    let before = migrations();
+    assert_eq!(before.len(), 1);
+    assert_eq!(before[0].0, 1);
+
+    let store = store::open(&format!("sqlite://{}", path.display()))
+        .await
+        .expect("reopen");
+    let got = store
+        .get_delivery(&d.id)
+        .await
+        .expect("get")
+        .expect("still there");
+    assert_eq!(got.body.as_deref(), Some(d.body.as_slice()));
+    assert_eq!(got.trace, d.trace);
+    let runs = store.runs_for_delivery(&d.id).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].id, run.id);
+    assert_eq!(runs[0].status, RunStatus::Queued);
+    // The dedupe entry survived too.
+    let again = delivery("github", Some("guid-1"), T0 + 1);
+    assert_eq!(
+        store.accept(again, vec![], MINUTE).await.expect("again"),
+        AcceptOutcome::Duplicate {
+            first_delivery: d.id.clone()
+        }
+    );
+    assert_eq!(migrations(), before, "migration 0001 ran again");
+}
+
+#[tokio::test]
+async fn check_writable_commits_a_heartbeat() {
+    let (dir, store) = fresh().await;
+    let before = store.commit_count();
+    store.check_writable().await.expect("writable");
+    store.check_writable().await.expect("writable again");
+    assert_eq!(store.commit_count(), before + 2);
+
+    let conn = rusqlite::Connection::open(dir.path().join("hookflow.db")).expect("inspect");
+    let beats: i64 = conn
+        .query_row(
+            "SELECT COUNT(*) FROM heartbeat WHERE beat_at > 0",
+            [],
+            |r| r.get(0),
+        )
+        .expect("heartbeat");
+    assert_eq!(beats, 1);
+}
+
+#[tokio::test]
+async fn list_deliveries_filters_by_source_and_time_and_paginates_newest_first() {
+    let (_dir, store) = fresh().await;
+    let mut github = Vec::new();
+    for i in 0..5 {
+        let d = delivery("github", None, T0 + i * 1000);
+        github.push(d.id.clone());
+        store.accept(d, vec![], MINUTE).await.expect("github");
+    }
+    store
+        .accept(delivery("stripe", None, T0 + 2500), vec![], MINUTE)
+        .await
+        .expect("stripe");
+
+    let all = store
+        .list_deliveries(DeliveryFilter::default())
+        .await
+        .expect("all");
+    assert_eq!(all.len(), 6);
+    assert!(all.windows(2).all(|w| w[0].received_at >= w[1].received_at));
+
+    let github_filter = |limit, before_id| DeliveryFilter {
+        source: Some("github".to_owned()),
+        limit,
+        before_id,
+        ..DeliveryFilter::default()
+    };
+    let page1 = store
+        .list_deliveries(github_filter(2, None))
+        .await
+        .expect("page 1");
+    let ids = |page: &[DeliverySummary]| page.iter().map(|d| d.id.clone()).collect::<Vec<_>>();
+    assert_eq!(ids(&page1), vec![github[4].clone(), github[3].clone()]);
+    assert_eq!(page1[0].matched, vec!["deploy-main"]);
+    assert_eq!(page1[0].event, "push");
+
+    let page2 = store
+        .list_deliveries(github_filter(2, Some(github[3].clone())))
+        .await
+        .expect("page 2");
+    assert_eq!(ids(&page2), vec![github[2].clone(), github[1].clone()]);
+    let page3 = store
+        .list_deliveries(github_filter(2, Some(github[1].clone())))
+        .await
+        .expect("page 3");
+    assert_eq!(ids(&page3), vec![github[0].clone()]);
+
+    let since = DeliveryFilter {
+        since_ms: Some(T0 + 2500),
+        ..DeliveryFilter::default()
+    };
+    let recent = store.list_deliveries(since).await.expect("since");
+    assert_eq!(recent.len(), 3, "github at +3s, +4s and stripe at +2.5s");
+    assert!(recent.iter().all(|d| d.received_at >= T0 + 2500));
+}
+
+#[tokio::test]
+async fn database_urls_choose_the_backend_and_options() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("full.db");
+    let url = format!("sqlite://{}?synchronous=full", path.display());
+    let (parsed, options) = SqliteOptions::from_url(&url).expect("parse");
+    assert_eq!(parsed, path);
+    assert_eq!(options.synchronous, Synchronous::Full);
+
+    let store = store::open(&url).await.expect("open with synchronous=full");
+    store.check_writable().await.expect("writable");
+
+    let err = store::open("postgres://localhost/hookflow")
+        .await
+        .err()
+        .expect("postgres not yet");
+    assert!(err.to_string().contains("not supported yet"), "{err}");
+    let err = SqliteOptions::from_url("sqlite://x.db?journal=off").expect_err("unknown param");
+    assert!(
+        err.to_string().contains("unknown parameter `journal`"),
+        "{err}"
+    );
+    assert!(SqliteOptions::from_url("sqlite://").is_err());
+}
+
+#[tokio::test]
+async fn opening_a_path_in_a_missing_directory_names_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("missing").join("hookflow.db");
+    let err = SqliteStore::open(&path, SqliteOptions::default())
+        .await
+        .err()
+        .expect("cannot open");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("hookflow.db"), "{err}");
+}
