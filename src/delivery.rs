@@ -7,8 +7,8 @@ use std::net::IpAddr;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::rules::model::{Extract, Source};
 use crate::rules::MatchInput;
+use crate::rules::model::{Extract, Source};
 
 /// A received webhook, verified and parsed.
 #[derive(Debug, Clone)]
@@ -100,7 +100,10 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
 }
 
 fn string_at(payload: &Value, pointer: &str) -> Option<String> {
-    payload.pointer(pointer).and_then(Value::as_str).map(str::to_string)
+    payload
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
 }
 
 fn extract(rule: &Extract, headers: &[(String, String)], payload: &Value) -> Option<String> {
@@ -136,7 +139,11 @@ pub fn event_name(source: &Source, headers: &[(String, String)], payload: &Value
 }
 
 /// The key that recognises a resend of the same delivery, if any.
-pub fn dedupe_key(source: &Source, headers: &[(String, String)], payload: &Value) -> Option<String> {
+pub fn dedupe_key(
+    source: &Source,
+    headers: &[(String, String)],
+    payload: &Value,
+) -> Option<String> {
     if let Some(rule) = &source.dedupe {
         return extract(rule, headers, payload);
     }
@@ -231,7 +238,9 @@ impl Delivery {
         }
         let mut query = Map::new();
         for (k, v) in &self.query {
-            query.entry(k.clone()).or_insert_with(|| Value::String(v.clone()));
+            query
+                .entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
         }
         json!({
             "payload": self.payload,
@@ -262,7 +271,11 @@ mod tests {
 
     #[test]
     fn form_bodies_become_objects_of_strings() {
-        let v = parse_body(Some("application/x-www-form-urlencoded"), b"command=%2Fdeploy&text=a+b").unwrap();
+        let v = parse_body(
+            Some("application/x-www-form-urlencoded"),
+            b"command=%2Fdeploy&text=a+b",
+        )
+        .unwrap();
         assert_eq!(v, json!({"command": "/deploy", "text": "a b"}));
     }
 
@@ -275,8 +288,14 @@ mod tests {
 
     #[test]
     fn other_content_types_are_kept_raw_with_a_null_payload() {
-        assert_eq!(parse_body(Some("text/plain"), b"hello").unwrap(), Value::Null);
+        assert_eq!(
+            parse_body(Some("text/plain"), b"hello").unwrap(),
+            Value::Null
+        );
         assert_eq!(parse_body(None, b"not json").unwrap(), Value::Null);
-        assert_eq!(parse_body(None, br#"{"x":true}"#).unwrap(), json!({"x": true}));
+        assert_eq!(
+            parse_body(None, br#"{"x":true}"#).unwrap(),
+            json!({"x": true})
+        );
     }
 }

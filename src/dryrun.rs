@@ -48,7 +48,8 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
         .matched()
         .filter_map(|name| set.rule(name))
         .map(|rule| {
-            let ctx = TemplateContext::new(delivery.template_value(&rule.name, "dry-run", json!({})));
+            let ctx =
+                TemplateContext::new(delivery.template_value(&rule.name, "dry-run", json!({})));
             let steps = rule
                 .steps
                 .iter()

@@ -24,7 +24,14 @@ fn try_cond(yaml: &str) -> (Option<Condition>, Vec<String>) {
     let mut secrets = BTreeSet::new();
     let mut templates = Templates::new();
     let env = |name: &str| (name == "BRANCH").then(|| "refs/heads/main".to_string());
-    let mut dec = Decoder::new("t.yaml".into(), &mut diagnostics, &env, &mut secrets, &mut templates, PathBuf::new());
+    let mut dec = Decoder::new(
+        "t.yaml".into(),
+        &mut diagnostics,
+        &env,
+        &mut secrets,
+        &mut templates,
+        PathBuf::new(),
+    );
     let c = dec.condition(&root);
     (c, diagnostics.iter().map(ToString::to_string).collect())
 }
@@ -84,7 +91,10 @@ fn equals_is_typed() {
     assert!(holds("{path: $.ref, equals: refs/heads/main}", &r));
     assert!(holds("{path: $.size, equals: 3}", &r));
     assert!(holds("{path: $.size, equals: 3.0}", &r));
-    assert!(!holds("{path: $.size, equals: \"3\"}", &r), "a number never equals a string");
+    assert!(
+        !holds("{path: $.size, equals: \"3\"}", &r),
+        "a number never equals a string"
+    );
     assert!(holds("{path: $.private, equals: false}", &r));
     assert!(!holds("{path: $.private, equals: \"false\"}", &r));
     assert!(holds("{path: $.nothing, equals: null}", &r));
@@ -96,7 +106,10 @@ fn not_equals_in_and_not_in() {
     let r = push();
     assert!(holds("{path: $.ref, not_equals: refs/heads/dev}", &r));
     assert!(!holds("{path: $.ref, not_equals: refs/heads/main}", &r));
-    assert!(holds("{path: $.ref, in: [refs/heads/dev, refs/heads/main]}", &r));
+    assert!(holds(
+        "{path: $.ref, in: [refs/heads/dev, refs/heads/main]}",
+        &r
+    ));
     assert!(!holds("{path: $.size, in: [\"3\"]}", &r));
     assert!(holds("{path: $.ref, not_in: [refs/heads/dev]}", &r));
     assert!(!holds("{path: $.ref, not_in: [refs/heads/main]}", &r));
@@ -108,7 +121,10 @@ fn contains_is_substring_or_element() {
     assert!(holds("{path: $.ref, contains: heads}", &r));
     assert!(holds("{path: $.tags, contains: b}", &r));
     assert!(!holds("{path: $.tags, contains: c}", &r));
-    assert!(!holds("{path: $.size, contains: \"3\"}", &r), "numbers have no substrings");
+    assert!(
+        !holds("{path: $.size, contains: \"3\"}", &r),
+        "numbers have no substrings"
+    );
 }
 
 #[test]
@@ -117,14 +133,20 @@ fn starts_ends_and_matches_apply_to_strings_only() {
     assert!(holds("{path: $.ref, starts_with: refs/heads/}", &r));
     assert!(holds("{path: $.ref, ends_with: /main}", &r));
     assert!(!holds("{path: $.size, starts_with: \"3\"}", &r));
-    assert!(holds("{path: $.ref, matches: '^refs/heads/(main|master)$'}", &r));
+    assert!(holds(
+        "{path: $.ref, matches: '^refs/heads/(main|master)$'}",
+        &r
+    ));
     assert!(!holds("{path: $.size, matches: '3'}", &r));
 }
 
 #[test]
 fn multi_value_paths_hold_if_any_value_does() {
     let r = push();
-    assert!(holds("{path: '$.commits[*].message', matches: '\\[deploy\\]'}", &r));
+    assert!(holds(
+        "{path: '$.commits[*].message', matches: '\\[deploy\\]'}",
+        &r
+    ));
     assert!(holds("{path: '$.commits[*].author', equals: bob}", &r));
     assert!(!holds("{path: '$.commits[*].author', equals: eve}", &r));
 }
@@ -132,8 +154,14 @@ fn multi_value_paths_hold_if_any_value_does() {
 #[test]
 fn every_requires_all_values_and_at_least_one() {
     let r = push();
-    assert!(!holds("{path: '$.commits[*].message', matches: deploy, every: true}", &r));
-    assert!(holds("{path: '$.commits[*].author', in: [ann, bob], every: true}", &r));
+    assert!(!holds(
+        "{path: '$.commits[*].message', matches: deploy, every: true}",
+        &r
+    ));
+    assert!(holds(
+        "{path: '$.commits[*].author', in: [ann, bob], every: true}",
+        &r
+    ));
     assert!(!holds("{path: '$.missing[*]', equals: 1, every: true}", &r));
 }
 
@@ -150,8 +178,16 @@ fn a_path_that_selects_nothing_fails_and_says_so() {
     };
     let failure = c.eval(&input).unwrap_err();
     assert_eq!(failure.saw, None);
-    assert!(failure.to_string().contains("path selects nothing"), "{failure}");
-    assert!(failure.to_string().starts_with("t.yaml:1:1: path $.head_commit.id equals \"abc\""), "{failure}");
+    assert!(
+        failure.to_string().contains("path selects nothing"),
+        "{failure}"
+    );
+    assert!(
+        failure
+            .to_string()
+            .starts_with("t.yaml:1:1: path $.head_commit.id equals \"abc\""),
+        "{failure}"
+    );
 }
 
 #[test]
@@ -177,7 +213,10 @@ fn numeric_comparisons() {
     assert!(holds("{path: $.size, gte: 3}", &r));
     assert!(holds("{path: $.ratio, lt: 1}", &r));
     assert!(holds("{path: $.ratio, lte: 0.5}", &r));
-    assert!(!holds("{path: $.ref, gt: 1}", &r), "a string is not a number");
+    assert!(
+        !holds("{path: $.ref, gt: 1}", &r),
+        "a string is not a number"
+    );
 }
 
 #[test]
@@ -185,8 +224,14 @@ fn rfc3339_timestamps_compare_as_times() {
     let r = push();
     assert!(holds("{path: $.pushed_at, gt: '2025-07-01T11:00:00Z'}", &r));
     // Same instant written in another offset.
-    assert!(holds("{path: $.pushed_at, gte: '2025-07-01T14:00:00+02:00'}", &r));
-    assert!(!holds("{path: $.pushed_at, lt: '2025-07-01T14:00:00+02:00'}", &r));
+    assert!(holds(
+        "{path: $.pushed_at, gte: '2025-07-01T14:00:00+02:00'}",
+        &r
+    ));
+    assert!(!holds(
+        "{path: $.pushed_at, lt: '2025-07-01T14:00:00+02:00'}",
+        &r
+    ));
     assert!(!holds("{path: $.ref, gt: '2025-07-01T11:00:00Z'}", &r));
 }
 
@@ -194,7 +239,10 @@ fn rfc3339_timestamps_compare_as_times() {
 fn exists_true_and_false() {
     let r = push();
     assert!(holds("{path: $.ref, exists: true}", &r));
-    assert!(holds("{path: $.nothing, exists: true}", &r), "a null value exists");
+    assert!(
+        holds("{path: $.nothing, exists: true}", &r),
+        "a null value exists"
+    );
     assert!(holds("{path: $.nope, exists: false}", &r));
     assert!(!holds("{path: $.ref, exists: false}", &r));
     assert!(holds("{header: X-Missing, exists: false}", &r));
@@ -213,11 +261,17 @@ fn headers_are_case_insensitive_and_multi_valued() {
 fn query_event_and_source_ip_selectors() {
     let r = push();
     assert!(holds("{query: token, equals: abc}", &r));
-    assert!(!holds("{query: Token, exists: true}", &r), "query names are case-sensitive");
+    assert!(
+        !holds("{query: Token, exists: true}", &r),
+        "query names are case-sensitive"
+    );
     assert!(holds("{event: true, equals: push}", &r));
     assert!(holds("{event: ~, starts_with: pu}", &r));
     assert!(holds("{source_ip: true, cidr: 192.0.2.0/24}", &r));
-    assert!(holds("{source_ip: true, cidr: [10.0.0.0/8, 192.0.2.7]}", &r));
+    assert!(holds(
+        "{source_ip: true, cidr: [10.0.0.0/8, 192.0.2.7]}",
+        &r
+    ));
     assert!(!holds("{source_ip: true, cidr: 10.0.0.0/8}", &r));
     let mut no_ip = push();
     no_ip.ip = None;
@@ -227,11 +281,26 @@ fn query_event_and_source_ip_selectors() {
 #[test]
 fn combinators_and_lists() {
     let r = push();
-    assert!(holds("[{path: $.ref, equals: refs/heads/main}, {path: $.size, gt: 1}]", &r));
-    assert!(!holds("[{path: $.ref, equals: refs/heads/main}, {path: $.size, gt: 5}]", &r));
-    assert!(holds("{any: [{path: $.size, gt: 5}, {path: $.private, equals: false}]}", &r));
-    assert!(!holds("{any: [{path: $.size, gt: 5}, {path: $.private, equals: true}]}", &r));
-    assert!(holds("{all: [{path: $.size, gt: 1}, {path: $.size, lt: 5}]}", &r));
+    assert!(holds(
+        "[{path: $.ref, equals: refs/heads/main}, {path: $.size, gt: 1}]",
+        &r
+    ));
+    assert!(!holds(
+        "[{path: $.ref, equals: refs/heads/main}, {path: $.size, gt: 5}]",
+        &r
+    ));
+    assert!(holds(
+        "{any: [{path: $.size, gt: 5}, {path: $.private, equals: false}]}",
+        &r
+    ));
+    assert!(!holds(
+        "{any: [{path: $.size, gt: 5}, {path: $.private, equals: true}]}",
+        &r
+    ));
+    assert!(holds(
+        "{all: [{path: $.size, gt: 1}, {path: $.size, lt: 5}]}",
+        &r
+    ));
     assert!(holds("{not: {path: $.ref, equals: refs/heads/dev}}", &r));
     assert!(!holds("{not: {path: $.ref, equals: refs/heads/main}}", &r));
 }
@@ -262,15 +331,24 @@ fn invalid_conditions_are_rejected_with_locations() {
     let cases = [
         ("{path: '$[', equals: 1}", "t.yaml:1:8: invalid JSONPath"),
         ("{path: $.a, matches: '('}", "t.yaml:1:22: invalid regex"),
-        ("{path: $.a, gt: soon}", "expected a number or an RFC 3339 time"),
-        ("{path: $.a, cidr: 300.1.1.1/8}", "invalid address or CIDR range"),
+        (
+            "{path: $.a, gt: soon}",
+            "expected a number or an RFC 3339 time",
+        ),
+        (
+            "{path: $.a, cidr: 300.1.1.1/8}",
+            "invalid address or CIDR range",
+        ),
         ("{path: $.a}", "has no operator"),
         ("{equals: 1}", "has no selector"),
         ("{path: $.a, equal: 1}", "(did you mean `equals`?)"),
         ("{path: $.a, equals: 1, matches: x}", "one operator"),
         ("{path: $.a, header: x, equals: 1}", "one selector"),
         ("{any: []}", "needs at least one condition"),
-        ("{not: {path: $.a, equals: 1}, path: $.b}", "must be the only key"),
+        (
+            "{not: {path: $.a, equals: 1}, path: $.b}",
+            "must be the only key",
+        ),
         ("{path: $.a, in: x}", "expected a list after `in`"),
         ("{event: push, equals: x}", "takes no value"),
     ];

@@ -31,11 +31,19 @@ fn every_broken_rule_file_gives_its_golden_messages() {
         .filter(|p| p.is_dir())
         .collect();
     cases.sort();
-    assert!(cases.len() >= 12, "expected the golden cases, found {}", cases.len());
+    assert!(
+        cases.len() >= 12,
+        "expected the golden cases, found {}",
+        cases.len()
+    );
     let mut failures = Vec::new();
     for case in &cases {
         let got = diagnostics(case);
-        assert!(!got.is_empty(), "{}: broken rules loaded without a message", case.display());
+        assert!(
+            !got.is_empty(),
+            "{}: broken rules loaded without a message",
+            case.display()
+        );
         let expected_file = case.join("expected.txt");
         if std::env::var_os("UPDATE_GOLDEN").is_some() {
             std::fs::write(&expected_file, &got).expect("write golden");
@@ -43,7 +51,10 @@ fn every_broken_rule_file_gives_its_golden_messages() {
         }
         let expected = std::fs::read_to_string(&expected_file).unwrap_or_default();
         if got != expected {
-            failures.push(format!("{}:\n--- expected\n{expected}--- got\n{got}", case.display()));
+            failures.push(format!(
+                "{}:\n--- expected\n{expected}--- got\n{got}",
+                case.display()
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -45,18 +45,23 @@ pub enum RenderedBody {
 
 /// Renders every template of `step`. The first template that fails names
 /// the field it was in.
-pub fn render_step(step: &Step, templates: &Templates, ctx: &TemplateContext) -> Result<RenderedStep, RenderError> {
+pub fn render_step(
+    step: &Step,
+    templates: &Templates,
+    ctx: &TemplateContext,
+) -> Result<RenderedStep, RenderError> {
     let text = |field: &str, t: &Template| {
         templates
             .render_text(t, ctx)
             .map_err(|e| RenderError(format!("{field}: {e}")))
     };
-    let pairs = |field: &str, items: &[(String, Template)]| -> Result<Vec<(String, String)>, RenderError> {
-        items
-            .iter()
-            .map(|(k, t)| Ok((k.clone(), text(&format!("{field}.{k}"), t)?)))
-            .collect()
-    };
+    let pairs =
+        |field: &str, items: &[(String, Template)]| -> Result<Vec<(String, String)>, RenderError> {
+            items
+                .iter()
+                .map(|(k, t)| Ok((k.clone(), text(&format!("{field}.{k}"), t)?)))
+                .collect()
+        };
     let opt = |field: &str, t: &Option<Template>| t.as_ref().map(|t| text(field, t)).transpose();
     Ok(match &step.action {
         Action::Http(http) => RenderedStep::Http {
@@ -79,9 +84,16 @@ pub fn render_step(step: &Step, templates: &Templates, ctx: &TemplateContext) ->
             let mut message = Map::new();
             let (url, token) = match &slack.target {
                 SlackTarget::Webhook { url } => (text("webhook_url", url)?, None),
-                SlackTarget::Api { token, channel, api_url } => {
+                SlackTarget::Api {
+                    token,
+                    channel,
+                    api_url,
+                } => {
                     message.insert("channel".into(), Value::String(text("channel", channel)?));
-                    (format!("{api_url}/chat.postMessage"), Some(text("token", token)?))
+                    (
+                        format!("{api_url}/chat.postMessage"),
+                        Some(text("token", token)?),
+                    )
                 }
             };
             for (field, value) in [
@@ -128,10 +140,21 @@ impl RenderedStep {
     /// and for display.
     pub fn view(&self) -> Value {
         let object = |pairs: &[(String, String)]| {
-            Value::Object(pairs.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect())
+            Value::Object(
+                pairs
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                    .collect(),
+            )
         };
         match self {
-            RenderedStep::Http { method, url, headers, query, body } => {
+            RenderedStep::Http {
+                method,
+                url,
+                headers,
+                query,
+                body,
+            } => {
                 let mut view = json!({
                     "kind": "http",
                     "method": method,
@@ -163,7 +186,12 @@ impl RenderedStep {
                 }
                 view
             }
-            RenderedStep::Shell { argv, env, workdir, stdin } => json!({
+            RenderedStep::Shell {
+                argv,
+                env,
+                workdir,
+                stdin,
+            } => json!({
                 "kind": "shell",
                 "command": argv,
                 "env": object(env),

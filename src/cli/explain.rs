@@ -36,7 +36,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let Some(source) = set.source(&args.source) else {
         let names: Vec<&str> = set.sources().iter().map(|s| s.name.as_str()).collect();
-        bail!("no source named `{}` in {} (sources: {})", args.source, args.rules.rules.display(), names.join(", "));
+        bail!(
+            "no source named `{}` in {} (sources: {})",
+            args.source,
+            args.rules.rules.display(),
+            names.join(", ")
+        );
     };
     let headers = args
         .headers
@@ -45,8 +50,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let body = std::fs::read(&args.payload_file)
         .with_context(|| format!("cannot read {}", args.payload_file.display()))?;
-    let delivery = Delivery::local(source, headers, Vec::new(), body, args.event)
-        .with_context(|| format!("{} is not a valid request body", args.payload_file.display()))?;
+    let delivery =
+        Delivery::local(source, headers, Vec::new(), body, args.event).with_context(|| {
+            format!(
+                "{} is not a valid request body",
+                args.payload_file.display()
+            )
+        })?;
     let result = dry_run(&set, &delivery);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
@@ -68,8 +78,16 @@ pub fn parse_header(text: &str) -> anyhow::Result<(String, String)> {
 pub fn render_text(source: &str, result: &DryRun) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let event = if result.trace.event.is_empty() { "(none)" } else { &result.trace.event };
-    let _ = writeln!(out, "source {source}, event {event}: {} rule(s)", result.trace.rules.len());
+    let event = if result.trace.event.is_empty() {
+        "(none)"
+    } else {
+        &result.trace.event
+    };
+    let _ = writeln!(
+        out,
+        "source {source}, event {event}: {} rule(s)",
+        result.trace.rules.len()
+    );
     if result.trace.rules.is_empty() {
         let _ = writeln!(out, "  no rule uses this source");
     }
@@ -77,7 +95,11 @@ pub fn render_text(source: &str, result: &DryRun) -> String {
         match &rule.miss {
             None => {
                 let _ = writeln!(out, "\n  MATCH  {}", rule.rule);
-                let steps = result.runs.iter().find(|r| r.rule == rule.rule).map(|r| r.steps.as_slice());
+                let steps = result
+                    .runs
+                    .iter()
+                    .find(|r| r.rule == rule.rule)
+                    .map(|r| r.steps.as_slice());
                 for step in steps.unwrap_or_default() {
                     let _ = writeln!(out, "         step {} ({})", step.step, step.kind);
                     if let Some(c) = &step.condition {

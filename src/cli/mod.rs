@@ -35,7 +35,12 @@ enum Command {
 #[derive(Debug, clap::Args)]
 struct RulesArgs {
     /// The rules directory.
-    #[arg(long = "rules", env = "HOOKFLOW_RULES", value_name = "DIR", default_value = "rules")]
+    #[arg(
+        long = "rules",
+        env = "HOOKFLOW_RULES",
+        value_name = "DIR",
+        default_value = "rules"
+    )]
     rules: PathBuf,
 }
 
@@ -69,7 +74,11 @@ fn load_rules(dir: &std::path::Path) -> Option<crate::rules::RuleSet> {
             for d in &e.diagnostics {
                 eprintln!("{d}");
             }
-            eprintln!("error: the rules in {} are invalid ({} error(s))", dir.display(), e.errors().count());
+            eprintln!(
+                "error: the rules in {} are invalid ({} error(s))",
+                dir.display(),
+                e.errors().count()
+            );
             None
         }
     }

@@ -29,7 +29,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let (mut passed, mut failed) = (0, 0);
     for test in set.tests() {
-        if args.filter.as_ref().is_some_and(|f| !test.name.contains(f.as_str())) {
+        if args
+            .filter
+            .as_ref()
+            .is_some_and(|f| !test.name.contains(f.as_str()))
+        {
             continue;
         }
         let problems = run_test(&set, test);
@@ -45,7 +49,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     println!("\n{passed} passed, {failed} failed");
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs one test; each returned line is one way it failed.
@@ -53,7 +61,13 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
     let Some(source) = set.source(&test.source) else {
         return vec![format!("unknown source `{}`", test.source)];
     };
-    let delivery = match Delivery::local(source, test.headers.clone(), test.query.clone(), test.body.clone(), test.event.clone()) {
+    let delivery = match Delivery::local(
+        source,
+        test.headers.clone(),
+        test.query.clone(),
+        test.body.clone(),
+        test.event.clone(),
+    ) {
         Ok(d) => d,
         Err(e) => return vec![format!("the payload is not a valid body: {e}")],
     };
@@ -65,7 +79,11 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
         got.sort_unstable();
         want.sort_unstable();
         if got != want {
-            problems.push(format!("matched [{}], expected [{}]", got.join(", "), want.join(", ")));
+            problems.push(format!(
+                "matched [{}], expected [{}]",
+                got.join(", "),
+                want.join(", ")
+            ));
             for rule in &result.trace.rules {
                 if let Some(miss) = &rule.miss
                     && want.contains(&rule.rule.as_str())
@@ -87,7 +105,11 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
 
 /// Finds `rule.step.field.path` in a dry run. Rule names and step ids may
 /// contain dots, so the longest known prefix wins.
-fn lookup_render(set: &RuleSet, result: &crate::dryrun::DryRun, key: &str) -> Result<Value, String> {
+fn lookup_render(
+    set: &RuleSet,
+    result: &crate::dryrun::DryRun,
+    key: &str,
+) -> Result<Value, String> {
     let rule = set
         .rules()
         .iter()
@@ -108,7 +130,11 @@ fn lookup_render(set: &RuleSet, result: &crate::dryrun::DryRun, key: &str) -> Re
         .ok_or_else(|| format!("rule {} has no step of that id or number", rule.name))?;
     let field = &rest[step.step.len() + 1..];
     let Some(view) = &step.rendered else {
-        return Err(format!("step {} was not rendered: {}", step.step, step.error.as_deref().unwrap_or("")));
+        return Err(format!(
+            "step {} was not rendered: {}",
+            step.step,
+            step.error.as_deref().unwrap_or("")
+        ));
     };
     let mut at = view;
     for part in field.split('.') {

@@ -220,7 +220,12 @@ impl Selector {
     /// Every value the selector picks, owned (traces outlive the input).
     pub fn select(&self, input: &MatchInput<'_>) -> Vec<Value> {
         match self {
-            Selector::Path(path, _) => path.query(input.payload).all().into_iter().cloned().collect(),
+            Selector::Path(path, _) => path
+                .query(input.payload)
+                .all()
+                .into_iter()
+                .cloned()
+                .collect(),
             Selector::Header(name) => pairs_named(input.headers, name, true),
             Selector::Query(name) => pairs_named(input.query, name, false),
             Selector::Event => vec![Value::String(input.event.to_string())],
@@ -278,9 +283,8 @@ impl Op {
             Op::StartsWith(p) => value.as_str().is_some_and(|s| s.starts_with(p.as_str())),
             Op::EndsWith(p) => value.as_str().is_some_and(|s| s.ends_with(p.as_str())),
             Op::Matches(re) => value.as_str().is_some_and(|s| re.is_match(s)),
-            Op::Compare(ord, or_equal, bound) => {
-                compare(value, bound).is_some_and(|o| o == *ord || (*or_equal && o == Ordering::Equal))
-            }
+            Op::Compare(ord, or_equal, bound) => compare(value, bound)
+                .is_some_and(|o| o == *ord || (*or_equal && o == Ordering::Equal)),
             Op::Exists(_) => true,
             Op::Cidr(nets) => value
                 .as_str()

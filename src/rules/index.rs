@@ -58,7 +58,10 @@ impl Index {
 
     /// Every rule of `source`, in load order.
     pub fn rules_of(&self, source: &str) -> &[usize] {
-        self.sources.get(source).map(|b| b.all.as_slice()).unwrap_or(&[])
+        self.sources
+            .get(source)
+            .map(|b| b.all.as_slice())
+            .unwrap_or(&[])
     }
 
     /// The rules of `source` whose `event:` accepts `event`, in load order.

@@ -22,7 +22,9 @@ pub struct LoadError {
 
 impl LoadError {
     pub fn errors(&self) -> impl Iterator<Item = &Diagnostic> {
-        self.diagnostics.iter().filter(|d| d.severity == Severity::Error)
+        self.diagnostics
+            .iter()
+            .filter(|d| d.severity == Severity::Error)
     }
 }
 
@@ -42,7 +44,10 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     match std::fs::metadata(dir) {
         Ok(m) if m.is_dir() => collect_files(dir, 0, &mut files, &mut diagnostics),
         Ok(_) => diagnostics.push(file_error(dir_name, "is not a directory")),
-        Err(e) => diagnostics.push(file_error(dir_name, &format!("cannot read the rules directory: {e}"))),
+        Err(e) => diagnostics.push(file_error(
+            dir_name,
+            &format!("cannot read the rules directory: {e}"),
+        )),
     }
     files.sort();
 
@@ -71,8 +76,22 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
             }
         };
         let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
-        let mut dec = Decoder::new(name, &mut diagnostics, env, &mut secrets, &mut templates, dir);
-        decode_file(&mut dec, &root, &mut declared, &mut sources, &mut rules, &mut tests);
+        let mut dec = Decoder::new(
+            name,
+            &mut diagnostics,
+            env,
+            &mut secrets,
+            &mut templates,
+            dir,
+        );
+        decode_file(
+            &mut dec,
+            &root,
+            &mut declared,
+            &mut sources,
+            &mut rules,
+            &mut tests,
+        );
     }
 
     cross_check(&declared, &sources, &rules, &tests, &mut diagnostics);
@@ -80,13 +99,19 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     for d in &mut diagnostics {
         d.message = secrets.redact(&d.message);
     }
-    diagnostics.sort_by(|a, b| (&a.loc.file, a.loc.line, a.loc.column).cmp(&(&b.loc.file, b.loc.line, b.loc.column)));
+    diagnostics.sort_by(|a, b| {
+        (&a.loc.file, a.loc.line, a.loc.column).cmp(&(&b.loc.file, b.loc.line, b.loc.column))
+    });
     diagnostics.dedup();
     if diagnostics.iter().any(|d| d.severity == Severity::Error) {
         return Err(LoadError { diagnostics });
     }
     let index = Index::build(&rules);
-    let by_path = sources.iter().enumerate().map(|(i, s)| (s.path.clone(), i)).collect();
+    let by_path = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.path.clone(), i))
+        .collect();
     Ok(RuleSet {
         sources: sources.into_iter().map(Arc::new).collect(),
         by_path,
@@ -113,14 +138,22 @@ fn file_error(file: Arc<str>, message: &str) -> Diagnostic {
 fn yaml_error(file: Arc<str>, e: &serde_saphyr::Error) -> Diagnostic {
     let (line, column) = e
         .location()
-        .map(|l| (u32::try_from(l.line()).unwrap_or(0), u32::try_from(l.column()).unwrap_or(0)))
+        .map(|l| {
+            (
+                u32::try_from(l.line()).unwrap_or(0),
+                u32::try_from(l.column()).unwrap_or(0),
+            )
+        })
         .unwrap_or((0, 0));
     let plain = e.without_snippet().to_string();
     let first = plain.lines().next().unwrap_or("invalid YAML").trim();
     let message = strip_location_suffix(first);
     let message = match message.strip_prefix("duplicate mapping key: ") {
         Some(rest) => {
-            let key = rest.split(", set DuplicateKeyPolicy").next().unwrap_or(rest);
+            let key = rest
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(rest);
             format!("duplicate key `{key}` (YAML would silently keep only one of them)")
         }
         None if message.starts_with("budget breached") => format!(
@@ -150,14 +183,22 @@ fn strip_location_suffix(message: &str) -> &str {
 /// Every `*.yaml`/`*.yml` below `dir`. Hidden entries are skipped: editors'
 /// swap files, and Kubernetes ConfigMap internals (`..data`), whose files
 /// are already reachable through the visible symlinks.
-fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
+fn collect_files(
+    dir: &Path,
+    depth: usize,
+    out: &mut Vec<PathBuf>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     if depth > MAX_DEPTH {
         return;
     }
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) => {
-            diagnostics.push(file_error(dir.display().to_string().into(), &format!("cannot read directory: {e}")));
+            diagnostics.push(file_error(
+                dir.display().to_string().into(),
+                &format!("cannot read directory: {e}"),
+            ));
             return;
         }
     };
@@ -168,10 +209,15 @@ fn collect_files(dir: &Path, depth: usize, out: &mut Vec<PathBuf>, diagnostics: 
             continue;
         }
         // `metadata` follows symlinks, as a ConfigMap mount needs.
-        let Ok(meta) = std::fs::metadata(&path) else { continue };
+        let Ok(meta) = std::fs::metadata(&path) else {
+            continue;
+        };
         if meta.is_dir() {
             collect_files(&path, depth + 1, out, diagnostics);
-        } else if matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
+        } else if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
             out.push(path);
         }
     }
@@ -244,9 +290,21 @@ fn cross_check(
     let mut paths: HashMap<&str, &str> = HashMap::new();
     for s in sources {
         if let Some(first) = seen.insert(&s.name, &s.loc) {
-            error(&s.loc, format!("duplicate source name `{}` (first defined at {first})", s.name));
+            error(
+                &s.loc,
+                format!(
+                    "duplicate source name `{}` (first defined at {first})",
+                    s.name
+                ),
+            );
         } else if let Some(other) = paths.insert(&s.path, &s.name) {
-            error(&s.loc, format!("source `{}` has the same path {} as source `{other}`", s.name, s.path));
+            error(
+                &s.loc,
+                format!(
+                    "source `{}` has the same path {} as source `{other}`",
+                    s.name, s.path
+                ),
+            );
         }
     }
     let source_names: Vec<&str> = declared.iter().map(String::as_str).collect();
@@ -259,7 +317,13 @@ fn cross_check(
     let mut rule_seen: HashMap<&str, &Loc> = HashMap::new();
     for r in rules {
         if let Some(first) = rule_seen.insert(&r.name, &r.loc) {
-            error(&r.loc, format!("duplicate rule name `{}` (first defined at {first})", r.name));
+            error(
+                &r.loc,
+                format!(
+                    "duplicate rule name `{}` (first defined at {first})",
+                    r.name
+                ),
+            );
         }
         for s in &r.sources {
             if !source_names.contains(&s.as_str()) {
@@ -269,14 +333,20 @@ fn cross_check(
     }
     for t in tests {
         if !source_names.contains(&t.source.as_str()) {
-            error(&t.loc, format!("test {:?}: {}", t.name, unknown_source(&t.source)));
+            error(
+                &t.loc,
+                format!("test {:?}: {}", t.name, unknown_source(&t.source)),
+            );
         }
         for name in t.expect_matched.iter().flatten() {
             if !rule_seen.contains_key(name.as_str()) {
                 let hint = did_you_mean(name, rule_seen.keys().copied())
                     .map(|h| format!(" (did you mean `{h}`?)"))
                     .unwrap_or_default();
-                error(&t.loc, format!("test {:?} expects unknown rule `{name}`{hint}", t.name));
+                error(
+                    &t.loc,
+                    format!("test {:?} expects unknown rule `{name}`{hint}", t.name),
+                );
             }
         }
     }

@@ -140,7 +140,10 @@ pub struct Trace {
 
 impl Trace {
     pub fn matched(&self) -> impl Iterator<Item = &str> {
-        self.rules.iter().filter(|r| r.matched).map(|r| r.rule.as_str())
+        self.rules
+            .iter()
+            .filter(|r| r.matched)
+            .map(|r| r.rule.as_str())
     }
 }
 
@@ -157,7 +160,10 @@ pub struct RuleTrace {
 #[serde(rename_all = "snake_case", tag = "reason")]
 pub enum Miss {
     /// The rule's `event:` does not accept the delivery's event.
-    Event { event: String, expected: Vec<String> },
+    Event {
+        event: String,
+        expected: Vec<String>,
+    },
     /// A `when:` condition failed.
     Condition(Failure),
 }
@@ -188,7 +194,10 @@ impl Secrets {
     const MIN_LEN: usize = 4;
 
     pub fn new(values: BTreeSet<String>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| v.len() >= Self::MIN_LEN).collect();
+        let mut values: Vec<String> = values
+            .into_iter()
+            .filter(|v| v.len() >= Self::MIN_LEN)
+            .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         Secrets { values }
     }
@@ -211,7 +220,9 @@ impl Secrets {
         }
         match value {
             Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => Value::Array(items.iter().map(|v| self.redact_value(v)).collect()),
+            Value::Array(items) => {
+                Value::Array(items.iter().map(|v| self.redact_value(v)).collect())
+            }
             Value::Object(map) => Value::Object(
                 map.iter()
                     .map(|(k, v)| (self.redact(k), self.redact_value(v)))

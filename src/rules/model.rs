@@ -124,7 +124,9 @@ pub struct Step {
 impl Step {
     /// The step's name in output: its id, or its 1-based position.
     pub fn label(&self) -> String {
-        self.id.clone().unwrap_or_else(|| (self.index + 1).to_string())
+        self.id
+            .clone()
+            .unwrap_or_else(|| (self.index + 1).to_string())
     }
 }
 

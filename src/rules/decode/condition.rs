@@ -66,7 +66,8 @@ impl Decoder<'_> {
                             );
                             return None;
                         }
-                        self.combinator(key, value).map(|kind| Condition { loc, kind })
+                        self.combinator(key, value)
+                            .map(|kind| Condition { loc, kind })
                     }
                     None => self.test(node, entries).map(|t| Condition {
                         loc,
@@ -83,7 +84,9 @@ impl Decoder<'_> {
 
     fn combinator(&mut self, key: &Node, value: &Node) -> Option<ConditionKind> {
         match key.as_str() {
-            Some("not") => self.condition(value).map(|c| ConditionKind::Not(Box::new(c))),
+            Some("not") => self
+                .condition(value)
+                .map(|c| ConditionKind::Not(Box::new(c))),
             Some(name) => {
                 let Kind::Seq(items) = &value.kind else {
                     self.expected(value, &format!("a list of conditions after `{name}`"));
@@ -154,7 +157,10 @@ impl Decoder<'_> {
                 let hint = super::did_you_mean(&key_text(key), known.copied())
                     .map(|h| format!(" (did you mean `{h}`?)"))
                     .unwrap_or_default();
-                self.error(key, format!("unknown key `{}` in condition{hint}", key_text(key)));
+                self.error(
+                    key,
+                    format!("unknown key `{}` in condition{hint}", key_text(key)),
+                );
                 ok = false;
             }
         }
@@ -207,7 +213,9 @@ impl Decoder<'_> {
                     }
                 }
             }
-            "header" => self.string(value).map(|h| Selector::Header(h.to_ascii_lowercase())),
+            "header" => self
+                .string(value)
+                .map(|h| Selector::Header(h.to_ascii_lowercase())),
             "query" => self.string(value).map(Selector::Query),
             name @ ("event" | "source_ip") => {
                 if !matches!(value.kind, Kind::Null | Kind::Bool(true)) {
@@ -253,7 +261,10 @@ impl Decoder<'_> {
                 match regex::Regex::new(&src) {
                     Ok(re) => Some(Op::Matches(re)),
                     Err(e) => {
-                        self.error(value, format!("invalid regex {src:?}: {}", regex_reason(&e)));
+                        self.error(
+                            value,
+                            format!("invalid regex {src:?}: {}", regex_reason(&e)),
+                        );
                         None
                     }
                 }

@@ -349,7 +349,10 @@ impl<'n> Fields<'n> {
     pub fn require(&mut self, dec: &mut Decoder<'_>, key: &str, what: &str) -> Option<&'n Node> {
         let found = self.get(key);
         if found.is_none() {
-            dec.error(self.node, format!("{what} is missing the required key `{key}`"));
+            dec.error(
+                self.node,
+                format!("{what} is missing the required key `{key}`"),
+            );
         }
         found
     }

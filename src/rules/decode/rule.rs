@@ -9,16 +9,35 @@ use crate::rules::model::{
 };
 use crate::rules::node::{Kind, Node};
 
-const RULE_KEYS: &[&str] = &["name", "description", "source", "event", "when", "concurrency", "actions"];
+const RULE_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "source",
+    "event",
+    "when",
+    "concurrency",
+    "actions",
+];
 const STEP_KEYS: &[&str] = &["id", "if", "continue_on_error", "http", "slack", "shell"];
 const HTTP_KEYS: &[&str] = &[
     "method", "url", "headers", "query", "json", "body", "form", "timeout", "retry", "expect",
 ];
 const SLACK_KEYS: &[&str] = &[
-    "webhook_url", "token", "channel", "api_url", "text", "blocks", "thread_ts", "username",
-    "icon_emoji", "timeout", "retry",
+    "webhook_url",
+    "token",
+    "channel",
+    "api_url",
+    "text",
+    "blocks",
+    "thread_ts",
+    "username",
+    "icon_emoji",
+    "timeout",
+    "retry",
 ];
-const SHELL_KEYS: &[&str] = &["command", "script", "env", "workdir", "timeout", "stdin", "retry"];
+const SHELL_KEYS: &[&str] = &[
+    "command", "script", "env", "workdir", "timeout", "stdin", "retry",
+];
 
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
@@ -28,7 +47,9 @@ impl Decoder<'_> {
     pub fn rule(&mut self, node: &Node) -> Option<Rule> {
         let loc = self.loc(node);
         let mut f = self.map(node, "a rule (a mapping with name, source, actions)")?;
-        let name = f.require(self, "name", "a rule").and_then(|n| self.name(n, "rule"));
+        let name = f
+            .require(self, "name", "a rule")
+            .and_then(|n| self.name(n, "rule"));
         let what = match &name {
             Some(n) => format!("rule `{n}`"),
             None => "a rule".to_string(),
@@ -63,7 +84,9 @@ impl Decoder<'_> {
             },
             None => Some(None),
         };
-        let steps = f.require(self, "actions", &what).and_then(|n| self.steps(n));
+        let steps = f
+            .require(self, "actions", &what)
+            .and_then(|n| self.steps(n));
         f.finish(self, &what, RULE_KEYS);
         if !ok {
             return None;
@@ -84,7 +107,10 @@ impl Decoder<'_> {
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             if name.contains(['*', '?', '[', '{']) {
-                match globset::GlobBuilder::new(&name).literal_separator(false).build() {
+                match globset::GlobBuilder::new(&name)
+                    .literal_separator(false)
+                    .build()
+                {
                     Ok(glob) => out.push(EventPattern::Glob(glob.compile_matcher())),
                     Err(e) => {
                         self.error(node, format!("invalid event glob {name:?}: {}", e.kind()));
@@ -136,21 +162,32 @@ impl Decoder<'_> {
                 for referenced in referenced_steps(text) {
                     let known = earlier.iter().any(|id| {
                         referenced.starts_with(id.as_str())
-                            && !referenced[id.len()..].starts_with(|c: char| is_id_char(c) && c != '.')
+                            && !referenced[id.len()..]
+                                .starts_with(|c: char| is_id_char(c) && c != '.')
                     });
                     if !known {
-                        let shown: String = referenced.chars().take_while(|c| is_id_char(*c) && *c != '.').collect();
+                        let shown: String = referenced
+                            .chars()
+                            .take_while(|c| is_id_char(*c) && *c != '.')
+                            .collect();
                         let hint = if earlier.is_empty() {
                             "no earlier step has an `id`".to_string()
                         } else {
                             format!("earlier step ids: {}", earlier.join(", "))
                         };
-                        self.error(node, format!("`steps.{shown}` refers to no earlier step ({hint})"));
+                        self.error(
+                            node,
+                            format!("`steps.{shown}` refers to no earlier step ({hint})"),
+                        );
                     }
                 }
             }
-            Kind::Seq(items) => items.iter().for_each(|i| self.check_step_references(i, earlier)),
-            Kind::Map(entries) => entries.iter().for_each(|(_, v)| self.check_step_references(v, earlier)),
+            Kind::Seq(items) => items
+                .iter()
+                .for_each(|i| self.check_step_references(i, earlier)),
+            Kind::Map(entries) => entries
+                .iter()
+                .for_each(|(_, v)| self.check_step_references(v, earlier)),
             _ => {}
         }
     }
@@ -166,7 +203,10 @@ impl Decoder<'_> {
             Some(n) => self.condition(n).map(Some),
             None => Some(None),
         };
-        let continue_on_error = f.get("continue_on_error").map(|n| self.bool(n)).unwrap_or(Some(false));
+        let continue_on_error = f
+            .get("continue_on_error")
+            .map(|n| self.bool(n))
+            .unwrap_or(Some(false));
         let kinds: Vec<(&str, &Node)> = ["http", "slack", "shell"]
             .into_iter()
             .filter_map(|k| f.get(k).map(|n| (k, n)))
@@ -253,7 +293,10 @@ impl Decoder<'_> {
                 })
             }
             _ => {
-                self.error(node, "`slack` needs either `webhook_url`, or `token` and `channel`");
+                self.error(
+                    node,
+                    "`slack` needs either `webhook_url`, or `token` and `channel`",
+                );
                 None
             }
         };
@@ -312,7 +355,10 @@ impl Decoder<'_> {
                 }
             }
             _ => {
-                self.error(node, "`shell` needs exactly one of `command` (a list) or `script` (a string)");
+                self.error(
+                    node,
+                    "`shell` needs exactly one of `command` (a list) or `script` (a string)",
+                );
                 None
             }
         };
@@ -335,21 +381,34 @@ impl Decoder<'_> {
         })
     }
 
-    fn opt_template(&mut self, f: &mut Fields<'_>, key: &str) -> Option<Option<crate::template::Template>> {
+    fn opt_template(
+        &mut self,
+        f: &mut Fields<'_>,
+        key: &str,
+    ) -> Option<Option<crate::template::Template>> {
         match f.get(key) {
             Some(n) => self.template(n).map(Some),
             None => Some(None),
         }
     }
 
-    fn opt_template_map(&mut self, f: &mut Fields<'_>, key: &str) -> Option<Vec<(String, crate::template::Template)>> {
+    fn opt_template_map(
+        &mut self,
+        f: &mut Fields<'_>,
+        key: &str,
+    ) -> Option<Vec<(String, crate::template::Template)>> {
         match f.get(key) {
             Some(n) => self.template_map(n),
             None => Some(Vec::new()),
         }
     }
 
-    fn opt_duration(&mut self, f: &mut Fields<'_>, key: &str, default: Duration) -> Option<Duration> {
+    fn opt_duration(
+        &mut self,
+        f: &mut Fields<'_>,
+        key: &str,
+        default: Duration,
+    ) -> Option<Duration> {
         match f.get(key) {
             Some(n) => self.duration(n),
             None => Some(default),
@@ -360,11 +419,17 @@ impl Decoder<'_> {
         let Some(node) = f.get("retry") else {
             return Some(default);
         };
-        let mut r = self.map(node, "`retry` (a mapping with attempts, backoff, max_backoff)")?;
+        let mut r = self.map(
+            node,
+            "`retry` (a mapping with attempts, backoff, max_backoff)",
+        )?;
         let attempts = match r.get("attempts") {
             Some(n) => match self.u32(n) {
                 Some(0) => {
-                    self.error(n, "`attempts` counts the first try too, so it must be at least 1");
+                    self.error(
+                        n,
+                        "`attempts` counts the first try too, so it must be at least 1",
+                    );
                     None
                 }
                 other => other,
@@ -397,7 +462,10 @@ impl Decoder<'_> {
             match parse_status_range(&text) {
                 Some(range) => out.push(range),
                 None => {
-                    self.error(item, format!("invalid status {text:?}: write e.g. 200, 200-299 or 2xx"));
+                    self.error(
+                        item,
+                        format!("invalid status {text:?}: write e.g. 200, 200-299 or 2xx"),
+                    );
                     return None;
                 }
             }
@@ -466,10 +534,16 @@ mod tests {
 
     #[test]
     fn step_references_are_found_in_expressions_and_paths_only() {
-        assert_eq!(referenced_steps("id {{steps.build.json.id}} x"), vec!["build.json.id}} x"]);
+        assert_eq!(
+            referenced_steps("id {{steps.build.json.id}} x"),
+            vec!["build.json.id}} x"]
+        );
         assert_eq!(referenced_steps("{{default steps.a.body \"-\"}}").len(), 1);
         assert!(referenced_steps("see steps.md for details").is_empty());
-        assert_eq!(referenced_steps("$.steps.build.status"), vec!["build.status"]);
+        assert_eq!(
+            referenced_steps("$.steps.build.status"),
+            vec!["build.status"]
+        );
         assert!(referenced_steps("{{payload.steps.x}}").is_empty());
     }
 }

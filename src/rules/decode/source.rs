@@ -38,7 +38,11 @@ impl Decoder<'_> {
             kind: Kind::Map(Vec::new()),
         };
         // `github: {}` and a bare `github:` both mean "all defaults".
-        let node = if matches!(node.kind, Kind::Null) { &empty } else { node };
+        let node = if matches!(node.kind, Kind::Null) {
+            &empty
+        } else {
+            node
+        };
         let mut f = self.map(node, &format!("source `{name}` (a mapping)"))?;
         let mut ok = true;
         let path = match f.get("path") {
@@ -66,13 +70,15 @@ impl Decoder<'_> {
         let verify = f.get("verify").and_then(|n| {
             // Build it once now so a bad secret or header name is a load
             // error, not a surprise on the first request.
-            let v = self.verifier(n).filter(|config| match crate::verify::build(config) {
-                Ok(_) => true,
-                Err(e) => {
-                    self.error(n, e.to_string());
-                    false
-                }
-            });
+            let v = self
+                .verifier(n)
+                .filter(|config| match crate::verify::build(config) {
+                    Ok(_) => true,
+                    Err(e) => {
+                        self.error(n, e.to_string());
+                        false
+                    }
+                });
             ok &= v.is_some();
             v
         });
@@ -138,7 +144,10 @@ impl Decoder<'_> {
         for m in list {
             let upper = m.to_ascii_uppercase();
             if !matches!(upper.as_str(), "GET" | "POST" | "PUT" | "PATCH" | "DELETE") {
-                self.error(node, format!("unsupported method {m:?} (use GET, POST, PUT, PATCH or DELETE)"));
+                self.error(
+                    node,
+                    format!("unsupported method {m:?} (use GET, POST, PUT, PATCH or DELETE)"),
+                );
                 return None;
             }
             out.push(upper);
@@ -148,11 +157,20 @@ impl Decoder<'_> {
 
     fn verifier(&mut self, node: &Node) -> Option<VerifierConfig> {
         let Kind::Map(entries) = &node.kind else {
-            self.expected(node, "a verifier, e.g. `github: { secret: \"${GITHUB_WEBHOOK_SECRET}\" }`");
+            self.expected(
+                node,
+                "a verifier, e.g. `github: { secret: \"${GITHUB_WEBHOOK_SECRET}\" }`",
+            );
             return None;
         };
         let [(kind_node, config)] = entries.as_slice() else {
-            self.error(node, format!("`verify` takes exactly one verifier, found {}", entries.len()));
+            self.error(
+                node,
+                format!(
+                    "`verify` takes exactly one verifier, found {}",
+                    entries.len()
+                ),
+            );
             return None;
         };
         let kind = key_text(kind_node);
@@ -163,12 +181,18 @@ impl Decoder<'_> {
             self.error(kind_node, format!("unknown verifier `{kind}`{hint}"));
             return None;
         }
-        let mut f = self.map(config, &format!("the `{kind}` verifier's settings (a mapping)"))?;
+        let mut f = self.map(
+            config,
+            &format!("the `{kind}` verifier's settings (a mapping)"),
+        )?;
         let what = format!("verifier `{kind}`");
         let config = match kind.as_str() {
             "github" => {
                 let secrets = self.secrets(&mut f, "secret", &what);
-                let allow_sha1 = f.get("allow_sha1").map(|n| self.bool(n)).unwrap_or(Some(false));
+                let allow_sha1 = f
+                    .get("allow_sha1")
+                    .map(|n| self.bool(n))
+                    .unwrap_or(Some(false));
                 f.finish(self, &what, &["secret", "allow_sha1"]);
                 VerifierConfig::Github {
                     secrets: secrets?,
@@ -196,7 +220,9 @@ impl Decoder<'_> {
             }
             "twilio" => {
                 let secrets = self.secrets(&mut f, "secret", &what);
-                let url = f.require(self, "public_url", &what).and_then(|n| self.string(n));
+                let url = f
+                    .require(self, "public_url", &what)
+                    .and_then(|n| self.string(n));
                 f.finish(self, &what, &["secret", "public_url"]);
                 VerifierConfig::Twilio {
                     secrets: secrets?,
@@ -214,7 +240,10 @@ impl Decoder<'_> {
                     (Some(h), None) => self.string(h).map(TokenLocation::Header),
                     (None, Some(q)) => self.string(q).map(TokenLocation::Query),
                     _ => {
-                        self.error(f.node, "verifier `token` needs exactly one of `header` or `query`");
+                        self.error(
+                            f.node,
+                            "verifier `token` needs exactly one of `header` or `query`",
+                        );
                         None
                     }
                 };
@@ -226,7 +255,9 @@ impl Decoder<'_> {
                 }
             }
             _ => {
-                let username = f.require(self, "username", &what).and_then(|n| self.string(n));
+                let username = f
+                    .require(self, "username", &what)
+                    .and_then(|n| self.string(n));
                 let passwords = self.secrets(&mut f, "password", &what);
                 f.finish(self, &what, &["username", "password"]);
                 VerifierConfig::Basic {
@@ -247,7 +278,10 @@ impl Decoder<'_> {
                 Some("sha256") => Some(HmacAlgorithm::Sha256),
                 Some("sha512") => Some(HmacAlgorithm::Sha512),
                 Some(other) => {
-                    self.error(n, format!("unknown algorithm {other:?} (use sha1, sha256 or sha512)"));
+                    self.error(
+                        n,
+                        format!("unknown algorithm {other:?} (use sha1, sha256 or sha512)"),
+                    );
                     None
                 }
                 None => None,
@@ -265,9 +299,16 @@ impl Decoder<'_> {
                 None => None,
             },
         };
-        let prefix = f.get("prefix").map(|n| self.string(n)).unwrap_or(Some(String::new()));
+        let prefix = f
+            .get("prefix")
+            .map(|n| self.string(n))
+            .unwrap_or(Some(String::new()));
         let secrets = self.secrets(&mut f, "secret", what);
-        f.finish(self, what, &["header", "algorithm", "encoding", "prefix", "secret"]);
+        f.finish(
+            self,
+            what,
+            &["header", "algorithm", "encoding", "prefix", "secret"],
+        );
         Some(VerifierConfig::Hmac {
             header: header?,
             algorithm: algorithm?,
@@ -296,12 +337,17 @@ impl Decoder<'_> {
                 "s" | "sec" | "second" => Duration::from_secs(1),
                 "m" | "min" | "minute" => Duration::from_secs(60),
                 "h" | "hour" => Duration::from_secs(3600),
-                other => humantime::parse_duration(other).ok().filter(|d| !d.is_zero())?,
+                other => humantime::parse_duration(other)
+                    .ok()
+                    .filter(|d| !d.is_zero())?,
             };
             Some(RateLimit { count, per })
         });
         if parsed.is_none() {
-            self.error(node, format!("invalid rate limit {text:?}: write e.g. 50/s, 600/m or 10/30s"));
+            self.error(
+                node,
+                format!("invalid rate limit {text:?}: write e.g. 50/s, 600/m or 10/30s"),
+            );
         }
         parsed
     }
@@ -316,13 +362,19 @@ impl Decoder<'_> {
         let text = self.string(node)?;
         let size = parse_byte_size(&text);
         if size.is_none() {
-            self.error(node, format!("invalid size {text:?}: write e.g. 1048576, 512KiB or 1MiB"));
+            self.error(
+                node,
+                format!("invalid size {text:?}: write e.g. 1048576, 512KiB or 1MiB"),
+            );
         }
         size
     }
 
     fn extract(&mut self, node: &Node, what: &str) -> Option<Extract> {
-        let mut f = self.map(node, &format!("`{what}: {{header: …}}` or `{what}: {{path: …}}`"))?;
+        let mut f = self.map(
+            node,
+            &format!("`{what}: {{header: …}}` or `{what}: {{path: …}}`"),
+        )?;
         let result = match (f.get("header"), f.get("path")) {
             (Some(h), None) => self.string(h).map(Extract::Header),
             (None, Some(p)) => {
@@ -330,13 +382,23 @@ impl Decoder<'_> {
                 match JsonPath::parse(&src) {
                     Ok(path) => Some(Extract::Path(path, src)),
                     Err(e) => {
-                        self.error(p, format!("invalid JSONPath {src:?}: {} at character {}", e.message(), e.position()));
+                        self.error(
+                            p,
+                            format!(
+                                "invalid JSONPath {src:?}: {} at character {}",
+                                e.message(),
+                                e.position()
+                            ),
+                        );
                         None
                     }
                 }
             }
             _ => {
-                self.error(node, format!("`{what}` needs exactly one of `header` or `path`"));
+                self.error(
+                    node,
+                    format!("`{what}` needs exactly one of `header` or `path`"),
+                );
                 None
             }
         };
@@ -357,7 +419,10 @@ impl Decoder<'_> {
             },
             None => Some(200),
         };
-        let headers = f.get("headers").map(|n| self.template_map(n)).unwrap_or(Some(Vec::new()));
+        let headers = f
+            .get("headers")
+            .map(|n| self.template_map(n))
+            .unwrap_or(Some(Vec::new()));
         let body = match f.get("body") {
             Some(n) => self.template(n).map(Some),
             None => Some(None),
@@ -373,7 +438,9 @@ impl Decoder<'_> {
 
 fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
     let n: u64 = digits.parse().ok()?;
     let factor: u64 = match unit.trim().to_ascii_lowercase().as_str() {

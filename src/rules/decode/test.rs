@@ -19,13 +19,20 @@ const TEST_KEYS: &[&str] = &[
 impl Decoder<'_> {
     pub fn rule_test(&mut self, node: &Node) -> Option<RuleTest> {
         let loc = self.loc(node);
-        let mut f = self.map(node, "a test (a mapping with name, source, payload, expect)")?;
-        let name = f.require(self, "name", "a test").and_then(|n| self.raw_string(n));
+        let mut f = self.map(
+            node,
+            "a test (a mapping with name, source, payload, expect)",
+        )?;
+        let name = f
+            .require(self, "name", "a test")
+            .and_then(|n| self.raw_string(n));
         let what = match &name {
             Some(n) => format!("test {n:?}"),
             None => "a test".to_string(),
         };
-        let source = f.require(self, "source", &what).and_then(|n| self.string(n));
+        let source = f
+            .require(self, "source", &what)
+            .and_then(|n| self.string(n));
         let event = match f.get("event") {
             Some(n) => self.string(n).map(Some),
             None => Some(None),
@@ -36,9 +43,7 @@ impl Decoder<'_> {
             (Some(p), None) => match &p.kind {
                 // A string payload is sent as-is (form bodies, raw text).
                 Kind::String(s) => Some(s.clone().into_bytes()),
-                _ => self
-                    .json_value(p)
-                    .and_then(|v| serde_json::to_vec(&v).ok()),
+                _ => self.json_value(p).and_then(|v| serde_json::to_vec(&v).ok()),
             },
             (None, Some(p)) => {
                 let rel = self.string(p)?;
@@ -46,21 +51,30 @@ impl Decoder<'_> {
                 match std::fs::read(&path) {
                     Ok(bytes) => Some(bytes),
                     Err(e) => {
-                        self.error(p, format!("cannot read payload_file {}: {e}", path.display()));
+                        self.error(
+                            p,
+                            format!("cannot read payload_file {}: {e}", path.display()),
+                        );
                         None
                     }
                 }
             }
             (None, None) => Some(Vec::new()),
             (Some(_), Some(_)) => {
-                self.error(node, format!("{what} has both `payload` and `payload_file`; keep one"));
+                self.error(
+                    node,
+                    format!("{what} has both `payload` and `payload_file`; keep one"),
+                );
                 None
             }
         };
         let (expect_matched, expect_render) = match f.get("expect") {
             Some(n) => self.expectations(n)?,
             None => {
-                self.error(node, format!("{what} has no `expect:`, so it could never fail"));
+                self.error(
+                    node,
+                    format!("{what} has no `expect:`, so it could never fail"),
+                );
                 return None;
             }
         };
@@ -94,7 +108,10 @@ impl Decoder<'_> {
     fn expectations(
         &mut self,
         node: &Node,
-    ) -> Option<(Option<Vec<String>>, Vec<(String, serde_json::Value, crate::rules::node::Loc)>)> {
+    ) -> Option<(
+        Option<Vec<String>>,
+        Vec<(String, serde_json::Value, crate::rules::node::Loc)>,
+    )> {
         let mut f = self.map(node, "`expect` (a mapping with matched and/or render)")?;
         let matched = match f.get("matched") {
             Some(n) => match &n.kind {
@@ -127,7 +144,10 @@ impl Decoder<'_> {
         f.finish(self, "`expect`", &["matched", "render"]);
         let matched = matched?;
         if matched.is_none() && render.is_empty() && ok {
-            self.error(node, "`expect` needs `matched` or `render`, or the test checks nothing");
+            self.error(
+                node,
+                "`expect` needs `matched` or `render`, or the test checks nothing",
+            );
             return None;
         }
         ok.then_some((matched, render))
