@@ -58,6 +58,7 @@ fn run_for(d: &NewDelivery, rule: &str) -> NewRun {
         rule: rule.to_owned(),
         created_at: d.received_at,
         definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
+        concurrency: None,
     }
 }
 

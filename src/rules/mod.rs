@@ -7,6 +7,7 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod snapshot;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -21,6 +22,10 @@ pub use model::{Action, Rule, RuleTest, Source, Step};
 
 use crate::template::Templates;
 use index::Index;
+
+/// The running rule set, swapped whole on reload: readers never block, and
+/// a request keeps the set it started with.
+pub type SharedRules = Arc<arc_swap::ArcSwap<RuleSet>>;
 
 /// A fully valid set of sources, rules and tests. Only a `RuleSet` is ever
 /// run: the code that matches and executes never sees raw YAML.

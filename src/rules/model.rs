@@ -76,6 +76,10 @@ pub struct Rule {
     /// At most this many runs of the rule at once.
     pub concurrency: Option<u32>,
     pub steps: Vec<Step>,
+    /// The rule as written (before `${NAME}` substitution, so it holds no
+    /// secret), stored with every queued run: a run executes the definition
+    /// it was queued with even if the files change before it runs.
+    pub definition: Value,
 }
 
 /// An `event:` entry of a rule.

@@ -124,6 +124,9 @@ pub struct NewRun {
     /// Snapshot of the rule's steps at match time, opaque to the store, so a
     /// rule edited later does not change a queued run.
     pub definition: Value,
+    /// The rule's `concurrency` when queued: at most this many of its runs
+    /// in progress at once, across restarts and nodes.
+    pub concurrency: Option<u32>,
 }
 
 /// A request refused before it became a delivery (401/403/413/429).

@@ -15,6 +15,7 @@ use crate::template::{JsonTemplate, Template, Templates};
 mod condition;
 mod rule;
 mod source;
+pub use source::parse_byte_size;
 mod test;
 
 /// How bad a diagnostic is: errors reject the rule set, warnings do not.

@@ -99,6 +99,7 @@ impl Decoder<'_> {
             when: when?,
             concurrency: concurrency?,
             steps: steps?,
+            definition: node.to_json(),
         })
     }
 

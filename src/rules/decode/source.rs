@@ -436,7 +436,7 @@ impl Decoder<'_> {
     }
 }
 
-fn parse_byte_size(text: &str) -> Option<u64> {
+pub fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
