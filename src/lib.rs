@@ -10,7 +10,8 @@ pub mod config; // hookflow.yaml + HOOKFLOW_* env + flags -> Settings
 pub mod delivery; // a received webhook: parsed body, event name, dedupe key, template context
 pub mod dryrun; // match + render without executing: explain, test, diff
 pub mod rules; // YAML rule files -> a validated, compiled `RuleSet`
+pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod template; // Handlebars registry, helpers and JSON-leaf rendering
-pub mod verify; // sender verification, one file per scheme // the run log and queue: deliveries, runs, attempts, traces // graceful shutdown: one trigger, many listeners
+pub mod verify; // sender verification, one file per scheme // the run log and queue: deliveries, runs, attempts, traces // graceful shutdown: one trigger, many listeners // axum router: the ingest pipeline, health checks

@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod serve;
 mod test;
 
 use std::path::PathBuf;
@@ -21,6 +22,8 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the server: receive webhooks, match them, run the actions.
+    Serve(serve::Args),
     /// Load and validate the rules; print every problem as file:line:column.
     Check(check::Args),
     /// Run the rules' `tests:` entries (nothing is executed).
@@ -48,6 +51,7 @@ struct RulesArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),

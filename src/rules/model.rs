@@ -23,6 +23,8 @@ pub struct Source {
     pub methods: Vec<String>,
     /// `None` is an open endpoint (`hookflow check` warns).
     pub verify: Option<VerifierConfig>,
+    /// `verify` built once at load time.
+    pub verifier: Option<std::sync::Arc<dyn crate::verify::Verify>>,
     pub allow_ips: Vec<IpNet>,
     pub rate_limit: Option<RateLimit>,
     /// Overrides the server's `max_body` for this source.

@@ -67,20 +67,20 @@ impl Decoder<'_> {
             }),
             None => vec!["POST".to_string()],
         };
+        let mut verifier = None;
         let verify = f.get("verify").and_then(|n| {
-            // Build it once now so a bad secret or header name is a load
+            let config = self.verifier(n);
+            ok &= config.is_some();
+            // Built once now, so a bad secret or header name is a load
             // error, not a surprise on the first request.
-            let v = self
-                .verifier(n)
-                .filter(|config| match crate::verify::build(config) {
-                    Ok(_) => true,
-                    Err(e) => {
-                        self.error(n, e.to_string());
-                        false
-                    }
-                });
-            ok &= v.is_some();
-            v
+            match crate::verify::build(config.as_ref()?) {
+                Ok(built) => verifier = Some(std::sync::Arc::from(built)),
+                Err(e) => {
+                    self.error(n, e.to_string());
+                    ok = false;
+                }
+            }
+            config
         });
         let mut allow_ips = Vec::new();
         if let Some(n) = f.get("allow_ips") {
@@ -129,6 +129,7 @@ impl Decoder<'_> {
             path,
             methods,
             verify,
+            verifier,
             allow_ips,
             rate_limit,
             max_body,

@@ -1,0 +1,36 @@
+//! `/healthz` (the process is up) and `/readyz` (rules loaded and the
+//! database writable).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    let rules = app.rules.load();
+    match app.store.check_writable().await {
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "rules": rules.rules().len(),
+            "sources": rules.sources().len(),
+        }))
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "readiness check: database not writable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not ready", "error": "database not writable" })),
+            )
+                .into_response()
+        }
+    }
+}

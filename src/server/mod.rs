@@ -1,0 +1,114 @@
+//! The HTTP server: source paths (the ingest pipeline in `receive`), health
+//! checks, and the wiring of state shared by every request.
+
+mod client;
+mod health;
+pub mod receive;
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::timeout::RequestBodyTimeoutLayer;
+
+use crate::config::Settings;
+use crate::rules::SharedRules;
+use crate::shutdown::Shutdown;
+use crate::store::{Rejected, Store};
+
+/// Called after a delivery with runs is committed (wakes the workers).
+pub type OnQueued = Arc<dyn Fn() + Send + Sync>;
+
+/// State shared by every request.
+pub struct AppState {
+    pub rules: SharedRules,
+    pub store: Arc<dyn Store>,
+    pub settings: Arc<Settings>,
+    pub on_queued: OnQueued,
+    limiters: client::RateLimiters,
+    /// Rejected requests are logged at most this fast, so a flood of forged
+    /// requests cannot fill the disk; the rest are only counted.
+    reject_log: DefaultDirectRateLimiter,
+    /// Monotonic within a millisecond, so ids sort in creation order.
+    ids: Mutex<ulid::Generator>,
+}
+
+/// How many rejected requests per second reach the run log (burst 10×).
+const REJECT_LOG_PER_SECOND: u32 = 20;
+
+/// How long a client may take to send its body (slow-loris guard).
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl AppState {
+    pub fn new(
+        rules: SharedRules,
+        store: Arc<dyn Store>,
+        settings: Arc<Settings>,
+        on_queued: OnQueued,
+    ) -> Self {
+        let per_second = NonZeroU32::new(REJECT_LOG_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(REJECT_LOG_PER_SECOND * 10).unwrap_or(NonZeroU32::MIN);
+        AppState {
+            rules,
+            store,
+            settings,
+            on_queued,
+            limiters: client::RateLimiters::default(),
+            reject_log: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+            ids: Mutex::new(ulid::Generator::new()),
+        }
+    }
+
+    /// A new ULID: sortable, unique across nodes.
+    pub fn new_id(&self) -> String {
+        let mut generator = self.ids.lock().unwrap_or_else(|p| p.into_inner());
+        generator
+            .generate()
+            .unwrap_or_else(|_| ulid::Ulid::new())
+            .to_string()
+    }
+
+    /// Records a refused request (without its body), within the log's budget.
+    fn log_rejected(&self, rejected: Rejected) {
+        if self.reject_log.check().is_err() {
+            return;
+        }
+        tracing::warn!(source = %rejected.source, status = rejected.status, remote = %rejected.remote_addr, reason = %rejected.reason, "request rejected");
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.record_rejected(rejected).await {
+                tracing::error!(error = %e, "could not record a rejected request");
+            }
+        });
+    }
+}
+
+/// The router: health checks, and every other path is a source path.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .fallback(receive::receive)
+        .with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        // A bug must cost one request a 500, never the process.
+        .layer(CatchPanicLayer::new())
+}
+
+/// Serves on `listener` until `shutdown` triggers, then stops accepting
+/// and lets requests in flight finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.wait().await })
+        .await
+}
