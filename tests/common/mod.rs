@@ -1,0 +1,111 @@
+//! The one test harness: a real server on 127.0.0.1:0 with its own rules
+//! directory and SQLite file, talked to over HTTP (after zero2prod's
+//! `spawn_app`). Every server test goes through it.
+#![allow(dead_code)] // each test binary uses a different part
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use hookflow::config::Settings;
+use hookflow::server::{self, AppState};
+use hookflow::shutdown::{self, Trigger};
+use hookflow::store::Store;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub rules_dir: PathBuf,
+    pub db_path: PathBuf,
+    pub client: reqwest::Client,
+    pub trigger: Trigger,
+    /// Keeps the temp dir alive as long as the app.
+    _dir: tempfile::TempDir,
+}
+
+/// Starts a server on the given rule files (name → YAML).
+pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
+    spawn_app_with(files, |_| {}).await
+}
+
+/// Like `spawn_app`, with settings adjusted first.
+pub async fn spawn_app_with(files: &[(&str, &str)], adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir_all(&rules_dir).expect("rules dir");
+    for (name, yaml) in files {
+        std::fs::write(rules_dir.join(name), yaml).expect("write rule file");
+    }
+    let db_path = dir.path().join("hookflow.db");
+    let mut settings = Settings {
+        rules: rules_dir.clone(),
+        database: format!("sqlite://{}", db_path.display()),
+        ..Settings::default()
+    };
+    adjust(&mut settings);
+    let rules = match hookflow::rules::load(&rules_dir) {
+        Ok(set) => set,
+        Err(e) => panic!("test rules do not load: {:#?}", e.diagnostics),
+    };
+    let store = hookflow::store::open(&settings.database)
+        .await
+        .expect("open store");
+    let shared = Arc::new(ArcSwap::from_pointee(rules));
+    let state = Arc::new(AppState::new(
+        shared,
+        store.clone(),
+        Arc::new(settings),
+        Arc::new(|| {}),
+    ));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        let _ = server::serve(listener, state, shutdown).await;
+    });
+    TestApp {
+        addr,
+        store,
+        rules_dir,
+        db_path,
+        client: reqwest::Client::new(),
+        trigger,
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// POSTs `body` to `path` with `headers`.
+    pub async fn post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self.client.post(self.url(path)).body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.send().await.expect("request reaches the server")
+    }
+}
+
+/// A fixture file's bytes (tests/fixtures/…).
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    chrono::Utc::now().timestamp()
+}
