@@ -1,0 +1,122 @@
+//! The rule author's tools as a user runs them: `check`, `test` and
+//! `explain` on the shipped example rules, through the real binary.
+
+use std::process::Command;
+
+fn hookflow(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HOOKFLOW_RULES")
+        .output()
+        .expect("run hookflow");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_example_rules_check_clean() {
+    let (code, stdout, stderr) = hookflow(&["check", "rules"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("ok"), "{stdout}");
+    assert!(!stderr.contains("error"), "{stderr}");
+}
+
+#[test]
+fn the_example_rules_tests_pass() {
+    let (code, stdout, stderr) = hookflow(&["test", "rules"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("PASS  a push to the default branch builds and notifies"), "{stdout}");
+    let summary = stdout.lines().last().unwrap_or_default();
+    assert!(summary.ends_with("passed, 0 failed"), "{summary}");
+}
+
+#[test]
+fn a_failing_rule_test_exits_1_and_says_why() {
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::write(
+        dir.path().join("r.yaml"),
+        r#"
+sources:
+  s: { verify: { token: { header: X-T, value: abc } } }
+rules:
+  - name: big-orders
+    source: s
+    when: { path: $.total, gt: 100 }
+    actions:
+      - id: notify
+        http: { url: "http://127.0.0.1:9/{{payload.total}}" }
+tests:
+  - name: small order matches (wrong on purpose)
+    source: s
+    payload: { total: 5 }
+    expect: { matched: [big-orders] }
+  - name: big order renders
+    source: s
+    payload: { total: 500 }
+    expect:
+      matched: [big-orders]
+      render: { big-orders.notify.url: "http://127.0.0.1:9/501" }
+"#,
+    )
+    .expect("write");
+    let path = dir.path().to_string_lossy().into_owned();
+    let (code, stdout, _) = hookflow(&["test", &path]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("FAIL  small order matches (wrong on purpose)"), "{stdout}");
+    assert!(stdout.contains("big-orders did not match: ") && stdout.contains("path $.total gt 100 — saw 5"), "{stdout}");
+    assert!(stdout.contains("rendered \"http://127.0.0.1:9/500\", expected \"http://127.0.0.1:9/501\""), "{stdout}");
+    assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
+    let (code, stdout, _) = hookflow(&["test", &path, "--filter", "big order"]);
+    assert_eq!(code, 1);
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+#[test]
+fn check_reports_every_error_with_its_location_and_exits_1() {
+    let dir = tempfile::tempdir().expect("temp");
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "rules:\n  - name: x\n    source: nowhere\n    when: { path: $.a, matches: '(' }\n    actions: []\n",
+    )
+    .expect("write");
+    let path = dir.path().to_string_lossy().into_owned();
+    let (code, _, stderr) = hookflow(&["check", &path]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad.yaml:4:33: invalid regex \"(\": unclosed group"), "{stderr}");
+    assert!(stderr.contains("bad.yaml:5:14: `actions` must have at least one action"), "{stderr}");
+}
+
+#[test]
+fn explain_shows_the_failing_condition_and_the_value_it_saw() {
+    let (code, stdout, stderr) = hookflow(&[
+        "explain",
+        "--source",
+        "github",
+        "--header",
+        "X-GitHub-Event: push",
+        "examples/payloads/github-push.json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("MATCH  deploy-main"), "{stdout}");
+    assert!(stdout.contains("\"sha\": \"6113728f27ae82c7b1a177c8d03f9e96e0adf246\""), "rendered step: {stdout}");
+    // release-tag misses: its condition, where it is, and what it saw.
+    assert!(
+        stdout.contains("rules/github.yaml:47:7: path $.ref matches /^refs/tags/v\\d+\\.\\d+\\.\\d+$/ — saw \"refs/heads/master\""),
+        "{stdout}"
+    );
+    assert!(stdout.contains("event push is not one of: pull_request.opened"), "{stdout}");
+}
+
+#[test]
+fn explain_json_is_machine_readable() {
+    let (code, stdout, _) = hookflow(&["explain", "--json", "--source", "stripe", "examples/payloads/stripe-payment_intent.succeeded.json"]);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["trace"]["event"], "payment_intent.succeeded");
+    assert_eq!(v["runs"][0]["rule"], "fulfil-payment");
+    assert_eq!(v["runs"][0]["steps"][0]["rendered"]["json"]["currency"], "USD");
+}
