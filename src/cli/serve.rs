@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 
 use crate::config::{Layer, LogFormat, Settings};
+use crate::reload::Reloader;
 use crate::server::{self, AppState};
 use crate::shutdown;
 
@@ -118,12 +118,18 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Resu
     let store = crate::store::open(&settings.database)
         .await
         .with_context(|| format!("cannot open the database {}", settings.database))?;
-    let rules: crate::rules::SharedRules = Arc::new(ArcSwap::from_pointee(rules));
+    let reloader = Reloader::new(settings.rules.clone(), rules);
     let (trigger, shutdown) = shutdown::channel();
+    let _watcher = reloader
+        .watch(settings.poll, shutdown.clone())
+        .context("cannot watch the rules directory")?;
+    let _sighup = reloader
+        .reload_on_sighup(shutdown.clone())
+        .context("cannot listen for SIGHUP")?;
 
     let on_queued: server::OnQueued = Arc::new(|| {});
     let state = Arc::new(AppState::new(
-        rules.clone(),
+        reloader.clone(),
         store.clone(),
         settings.clone(),
         on_queued,

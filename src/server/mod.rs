@@ -1,6 +1,8 @@
 //! The HTTP server: source paths (the ingest pipeline in `receive`), health
 //! checks, and the wiring of state shared by every request.
 
+mod admin;
+mod api;
 mod client;
 mod health;
 pub mod receive;
@@ -11,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::config::Settings;
+use crate::reload::Reloader;
 use crate::rules::SharedRules;
 use crate::shutdown::Shutdown;
 use crate::store::{Rejected, Store};
@@ -27,6 +30,7 @@ pub type OnQueued = Arc<dyn Fn() + Send + Sync>;
 /// State shared by every request.
 pub struct AppState {
     pub rules: SharedRules,
+    pub reloader: Arc<Reloader>,
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     pub on_queued: OnQueued,
@@ -46,7 +50,7 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AppState {
     pub fn new(
-        rules: SharedRules,
+        reloader: Arc<Reloader>,
         store: Arc<dyn Store>,
         settings: Arc<Settings>,
         on_queued: OnQueued,
@@ -54,7 +58,8 @@ impl AppState {
         let per_second = NonZeroU32::new(REJECT_LOG_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(REJECT_LOG_PER_SECOND * 10).unwrap_or(NonZeroU32::MIN);
         AppState {
-            rules,
+            rules: reloader.rules(),
+            reloader,
             store,
             settings,
             on_queued,
@@ -90,7 +95,15 @@ impl AppState {
 
 /// The router: health checks, and every other path is a source path.
 pub fn router(state: Arc<AppState>) -> Router {
+    let api = Router::new()
+        .route("/rules", get(api::rules))
+        .route("/reload", post(api::reload))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
+        .nest("/api", api)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(receive::receive)

@@ -7,8 +7,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
 use hookflow::config::Settings;
+use hookflow::reload::Reloader;
 use hookflow::server::{self, AppState};
 use hookflow::shutdown::{self, Trigger};
 use hookflow::store::Store;
@@ -20,6 +20,7 @@ pub struct TestApp {
     pub db_path: PathBuf,
     pub client: reqwest::Client,
     pub trigger: Trigger,
+    pub reloader: Arc<Reloader>,
     /// Keeps the temp dir alive as long as the app.
     _dir: tempfile::TempDir,
 }
@@ -51,9 +52,9 @@ pub async fn spawn_app_with(files: &[(&str, &str)], adjust: impl FnOnce(&mut Set
     let store = hookflow::store::open(&settings.database)
         .await
         .expect("open store");
-    let shared = Arc::new(ArcSwap::from_pointee(rules));
+    let reloader = Reloader::new(rules_dir.clone(), rules);
     let state = Arc::new(AppState::new(
-        shared,
+        reloader.clone(),
         store.clone(),
         Arc::new(settings),
         Arc::new(|| {}),
@@ -73,11 +74,26 @@ pub async fn spawn_app_with(files: &[(&str, &str)], adjust: impl FnOnce(&mut Set
         db_path,
         client: reqwest::Client::new(),
         trigger,
+        reloader,
         _dir: dir,
     }
 }
 
 impl TestApp {
+    /// Starts watching the rules directory (as `serve` does).
+    pub fn watch(&self, poll: bool) {
+        let handle = self
+            .reloader
+            .watch(poll, self.trigger.subscribe())
+            .expect("watch rules");
+        drop(handle); // runs until the app's shutdown
+    }
+
+    /// Writes a file under the rules directory.
+    pub fn write_rule_file(&self, name: &str, yaml: &str) {
+        std::fs::write(self.rules_dir.join(name), yaml).expect("write rule file");
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -1,0 +1,233 @@
+//! Hot reload: watch the rules directory, load and validate the whole set
+//! on any change, and swap it in atomically only when it is fully valid.
+//!
+//! Requests read the set through an `ArcSwap`: they never wait for a reload,
+//! and one that started on the old set finishes on it. An invalid set is
+//! rejected whole; its errors are logged and kept for `GET /api/rules`.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use chrono::{DateTime, Utc};
+use notify::{EventKind, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, new_debouncer, new_debouncer_opt};
+use serde::Serialize;
+
+use crate::rules::{RuleSet, SharedRules};
+use crate::shutdown::Shutdown;
+
+/// How long the watcher waits for a burst of writes to settle.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+/// How often `--poll` looks at the files.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// What happened at the last reload, for `GET /api/rules` and metrics.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// When the running set was loaded.
+    pub loaded_at: DateTime<Utc>,
+    pub last_reload_at: Option<DateTime<Utc>>,
+    /// `ok` or `error`; `None` before the first reload.
+    pub last_outcome: Option<&'static str>,
+    /// The errors that kept the last attempted set out (`file:line:column: message`).
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub succeeded: u64,
+    pub failed: u64,
+}
+
+/// The outcome of one reload.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub ok: bool,
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+    pub rules: usize,
+    pub sources: usize,
+    pub duration_ms: u64,
+}
+
+/// Owns the running rule set and replaces it.
+pub struct Reloader {
+    dir: PathBuf,
+    rules: SharedRules,
+    status: Mutex<Status>,
+    /// One reload at a time: a watcher event, SIGHUP and the API may race.
+    loading: Mutex<()>,
+}
+
+impl Reloader {
+    pub fn new(dir: PathBuf, initial: RuleSet) -> Arc<Reloader> {
+        let warnings = initial.warnings().iter().map(ToString::to_string).collect();
+        Arc::new(Reloader {
+            dir,
+            rules: Arc::new(ArcSwap::from_pointee(initial)),
+            status: Mutex::new(Status {
+                loaded_at: Utc::now(),
+                last_reload_at: None,
+                last_outcome: None,
+                errors: Vec::new(),
+                warnings,
+                succeeded: 0,
+                failed: 0,
+            }),
+            loading: Mutex::new(()),
+        })
+    }
+
+    /// The shared handle every reader uses.
+    pub fn rules(&self) -> SharedRules {
+        self.rules.clone()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn status(&self) -> Status {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Loads the whole directory; swaps it in if valid. Blocking: call it
+    /// from a blocking thread (`spawn_blocking`), not the async runtime.
+    pub fn reload(&self) -> Report {
+        let _one_at_a_time = self.loading.lock().unwrap_or_else(|p| p.into_inner());
+        let started = Instant::now();
+        let result = crate::rules::load(&self.dir);
+        let now = Utc::now();
+        let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        status.last_reload_at = Some(now);
+        let report = match result {
+            Ok(set) => {
+                let warnings: Vec<String> =
+                    set.warnings().iter().map(ToString::to_string).collect();
+                let (rules, sources) = (set.rules().len(), set.sources().len());
+                self.rules.store(Arc::new(set));
+                status.loaded_at = now;
+                status.last_outcome = Some("ok");
+                status.errors.clear();
+                status.warnings = warnings.clone();
+                status.succeeded += 1;
+                tracing::info!(rules, sources, "rules reloaded");
+                Report {
+                    ok: true,
+                    errors: Vec::new(),
+                    warnings,
+                    rules,
+                    sources,
+                    duration_ms: 0,
+                }
+            }
+            Err(e) => {
+                let errors: Vec<String> = e.errors().map(ToString::to_string).collect();
+                for error in &errors {
+                    tracing::error!("{error}");
+                }
+                tracing::error!(
+                    errors = errors.len(),
+                    "rules not reloaded: the running rules stay in force"
+                );
+                status.last_outcome = Some("error");
+                status.errors = errors.clone();
+                status.failed += 1;
+                let current = self.rules.load();
+                Report {
+                    ok: false,
+                    errors,
+                    warnings: Vec::new(),
+                    rules: current.rules().len(),
+                    sources: current.sources().len(),
+                    duration_ms: 0,
+                }
+            }
+        };
+        Report {
+            duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            ..report
+        }
+    }
+
+    /// Watches the directory until `shutdown`; every change reloads. With
+    /// `poll`, files are compared by content on an interval instead (for
+    /// NFS and container mounts where inotify sees nothing).
+    ///
+    /// The directory is watched, not files, and events are not filtered by
+    /// name: editors save by renaming a temp file over the original, and a
+    /// Kubernetes ConfigMap update only swaps the `..data` symlink.
+    pub fn watch(
+        self: &Arc<Self>,
+        poll: bool,
+        mut shutdown: Shutdown,
+    ) -> notify::Result<tokio::task::JoinHandle<()>> {
+        let reloader = self.clone();
+        let handler = move |result: DebounceEventResult| match result {
+            Ok(events) => {
+                let relevant = events
+                    .iter()
+                    .any(|e| !matches!(e.event.kind, EventKind::Access(_)));
+                if relevant {
+                    reloader.reload();
+                }
+            }
+            Err(errors) => {
+                for e in errors {
+                    tracing::warn!(error = %e, "rules watcher error");
+                }
+            }
+        };
+        let dir = self.dir.clone();
+        let guard: Box<dyn Send> = if poll {
+            let config = notify::Config::default()
+                .with_poll_interval(POLL_INTERVAL)
+                .with_compare_contents(true);
+            let mut debouncer = new_debouncer_opt::<_, notify::PollWatcher, _>(
+                DEBOUNCE,
+                None,
+                handler,
+                notify_debouncer_full::NoCache,
+                config,
+            )?;
+            debouncer.watch(&dir, RecursiveMode::Recursive)?;
+            Box::new(debouncer)
+        } else {
+            let mut debouncer = new_debouncer(DEBOUNCE, None, handler)?;
+            debouncer.watch(&dir, RecursiveMode::Recursive)?;
+            Box::new(debouncer)
+        };
+        tracing::info!(dir = %dir.display(), poll, "watching the rules for changes");
+        Ok(tokio::spawn(async move {
+            shutdown.wait().await;
+            drop(guard); // stops the watcher
+        }))
+    }
+
+    /// Reloads on every SIGHUP until `shutdown`.
+    pub fn reload_on_sighup(
+        self: &Arc<Self>,
+        mut shutdown: Shutdown,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hup = signal(SignalKind::hangup())?;
+        let reloader = self.clone();
+        Ok(tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = shutdown.wait() => break,
+                    got = hup.recv() => {
+                        if got.is_none() {
+                            break;
+                        }
+                        tracing::info!("SIGHUP: reloading the rules");
+                        let r = reloader.clone();
+                        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                    }
+                }
+            }
+        }))
+    }
+}
