@@ -23,6 +23,61 @@ const DEBOUNCE: Duration = Duration::from_millis(200);
 /// How often `--poll` looks at the files.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How often a reload re-reads files that were changing under it, and how
+/// long it waits to see whether they still are.
+const SETTLE_RETRIES: usize = 5;
+/// A file modified this recently may still be being written.
+const QUIET: Duration = Duration::from_millis(50);
+/// A writer that never stops cannot hold a reload back longer than this.
+const MAX_QUIET_WAIT: Duration = Duration::from_millis(500);
+
+/// Waits (boundedly) until no file below `dir` was modified within `QUIET`.
+fn wait_until_quiet(dir: &Path) {
+    let started = Instant::now();
+    while started.elapsed() < MAX_QUIET_WAIT {
+        let newest = fingerprint(dir)
+            .into_iter()
+            .filter_map(|(_, _, modified)| modified)
+            .max();
+        let age = newest.and_then(|m| std::time::SystemTime::now().duration_since(m).ok());
+        match age {
+            Some(age) if age < QUIET => std::thread::sleep(QUIET - age),
+            _ => return,
+        }
+    }
+}
+
+/// Size and modification time of every file below `dir`: enough to see a
+/// file change while it is read.
+fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    fn walk(
+        dir: &Path,
+        depth: usize,
+        out: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
+    ) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                if depth < 16 {
+                    walk(&path, depth + 1, out);
+                }
+            } else {
+                out.push((path, meta.len(), meta.modified().ok()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, 0, &mut out);
+    out.sort();
+    out
+}
+
 /// What happened at the last reload, for `GET /api/rules` and metrics.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -98,7 +153,19 @@ impl Reloader {
     pub fn reload(&self) -> Report {
         let _one_at_a_time = self.loading.lock().unwrap_or_else(|p| p.into_inner());
         let started = Instant::now();
-        let result = crate::rules::load(&self.dir);
+        // A file written in place is briefly empty or half-written. Wait for
+        // the files to be quiet, and if any changed while the set was being
+        // read, read it again.
+        let mut tries = 0;
+        let result = loop {
+            wait_until_quiet(&self.dir);
+            let before = fingerprint(&self.dir);
+            let result = crate::rules::load(&self.dir);
+            tries += 1;
+            if fingerprint(&self.dir) == before || tries > SETTLE_RETRIES {
+                break result;
+            }
+        };
         let now = Utc::now();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.last_reload_at = Some(now);

@@ -29,7 +29,10 @@ fn the_example_rules_check_clean() {
 fn the_example_rules_tests_pass() {
     let (code, stdout, stderr) = hookflow(&["test", "rules"]);
     assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("PASS  a push to the default branch builds and notifies"), "{stdout}");
+    assert!(
+        stdout.contains("PASS  a push to the default branch builds and notifies"),
+        "{stdout}"
+    );
     let summary = stdout.lines().last().unwrap_or_default();
     assert!(summary.ends_with("passed, 0 failed"), "{summary}");
 }
@@ -66,9 +69,19 @@ tests:
     let path = dir.path().to_string_lossy().into_owned();
     let (code, stdout, _) = hookflow(&["test", &path]);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("FAIL  small order matches (wrong on purpose)"), "{stdout}");
-    assert!(stdout.contains("big-orders did not match: ") && stdout.contains("path $.total gt 100 — saw 5"), "{stdout}");
-    assert!(stdout.contains("rendered \"http://127.0.0.1:9/500\", expected \"http://127.0.0.1:9/501\""), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  small order matches (wrong on purpose)"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("big-orders did not match: ")
+            && stdout.contains("path $.total gt 100 — saw 5"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("rendered \"http://127.0.0.1:9/500\", expected \"http://127.0.0.1:9/501\""),
+        "{stdout}"
+    );
     assert!(stdout.contains("0 passed, 2 failed"), "{stdout}");
     let (code, stdout, _) = hookflow(&["test", &path, "--filter", "big order"]);
     assert_eq!(code, 1);
@@ -86,8 +99,14 @@ fn check_reports_every_error_with_its_location_and_exits_1() {
     let path = dir.path().to_string_lossy().into_owned();
     let (code, _, stderr) = hookflow(&["check", &path]);
     assert_eq!(code, 1);
-    assert!(stderr.contains("bad.yaml:4:33: invalid regex \"(\": unclosed group"), "{stderr}");
-    assert!(stderr.contains("bad.yaml:5:14: `actions` must have at least one action"), "{stderr}");
+    assert!(
+        stderr.contains("bad.yaml:4:33: invalid regex \"(\": unclosed group"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("bad.yaml:5:14: `actions` must have at least one action"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -102,21 +121,36 @@ fn explain_shows_the_failing_condition_and_the_value_it_saw() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.contains("MATCH  deploy-main"), "{stdout}");
-    assert!(stdout.contains("\"sha\": \"6113728f27ae82c7b1a177c8d03f9e96e0adf246\""), "rendered step: {stdout}");
+    assert!(
+        stdout.contains("\"sha\": \"6113728f27ae82c7b1a177c8d03f9e96e0adf246\""),
+        "rendered step: {stdout}"
+    );
     // release-tag misses: its condition, where it is, and what it saw.
     assert!(
         stdout.contains("rules/github.yaml:47:7: path $.ref matches /^refs/tags/v\\d+\\.\\d+\\.\\d+$/ — saw \"refs/heads/master\""),
         "{stdout}"
     );
-    assert!(stdout.contains("event push is not one of: pull_request.opened"), "{stdout}");
+    assert!(
+        stdout.contains("event push is not one of: pull_request.opened"),
+        "{stdout}"
+    );
 }
 
 #[test]
 fn explain_json_is_machine_readable() {
-    let (code, stdout, _) = hookflow(&["explain", "--json", "--source", "stripe", "examples/payloads/stripe-payment_intent.succeeded.json"]);
+    let (code, stdout, _) = hookflow(&[
+        "explain",
+        "--json",
+        "--source",
+        "stripe",
+        "examples/payloads/stripe-payment_intent.succeeded.json",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
     assert_eq!(v["trace"]["event"], "payment_intent.succeeded");
     assert_eq!(v["runs"][0]["rule"], "fulfil-payment");
-    assert_eq!(v["runs"][0]["steps"][0]["rendered"]["json"]["currency"], "USD");
+    assert_eq!(
+        v["runs"][0]["steps"][0]["rendered"]["json"]["currency"],
+        "USD"
+    );
 }

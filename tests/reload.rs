@@ -322,7 +322,11 @@ async fn deliveries_never_fail_stall_or_see_a_mixed_set_during_100_reloads() {
             2 => rules("a"),
             _ => "rules:\n  - name: oops\n    source: nowhere\n".to_string(), // invalid: kept out
         };
-        app.write_rule_file("r.yaml", &yaml);
+        // Deployed atomically (temp file + rename), as a ConfigMap or a
+        // careful deploy does: an in-place write can be caught half-done.
+        let tmp = app.rules_dir.join(".r.yaml.new");
+        std::fs::write(&tmp, &yaml).expect("write");
+        std::fs::rename(&tmp, app.rules_dir.join("r.yaml")).expect("rename");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
