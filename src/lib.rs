@@ -1,18 +1,20 @@
 //! hookflow: a self-hosted webhook automation hub.
 //!
-//! A delivery flows one way through these modules:
-//! `server` receives it, `verify` checks the sender, `rules` matches it,
-//! `store` commits it with its queued runs, and `engine` + `actions` run them.
+//! A delivery flows one way through these modules: `server` receives it,
+//! `verify` checks the sender, `rules` matches it, `store` commits it with
+//! its queued runs, and `engine` + `actions` run them.
 
-pub mod actions; // rendering (and later executing) a rule's steps
+pub mod actions; // what steps do: rendering and executing http, slack, shell
 pub mod cli; // one file per subcommand; `main.rs` only dispatches
 pub mod config; // hookflow.yaml + HOOKFLOW_* env + flags -> Settings
 pub mod delivery; // a received webhook: parsed body, event name, dedupe key, template context
 pub mod dryrun; // match + render without executing: explain, test, diff
-pub mod reload;
+pub mod engine; // workers: leasing runs, executing steps, retries, concurrency
+pub mod metrics; // Prometheus series, named in one place
+pub mod reload; // watching the rules and swapping in a valid set atomically
 pub mod rules; // YAML rule files -> a validated, compiled `RuleSet`
-pub mod server;
-pub mod shutdown;
-pub mod store;
+pub mod server; // axum router: the ingest pipeline, API, health, metrics
+pub mod shutdown; // graceful shutdown: one trigger, many listeners
+pub mod store; // the run log and queue: deliveries, runs, attempts, traces
 pub mod template; // Handlebars registry, helpers and JSON-leaf rendering
-pub mod verify; // sender verification, one file per scheme // the run log and queue: deliveries, runs, attempts, traces // graceful shutdown: one trigger, many listeners // axum router: the ingest pipeline, health checks // watching the rules and swapping in a valid set atomically
+pub mod verify; // sender verification, one file per scheme

@@ -180,6 +180,7 @@ impl Reloader {
                 status.errors.clear();
                 status.warnings = warnings.clone();
                 status.succeeded += 1;
+                crate::metrics::reload("ok");
                 tracing::info!(rules, sources, "rules reloaded");
                 Report {
                     ok: true,
@@ -202,6 +203,7 @@ impl Reloader {
                 status.last_outcome = Some("error");
                 status.errors = errors.clone();
                 status.failed += 1;
+                crate::metrics::reload("error");
                 let current = self.rules.load();
                 Report {
                     ok: false,

@@ -3,6 +3,7 @@
 
 mod check;
 mod explain;
+mod send;
 mod serve;
 mod test;
 
@@ -28,6 +29,8 @@ enum Command {
     Check(check::Args),
     /// Run the rules' `tests:` entries (nothing is executed).
     Test(test::Args),
+    /// Sign a payload like the source's sender and POST it.
+    Send(send::Args),
     /// Show which rules a payload matches, why the others do not, and the
     /// rendered steps of the matching ones (nothing is executed).
     Explain(explain::Args),
@@ -55,6 +58,7 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
+        Command::Send(args) => send::run(args),
     };
     match result {
         Ok(code) => code,

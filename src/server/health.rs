@@ -34,3 +34,19 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
         }
     }
 }
+
+/// `GET /metrics`: Prometheus text. The queue depth is read at scrape time.
+pub async fn metrics(State(app): State<Arc<AppState>>) -> Response {
+    match app.store.queue_depth().await {
+        Ok(depth) => crate::metrics::queue_depth(depth),
+        Err(e) => tracing::warn!(error = %e, "metrics: could not read the queue depth"),
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        crate::metrics::render(),
+    )
+        .into_response()
+}

@@ -57,6 +57,7 @@ impl AppState {
     ) -> Self {
         let per_second = NonZeroU32::new(REJECT_LOG_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(REJECT_LOG_PER_SECOND * 10).unwrap_or(NonZeroU32::MIN);
+        crate::metrics::install();
         AppState {
             rules: reloader.rules(),
             reloader,
@@ -102,8 +103,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             state.clone(),
             admin::require_admin,
         ));
+    let metrics = Router::new()
+        .route("/metrics", get(health::metrics))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            admin::require_admin,
+        ));
     Router::new()
         .nest("/api", api)
+        .merge(metrics)
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .fallback(receive::receive)

@@ -59,6 +59,7 @@ pub async fn receive(
     let received_at = Utc::now();
     let id = app.new_id();
     let reject = |status: StatusCode, reason: String| {
+        crate::metrics::delivery(&source.name, &format!("rejected_{}", status.as_u16()));
         app.log_rejected(Rejected {
             id: id.clone(),
             source: source.name.clone(),
@@ -135,7 +136,10 @@ pub async fn receive(
         .and_then(|v| v.to_str().ok());
     let payload = match parse_body(content_type, &bytes) {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e) => {
+            crate::metrics::delivery(&source.name, "invalid_body");
+            return error(StatusCode::BAD_REQUEST, e.to_string());
+        }
     };
     if source.kind() == Some("slack")
         && payload.get("type").and_then(Value::as_str) == Some("url_verification")
@@ -200,6 +204,10 @@ pub async fn receive(
     let window_ms = i64::try_from(app.settings.dedupe_window.as_millis()).unwrap_or(i64::MAX);
     match app.store.accept(record, runs, window_ms).await {
         Ok(AcceptOutcome::Accepted) => {
+            crate::metrics::delivery(&source.name, "accepted");
+            for rule in &matched {
+                crate::metrics::matched(rule);
+            }
             if queued {
                 (app.on_queued)();
             }
@@ -207,6 +215,7 @@ pub async fn receive(
             accepted_response(&rules, &source, &delivery, &matched)
         }
         Ok(AcceptOutcome::Duplicate { first_delivery }) => {
+            crate::metrics::delivery(&source.name, "duplicate");
             tracing::info!(source = %source.name, first = %first_delivery, "duplicate delivery ignored");
             (
                 StatusCode::OK,
@@ -215,6 +224,7 @@ pub async fn receive(
                 .into_response()
         }
         Err(e) => {
+            crate::metrics::delivery(&source.name, "store_error");
             tracing::error!(source = %source.name, error = %e, "could not store a delivery");
             // Not a 2xx: the sender keeps the delivery and retries.
             error(
