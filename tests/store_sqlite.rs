@@ -379,8 +379,8 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
             .expect("rows")
     };
     let before = migrations();
-    assert_eq!(before.len(), 1);
-    assert_eq!(before[0].0, 1);
+    let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
+    assert_eq!(versions, [1, 2], "every migration applied once, in order");
 
     let store = store::open(&format!("sqlite://{}", path.display()))
         .await
@@ -404,7 +404,7 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
             first_delivery: d.id.clone()
         }
     );
-    assert_eq!(migrations(), before, "migration 0001 ran again");
+    assert_eq!(migrations(), before, "a migration ran again");
 }
 
 #[tokio::test]

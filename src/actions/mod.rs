@@ -1,7 +1,233 @@
 //! Actions: what a rule's steps do. A step is first rendered into a
 //! concrete, inspectable [`RenderedStep`] (nothing executed), which
-//! `explain`, `test` and the workers all share.
+//! `explain`, `test` and the workers all share; a worker then executes it
+//! with [`execute`], one file per kind (`http`, `slack`, `shell`).
+//!
+//! Executing never decides about retries: an action reports what happened
+//! (an [`Outcome`], with a [`Fault`] when it did not succeed) and the
+//! engine's retry schedule decides what comes next.
 
+pub mod http;
 pub mod render;
+pub mod shell;
+pub mod slack;
 
-pub use render::{RenderedStep, render_step};
+use std::time::Duration;
+
+use serde_json::Value;
+
+pub use render::{RenderedBody, RenderedStep, render_step};
+
+use crate::rules::Secrets;
+use crate::rules::model::Action;
+
+/// Stored texts (response bodies, stdout, stderr) are cut to this many
+/// bytes (SPEC §5).
+pub const TEXT_LIMIT: usize = 64 * 1024;
+
+/// How much of a body or stdout is kept in memory: more than is shown, so
+/// a JSON reply a bit over [`TEXT_LIMIT`] still parses into `steps.<id>.json`.
+pub const CAPTURE_LIMIT: usize = 1024 * 1024;
+
+/// `User-Agent` of every outgoing request.
+pub const USER_AGENT: &str = concat!("hookflow/", env!("CARGO_PKG_VERSION"));
+
+/// What executing a step needs besides the step itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionEnv<'a> {
+    /// The one shared client: its keep-alive pool is what makes many small
+    /// requests to the same host cheap.
+    pub client: &'a reqwest::Client,
+    /// `<run id>.<step index>`, identical on every retry of the step, so
+    /// the receiver can drop duplicates of an at-least-once delivery.
+    pub idempotency_key: &'a str,
+    /// For the request summary, which only the action knows how to build.
+    pub secrets: &'a Secrets,
+}
+
+/// Why a step did not succeed. Whether that is worth another attempt is
+/// the engine's decision (`engine::retry`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Could not connect, or the connection broke mid-exchange.
+    Connection,
+    /// The step's `timeout` passed (a command's process group was killed).
+    Timeout,
+    /// An HTTP status outside what the step expects.
+    Status {
+        status: u16,
+        /// The reply's `Retry-After` header as sent (seconds or HTTP date).
+        retry_after: Option<String>,
+    },
+    /// The command exited non-zero (or `128 + signal`).
+    Exit(i32),
+    /// Never worth retrying: an invalid URL or header, a command that
+    /// cannot start, Slack's `ok: false`.
+    Final,
+}
+
+/// What one attempt of a step did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// What was sent (method, URL, chosen headers; argv), secrets already
+    /// shown as `***`, credentials left out.
+    pub request: Value,
+    /// The HTTP status or the exit code.
+    pub status: Option<i64>,
+    /// The reply's body (http, slack).
+    pub body: Option<Captured>,
+    pub stdout: Option<Captured>,
+    pub stderr: Option<Captured>,
+    /// What went wrong, for people (not yet redacted: the engine does that
+    /// with everything it stores).
+    pub error: Option<String>,
+    /// `None`: the step succeeded.
+    pub fault: Option<Fault>,
+    pub duration: Duration,
+}
+
+impl Outcome {
+    /// A failure before anything was sent or started.
+    pub fn failed(request: Value, fault: Fault, error: impl Into<String>) -> Outcome {
+        Outcome {
+            request,
+            status: None,
+            body: None,
+            stdout: None,
+            stderr: None,
+            error: Some(error.into()),
+            fault: Some(fault),
+            duration: Duration::ZERO,
+        }
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.fault.is_none()
+    }
+}
+
+/// Bytes read from a body or a pipe: the first [`CAPTURE_LIMIT`] kept, the
+/// rest only counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Captured {
+    kept: Vec<u8>,
+    total: usize,
+}
+
+impl Captured {
+    pub fn push(&mut self, bytes: &[u8]) {
+        let room = CAPTURE_LIMIT.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.total += bytes.len();
+    }
+
+    /// Every byte read, kept or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The text as stored: at most [`TEXT_LIMIT`] bytes (lossy UTF-8), then
+    /// `\n[… truncated N bytes]` when there was more.
+    pub fn text(&self) -> String {
+        let shown = &self.kept[..self.kept.len().min(TEXT_LIMIT)];
+        let mut text = String::from_utf8_lossy(shown).into_owned();
+        let cut = self.total - shown.len();
+        if cut > 0 {
+            text.push_str(&format!("\n[… truncated {cut} bytes]"));
+        }
+        text
+    }
+
+    /// The bytes parsed as JSON, if all of them were kept and they are JSON.
+    pub fn json(&self) -> Option<Value> {
+        if self.total != self.kept.len() || self.kept.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        serde_json::from_slice(&self.kept).ok()
+    }
+}
+
+/// Executes one attempt of a rendered step.
+pub async fn execute(action: &Action, rendered: RenderedStep, env: &ActionEnv<'_>) -> Outcome {
+    match (action, rendered) {
+        (
+            Action::Http(http),
+            RenderedStep::Http {
+                method,
+                url,
+                headers,
+                query,
+                body,
+            },
+        ) => {
+            let request = http::Request {
+                method,
+                url,
+                headers,
+                query,
+                body,
+            };
+            http::execute(http, request, env).await
+        }
+        (
+            Action::Slack(slack),
+            RenderedStep::Slack {
+                url,
+                token,
+                message,
+            },
+        ) => {
+            slack::execute(
+                slack,
+                slack::Message {
+                    url,
+                    token,
+                    message,
+                },
+                env,
+            )
+            .await
+        }
+        (
+            Action::Shell(shell),
+            RenderedStep::Shell {
+                argv,
+                env: vars,
+                workdir,
+                stdin,
+            },
+        ) => {
+            let command = shell::Command {
+                argv,
+                env: vars,
+                workdir,
+                stdin,
+            };
+            shell::execute(shell, command, env.secrets).await
+        }
+        (action, _) => Outcome::failed(
+            Value::Null,
+            Fault::Final,
+            format!(
+                "internal error: the rendered step is not a `{}` step",
+                action.kind()
+            ),
+        ),
+    }
+}
+
+/// `error: source: source…`, the way people read an error chain.
+pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // Wrappers often repeat their source's text.
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}

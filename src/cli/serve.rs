@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::Context;
 
 use crate::config::{Layer, LogFormat, Settings};
+use crate::engine::{Engine, EngineConfig};
 use crate::reload::Reloader;
 use crate::server::{self, AppState};
 use crate::shutdown;
@@ -127,7 +128,17 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Resu
         .reload_on_sighup(shutdown.clone())
         .context("cannot listen for SIGHUP")?;
 
-    let on_queued: server::OnQueued = Arc::new(|| {});
+    let (engine, workers) = Engine::start(
+        store.clone(),
+        reloader.rules(),
+        EngineConfig {
+            workers: settings.workers,
+            shutdown_grace: settings.shutdown_grace,
+            node_id: format!("{}-{}", hostname(), ulid::Ulid::new()),
+        },
+        shutdown.clone(),
+    );
+    let on_queued: server::OnQueued = Arc::new(move || engine.notify());
     let state = Arc::new(AppState::new(
         reloader.clone(),
         store.clone(),
@@ -148,7 +159,21 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Resu
     server::serve(listener, state, shutdown)
         .await
         .context("the HTTP server failed")?;
+    // The workers finish in-flight steps within shutdown_grace.
+    if workers.await.is_err() {
+        tracing::error!("the workers stopped abnormally");
+    }
+    tracing::info!("stopped");
     Ok(())
+}
+
+/// This machine's name, for lease owners (falls back to "hookflow").
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "hookflow".to_string())
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).

@@ -82,6 +82,192 @@ pub trait Store: Send + Sync + 'static {
 
     /// Runs not finished yet (queued or running), for the metrics gauge.
     async fn queue_depth(&self) -> Result<u64>;
+
+    // The workers' side (see `engine`). A run is in progress while it is
+    // `running`, leased or not: a run waiting for a retry holds no lease
+    // (and no worker) but keeps its rule's concurrency slot.
+
+    /// Lease up to `request.limit` due runs for `request.node`: unfinished
+    /// runs whose `next_attempt_at` has come and whose lease is free or
+    /// expired. A `queued` run is leased only while its rule has fewer
+    /// `running` runs than its `concurrency`; leased runs become `running`.
+    /// Decided inside one write transaction, so concurrent leasers never
+    /// overshoot a rule's limit.
+    async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased>;
+
+    /// Record a step's attempt (if any) and advance the run, in one
+    /// transaction. Fails with [`StoreError::LeaseLost`] (writing nothing)
+    /// when `record.node` no longer holds the run's lease.
+    async fn record_step(&self, record: StepRecord) -> Result<()>;
+
+    /// Extend every lease `node` holds to `until_ms` (a heartbeat, so a
+    /// long step is not taken over). Returns how many runs it holds.
+    async fn renew_leases(&self, node: &str, until_ms: i64) -> Result<u64>;
+
+    /// Give up every lease `node` holds (graceful shutdown). The runs stay
+    /// `running` at their first unfinished step and are leased again at once.
+    async fn release_leases(&self, node: &str) -> Result<u64>;
+
+    /// At startup: make runs leased by a crashed process available now.
+    /// SQLite has one process per file, so every lease found is stale and
+    /// all are released; a shared backend releases only `node`'s own and
+    /// lets other nodes' leases expire.
+    async fn reclaim_leases(&self, node: &str) -> Result<u64>;
+
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
+
+    /// Runs newest first, filtered and paginated by [`RunFilter`].
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>>;
+
+    /// Every attempt of a run, by step then attempt number.
+    async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+}
+
+/// What [`Store::lease_runs`] is asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseRequest {
+    /// The leasing node (`lease_owner`).
+    pub node: String,
+    pub now_ms: i64,
+    /// Most runs to lease.
+    pub limit: u32,
+    /// How long the lease lasts unless renewed.
+    pub lease_ms: i64,
+}
+
+/// What [`Store::lease_runs`] gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Leased {
+    pub runs: Vec<LeasedRun>,
+    /// When the earliest unfinished run not yet due comes due (a retry),
+    /// so an idle leaser knows when to look again.
+    pub next_due_ms: Option<i64>,
+}
+
+/// A leased run with the delivery it acts on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LeasedRun {
+    pub run: RunRecord,
+    /// `None` only if the delivery row is gone (it cascades to its runs,
+    /// so this is a damaged database).
+    pub delivery: Option<DeliveryRecord>,
+}
+
+/// One step's result for [`Store::record_step`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    pub run_id: String,
+    /// Must hold the run's lease.
+    pub node: String,
+    pub now_ms: i64,
+    /// The attempt made (or the step skipped); `None` when the run fails
+    /// before any step (its definition no longer compiles).
+    pub attempt: Option<AttemptRecord>,
+    /// The run's first unfinished step after this record.
+    pub next_step: u32,
+    /// Attempts made so far at `next_step`.
+    pub attempts_at_next_step: u32,
+    /// The run's `steps.<id>` outputs after this step; `None`: unchanged.
+    pub outputs: Option<Value>,
+    pub progress: RunProgress,
+}
+
+/// Where a run goes after a step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RunProgress {
+    /// The worker goes on with `next_step`; the lease is extended.
+    Continue { lease_until_ms: i64 },
+    /// Wait for a retry at `at_ms`: the lease (and the worker) is released,
+    /// the run stays `running` and keeps its concurrency slot.
+    RetryAt { at_ms: i64 },
+    /// Succeeded, failed or cancelled.
+    Finished {
+        status: RunStatus,
+        error: Option<String>,
+    },
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptOutcome {
+    Succeeded,
+    /// Failed and will be tried again.
+    Retrying,
+    /// Failed for good (a final error, or retries exhausted).
+    Failed,
+    /// The step's `if:` did not hold; nothing was executed.
+    Skipped,
+}
+
+impl AttemptOutcome {
+    pub const ALL: [AttemptOutcome; 4] = [
+        AttemptOutcome::Succeeded,
+        AttemptOutcome::Retrying,
+        AttemptOutcome::Failed,
+        AttemptOutcome::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptOutcome::Succeeded => "succeeded",
+            AttemptOutcome::Retrying => "retrying",
+            AttemptOutcome::Failed => "failed",
+            AttemptOutcome::Skipped => "skipped",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|o| o.as_str() == s)
+    }
+}
+
+/// One try of a step (SPEC §5), secrets already redacted and texts
+/// truncated by the engine.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    pub id: String,
+    pub run_id: String,
+    /// Position of the step in the rule, from 0.
+    pub step_index: u32,
+    /// The step's id, or its 1-based position.
+    pub step_id: String,
+    /// 1 for the first try; 0 for a skipped step.
+    pub attempt: u32,
+    pub started_at: i64,
+    pub duration_ms: Option<i64>,
+    /// Summary of what was sent: method, URL, chosen headers (`null` for
+    /// skipped steps).
+    pub request: Value,
+    /// The HTTP status, or the command's exit code.
+    pub status_code: Option<i64>,
+    pub response: Option<String>,
+    pub stdout: Option<String>,
+    pub stderr: Option<String>,
+    pub error: Option<String>,
+    pub outcome: AttemptOutcome,
+}
+
+/// Which runs [`Store::list_runs`] returns, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub rule: Option<String>,
+    pub status: Option<RunStatus>,
+    /// Page size; 0 means [`DeliveryFilter::DEFAULT_LIMIT`], capped at
+    /// [`DeliveryFilter::MAX_LIMIT`].
+    pub limit: u32,
+    /// Pagination cursor: only runs listed after this one.
+    pub before_id: Option<String>,
+}
+
+impl RunFilter {
+    /// The page size actually used.
+    pub fn effective_limit(&self) -> u32 {
+        match self.limit {
+            0 => DeliveryFilter::DEFAULT_LIMIT,
+            n => n.min(DeliveryFilter::MAX_LIMIT),
+        }
+    }
 }
 
 /// A verified, matched delivery ready to be committed.
@@ -314,6 +500,8 @@ pub struct RunRecord {
     pub definition: Value,
     /// `steps.<id>` outputs so far, for templates of later steps.
     pub outputs: Value,
+    /// The rule's `concurrency` when queued.
+    pub concurrency: Option<u32>,
 }
 
 /// Why a store operation failed. `op` names the operation ("accept
@@ -357,6 +545,11 @@ pub enum StoreError {
 
     #[error("{op}: background task failed: {message}")]
     Task { op: &'static str, message: String },
+
+    #[error(
+        "{op}: run {run} is no longer leased by this node (its lease expired and it was taken over)"
+    )]
+    LeaseLost { op: &'static str, run: String },
 }
 
 /// Attach the operation name to a backend error.

@@ -18,13 +18,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use super::{
-    AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliverySummary, NewDelivery, NewRun,
-    Rejected, Result, RunRecord, Store, StoreError,
+    AcceptOutcome, AttemptRecord, Context, DeliveryFilter, DeliveryRecord, DeliverySummary,
+    LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Result, RunFilter, RunRecord, StepRecord,
+    Store, StoreError,
 };
 
+mod attempts;
 mod connection;
 mod deliveries;
 mod migrate;
+mod queue;
 mod readers;
 mod runs;
 mod writer;
@@ -212,6 +215,79 @@ impl Store for SqliteStore {
 
     async fn queue_depth(&self) -> Result<u64> {
         self.readers.run(runs::QUEUE_DEPTH, runs::queue_depth).await
+    }
+
+    async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased> {
+        let lease = self
+            .writer
+            .call(queue::LEASE, move |conn| queue::lease(conn, &request))
+            .await?;
+        let runs = if lease.ids.is_empty() {
+            Vec::new()
+        } else {
+            // Committed: a reader sees the runs as leased.
+            self.readers
+                .run(queue::LEASE, move |conn| queue::load(conn, &lease.ids))
+                .await?
+        };
+        Ok(Leased {
+            runs,
+            next_due_ms: lease.next_due_ms,
+        })
+    }
+
+    async fn record_step(&self, record: StepRecord) -> Result<()> {
+        // Encode JSON on the caller's task, as `accept` does.
+        let record = queue::Record::encode(record)?;
+        self.writer
+            .call(queue::RECORD, move |conn| record.apply(conn))
+            .await
+    }
+
+    async fn renew_leases(&self, node: &str, until_ms: i64) -> Result<u64> {
+        let node = node.to_owned();
+        self.writer
+            .call(queue::RENEW, move |conn| {
+                queue::renew(conn, &node, until_ms)
+            })
+            .await
+    }
+
+    async fn release_leases(&self, node: &str) -> Result<u64> {
+        let node = node.to_owned();
+        self.writer
+            .call(queue::RELEASE, move |conn| {
+                queue::release(conn, &node, now_ms())
+            })
+            .await
+    }
+
+    async fn reclaim_leases(&self, _node: &str) -> Result<u64> {
+        self.writer
+            .call(queue::RECLAIM, |conn| queue::reclaim(conn, now_ms()))
+            .await
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let id = id.to_owned();
+        self.readers
+            .run(runs::GET, move |conn| runs::get(conn, &id).ctx(runs::GET))
+            .await
+    }
+
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>> {
+        self.readers
+            .run(runs::LIST, move |conn| runs::list(conn, &filter))
+            .await
+    }
+
+    async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let run_id = run_id.to_owned();
+        self.readers
+            .run(attempts::FOR_RUN, move |conn| {
+                attempts::for_run(conn, &run_id)
+            })
+            .await
     }
 }
 

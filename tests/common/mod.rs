@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hookflow::config::Settings;
+use hookflow::engine::{Engine, EngineConfig};
 use hookflow::reload::Reloader;
 use hookflow::server::{self, AppState};
 use hookflow::shutdown::{self, Trigger};
@@ -32,6 +33,22 @@ pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
 
 /// Like `spawn_app`, with settings adjusted first.
 pub async fn spawn_app_with(files: &[(&str, &str)], adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn(files, adjust, false).await
+}
+
+/// A server whose workers run the queued runs.
+pub async fn spawn_app_with_engine(
+    files: &[(&str, &str)],
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    spawn(files, adjust, true).await
+}
+
+async fn spawn(
+    files: &[(&str, &str)],
+    adjust: impl FnOnce(&mut Settings),
+    with_engine: bool,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let rules_dir = dir.path().join("rules");
     std::fs::create_dir_all(&rules_dir).expect("rules dir");
@@ -53,17 +70,33 @@ pub async fn spawn_app_with(files: &[(&str, &str)], adjust: impl FnOnce(&mut Set
         .await
         .expect("open store");
     let reloader = Reloader::new(rules_dir.clone(), rules);
+    let (trigger, shutdown) = shutdown::channel();
+    // Workers run only when asked for (`settings.workers > 0` and `engine`).
+    let on_queued: server::OnQueued = if with_engine {
+        let (engine, _) = Engine::start(
+            store.clone(),
+            reloader.rules(),
+            EngineConfig {
+                workers: settings.workers,
+                shutdown_grace: settings.shutdown_grace,
+                node_id: "test-node".into(),
+            },
+            shutdown.clone(),
+        );
+        Arc::new(move || engine.notify())
+    } else {
+        Arc::new(|| {})
+    };
     let state = Arc::new(AppState::new(
         reloader.clone(),
         store.clone(),
         Arc::new(settings),
-        Arc::new(|| {}),
+        on_queued,
     ));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let (trigger, shutdown) = shutdown::channel();
     tokio::spawn(async move {
         let _ = server::serve(listener, state, shutdown).await;
     });

@@ -8,11 +8,18 @@ use crate::store::{Result, StoreError};
 
 /// (version, name, SQL), in the order they must be applied. Append only:
 /// an applied migration is never edited, a change is a new file.
-const MIGRATIONS: &[(u32, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "queue",
+        include_str!("../migrations/sqlite/0002_queue.sql"),
+    ),
+];
 
 /// Apply every migration not yet recorded, each in its own transaction.
 pub(super) fn apply(conn: &mut Connection) -> Result<()> {

@@ -1,13 +1,21 @@
-//! SQL of the `runs` table as far as the store needs it now: queueing runs
-//! with their delivery, reading them back, and the queue depth.
+//! SQL of the `runs` table: queueing runs with their delivery, reading them
+//! back, and the queue depth. The workers' writes (leases, steps) are in
+//! `queue.rs`.
 
-use rusqlite::{Connection, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::{enum_column, json_column};
-use crate::store::{Context, NewRun, Result, RunRecord, RunStatus};
+use crate::store::{Context, NewRun, Result, RunFilter, RunRecord, RunStatus};
 
 pub(super) const FOR_DELIVERY: &str = "list runs of delivery";
 pub(super) const QUEUE_DEPTH: &str = "count queued runs";
+pub(super) const GET: &str = "get run";
+pub(super) const LIST: &str = "list runs";
+
+/// The columns [`record_from_row`] reads, in its order.
+pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
+     next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency";
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
@@ -18,26 +26,25 @@ pub(super) fn insert_queued(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO runs (id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
-                           created_at, updated_at, definition, outputs)
-         VALUES (?1, ?2, ?3, 'queued', 0, 0, ?4, ?4, ?4, ?5, '{}')",
+                           created_at, updated_at, definition, outputs, concurrency)
+         VALUES (?1, ?2, ?3, 'queued', 0, 0, ?4, ?4, ?4, ?5, '{}', ?6)",
     )?
     .execute(params![
         run.id,
         run.delivery_id,
         run.rule,
         run.created_at,
-        definition
+        definition,
+        run.concurrency,
     ])?;
     Ok(())
 }
 
 pub(super) fn for_delivery(conn: &Connection, delivery_id: &str) -> Result<Vec<RunRecord>> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
-                    created_at, updated_at, finished_at, error, definition, outputs
-             FROM runs WHERE delivery_id = ?1 ORDER BY created_at, id",
-        )
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM runs WHERE delivery_id = ?1 ORDER BY created_at, id"
+        ))
         .ctx(FOR_DELIVERY)?;
     let rows = stmt
         .query_map([delivery_id], record_from_row)
@@ -45,7 +52,50 @@ pub(super) fn for_delivery(conn: &Connection, delivery_id: &str) -> Result<Vec<R
     rows.collect::<rusqlite::Result<Vec<_>>>().ctx(FOR_DELIVERY)
 }
 
-fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRecord>> {
+    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM runs WHERE id = ?1"))?
+        .query_row([id], record_from_row)
+        .optional()
+}
+
+/// Newest first, keyset-paginated on (created_at, id).
+pub(super) fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+    let mut sql = format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1");
+    // Only the filters given become SQL (one cached plan per shape).
+    let mut args: Vec<SqlValue> = Vec::new();
+    if let Some(rule) = &filter.rule {
+        args.push(SqlValue::Text(rule.clone()));
+        sql.push_str(&format!(" AND rule = ?{}", args.len()));
+    }
+    if let Some(status) = filter.status {
+        args.push(SqlValue::Text(status.as_str().to_owned()));
+        sql.push_str(&format!(" AND status = ?{}", args.len()));
+        if status.is_finished() {
+            // Implies the predicate of the runs_finished partial index.
+            sql.push_str(" AND finished_at IS NOT NULL");
+        }
+    }
+    if let Some(before) = &filter.before_id {
+        args.push(SqlValue::Text(before.clone()));
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?{n})"
+        ));
+    }
+    args.push(SqlValue::Integer(i64::from(filter.effective_limit())));
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        args.len()
+    ));
+    let mut stmt = conn.prepare_cached(&sql).ctx(LIST)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), record_from_row)
+        .ctx(LIST)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().ctx(LIST)
+}
+
+/// A row selected with [`COLUMNS`].
+pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
     Ok(RunRecord {
         id: row.get(0)?,
         delivery_id: row.get(1)?,
@@ -60,6 +110,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         error: row.get(10)?,
         definition: json_column(row, 11)?,
         outputs: json_column(row, 12)?,
+        concurrency: row.get(13)?,
     })
 }
 

@@ -1,0 +1,144 @@
+//! What a run executes and acts on: the rule definition it was queued with
+//! (the loaded rule when unchanged, else its stored snapshot compiled on
+//! its own), and its delivery rebuilt from the run log.
+
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use chrono::DateTime;
+use serde_json::Value;
+
+use crate::delivery::{Delivery, parse_body, parse_query};
+use crate::rules::snapshot::{self, StandaloneRule};
+use crate::rules::{Rule, RuleSet, Secrets, SharedRules};
+use crate::store::{DeliveryRecord, RunRecord};
+use crate::template::Templates;
+
+/// Compiled snapshots kept; the cache is emptied when it is full (old
+/// definitions stop being queued, so it refills with the live ones).
+const MAX_SNAPSHOTS: usize = 256;
+
+/// The compiled rule a run executes, with its templates and secrets.
+pub(super) enum Resolved {
+    /// The current rule set has the rule exactly as the run was queued.
+    Loaded { set: Arc<RuleSet>, index: usize },
+    /// The rule changed or went away since: its stored definition.
+    Snapshot(Arc<StandaloneRule>),
+}
+
+impl Resolved {
+    pub(super) fn rule(&self) -> &Rule {
+        match self {
+            Resolved::Loaded { set, index } => &set.rules()[*index],
+            Resolved::Snapshot(s) => &s.rule,
+        }
+    }
+
+    pub(super) fn templates(&self) -> &Templates {
+        match self {
+            Resolved::Loaded { set, .. } => set.templates(),
+            Resolved::Snapshot(s) => &s.templates,
+        }
+    }
+
+    pub(super) fn secrets(&self) -> &Secrets {
+        match self {
+            Resolved::Loaded { set, .. } => set.secrets(),
+            Resolved::Snapshot(s) => &s.secrets,
+        }
+    }
+}
+
+/// Stored definitions compiled once, by the hash of their JSON.
+#[derive(Default)]
+pub(super) struct Snapshots {
+    compiled: Mutex<HashMap<u64, Vec<Arc<StandaloneRule>>>>,
+}
+
+impl Snapshots {
+    /// The rule `run` executes, or why it cannot run.
+    pub(super) fn resolve(&self, rules: &SharedRules, run: &RunRecord) -> Result<Resolved, String> {
+        let set = rules.load_full();
+        if let Some(index) = set
+            .rules()
+            .iter()
+            .position(|r| r.name == run.rule && r.definition == run.definition)
+        {
+            return Ok(Resolved::Loaded { set, index });
+        }
+        self.compile(&run.definition).map(Resolved::Snapshot)
+    }
+
+    fn compile(&self, definition: &Value) -> Result<Arc<StandaloneRule>, String> {
+        let key = {
+            let mut hasher = DefaultHasher::new();
+            definition.to_string().hash(&mut hasher);
+            hasher.finish()
+        };
+        let cached = self
+            .lock()
+            .get(&key)
+            .and_then(|same_hash| same_hash.iter().find(|s| s.rule.definition == *definition))
+            .cloned();
+        if let Some(compiled) = cached {
+            return Ok(compiled);
+        }
+        // Compiled outside the lock: other runs need not wait for it.
+        let compiled = Arc::new(snapshot::compile(definition).map_err(|diagnostics| {
+            let problems: Vec<String> = diagnostics.iter().map(|d| d.message.clone()).collect();
+            format!(
+                "the rule definition this run was queued with no longer compiles: {}",
+                problems.join("; ")
+            )
+        })?);
+        let mut cache = self.lock();
+        if cache.len() >= MAX_SNAPSHOTS {
+            cache.clear();
+        }
+        cache.entry(key).or_default().push(compiled.clone());
+        Ok(compiled)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Arc<StandaloneRule>>>> {
+        self.compiled.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The delivery as the server saw it, from its stored record: the body is
+/// parsed again by its content type, as the server parsed it.
+pub(super) fn delivery_from_record(record: DeliveryRecord) -> Delivery {
+    let raw = record.body.unwrap_or_default();
+    let content_type = record
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+        .map(|(_, v)| v.as_str());
+    // It parsed when it was accepted; a body that no longer does is kept
+    // raw, as any unparsable body is.
+    let payload = parse_body(content_type, &raw).unwrap_or(Value::Null);
+    let source_ip = record.remote_addr.parse::<IpAddr>().ok().or_else(|| {
+        record
+            .remote_addr
+            .parse::<SocketAddr>()
+            .ok()
+            .map(|a| a.ip())
+    });
+    Delivery {
+        id: record.id,
+        source: record.source,
+        received_at: DateTime::from_timestamp_millis(record.received_at).unwrap_or_default(),
+        method: record.method,
+        query: parse_query(record.query.as_deref()),
+        headers: record
+            .headers
+            .into_iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v))
+            .collect(),
+        raw,
+        payload,
+        event: record.event,
+        source_ip,
+    }
+}

@@ -1,0 +1,346 @@
+//! Executing one leased run: its steps in order from the first unfinished
+//! one. Each step ends in ONE store command that records the attempt and
+//! moves the run on (next step, retry time, or finished), so a crash at
+//! any point leaves the run at a step boundary and group commit batches
+//! the writes of many workers.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use serde_json::{Map, Value};
+use tracing::Instrument;
+
+use super::context::{self, Resolved};
+use super::{Shared, lease_until, millis, now_ms, retry};
+use crate::actions::{self, ActionEnv, Fault, Outcome, render_step};
+use crate::delivery::Delivery;
+use crate::rules::{MatchInput, Secrets, Step};
+use crate::store::{
+    AttemptOutcome, AttemptRecord, DeliveryRecord, LeasedRun, RunProgress, RunRecord, RunStatus,
+    StepRecord, StoreError,
+};
+use crate::template::TemplateContext;
+
+/// Longest pause between tries to record a step when the database fails.
+const MAX_SAVE_PAUSE: Duration = Duration::from_secs(5);
+
+/// Runs `leased` until it finishes, waits for a retry, or shutdown stops it
+/// between steps. Every step but the last is recorded here; the last
+/// record (the run finished or waits for a retry) is returned unsaved, for
+/// the worker to [`save`] while it starts its next run.
+pub(super) async fn execute(shared: &Shared, leased: LeasedRun) -> Option<StepRecord> {
+    let span = tracing::info_span!("run", run = %leased.run.id, rule = %leased.run.rule);
+    execute_run(shared, leased.run, leased.delivery)
+        .instrument(span)
+        .await
+}
+
+async fn execute_run(
+    shared: &Shared,
+    run: RunRecord,
+    delivery: Option<DeliveryRecord>,
+) -> Option<StepRecord> {
+    let resolved = match shared.snapshots.resolve(&shared.rules, &run) {
+        Ok(resolved) => resolved,
+        Err(error) => return Some(fail_before_steps(shared, &run, error)),
+    };
+    let Some(delivery) = delivery else {
+        let error = format!("its delivery {} is not in the run log", run.delivery_id);
+        return Some(fail_before_steps(shared, &run, error));
+    };
+    let delivery = context::delivery_from_record(delivery);
+    let mut progress = Progress {
+        next_step: run.next_step as usize,
+        attempts: run.attempt,
+        outputs: match &run.outputs {
+            Value::Object(map) => map.clone(),
+            _ => Map::new(),
+        },
+    };
+    loop {
+        // Between steps is where shutdown stops a run: the step just done
+        // is recorded, the next is left for the next start.
+        if shared.shutdown.is_triggered() {
+            return None;
+        }
+        let record = match resolved.rule().steps.get(progress.next_step) {
+            Some(step) => run_step(shared, &run, &resolved, &delivery, step, &mut progress).await,
+            // Resumed past the last step (cannot normally happen).
+            None => progress.record(
+                &run,
+                shared,
+                None,
+                false,
+                finished(RunStatus::Succeeded, None),
+            ),
+        };
+        if !matches!(record.progress, RunProgress::Continue { .. }) {
+            return Some(record);
+        }
+        if !save(shared, record).await {
+            return None;
+        }
+    }
+}
+
+/// Where a run stands, as the store will have it after the current step.
+struct Progress {
+    next_step: usize,
+    /// Attempts made at `next_step`.
+    attempts: u32,
+    /// `steps.<id>`, secrets redacted.
+    outputs: Map<String, Value>,
+}
+
+impl Progress {
+    fn record(
+        &self,
+        run: &RunRecord,
+        shared: &Shared,
+        attempt: Option<AttemptRecord>,
+        outputs_changed: bool,
+        progress: RunProgress,
+    ) -> StepRecord {
+        StepRecord {
+            run_id: run.id.clone(),
+            node: shared.node_id.clone(),
+            now_ms: now_ms(),
+            attempt,
+            next_step: u32::try_from(self.next_step).unwrap_or(u32::MAX),
+            attempts_at_next_step: self.attempts,
+            outputs: outputs_changed.then(|| Value::Object(self.outputs.clone())),
+            progress,
+        }
+    }
+
+    /// Past `step`: on to the next one, or done.
+    fn advance(&mut self, steps: usize) -> RunProgress {
+        self.next_step += 1;
+        self.attempts = 0;
+        if self.next_step >= steps {
+            finished(RunStatus::Succeeded, None)
+        } else {
+            RunProgress::Continue {
+                lease_until_ms: lease_until(),
+            }
+        }
+    }
+}
+
+fn finished(status: RunStatus, error: Option<String>) -> RunProgress {
+    RunProgress::Finished { status, error }
+}
+
+/// One attempt of `step` (or its skip), as the record that stores it.
+async fn run_step(
+    shared: &Shared,
+    run: &RunRecord,
+    resolved: &Resolved,
+    delivery: &Delivery,
+    step: &Step,
+    progress: &mut Progress,
+) -> StepRecord {
+    let rule = resolved.rule();
+    let secrets = resolved.secrets();
+    let steps = rule.steps.len();
+    let ctx = TemplateContext::new(delivery.template_value(
+        &rule.name,
+        &run.id,
+        Value::Object(progress.outputs.clone()),
+    ));
+    let started_at = now_ms();
+
+    if let Some(condition) = &step.condition {
+        let input = MatchInput {
+            payload: ctx.value(),
+            headers: &delivery.headers,
+            query: &delivery.query,
+            event: &delivery.event,
+            source_ip: delivery.source_ip,
+        };
+        if let Err(failure) = condition.eval(&input) {
+            tracing::info!(step = %step.label(), "step skipped: its `if` does not hold");
+            let attempt = AttemptRecord {
+                error: Some(secrets.redact(&format!("skipped: `if` does not hold: {failure}"))),
+                ..attempt_record(run, step, 0, started_at, AttemptOutcome::Skipped)
+            };
+            let next = progress.advance(steps);
+            return progress.record(run, shared, Some(attempt), false, next);
+        }
+    }
+
+    let attempt = progress.attempts + 1;
+    let key = format!("{}.{}", run.id, step.index);
+    let env = ActionEnv {
+        client: &shared.client,
+        idempotency_key: &key,
+        secrets,
+    };
+    let outcome = match render_step(step, resolved.templates(), &ctx) {
+        Ok(rendered) => actions::execute(&step.action, rendered, &env).await,
+        Err(e) => Outcome::failed(Value::Null, Fault::Final, format!("a template failed: {e}")),
+    };
+    let retry_in = outcome.fault.as_ref().and_then(|fault| {
+        retry::after_failure(
+            &step.action,
+            attempt,
+            fault,
+            Utc::now(),
+            retry::random_jitter(),
+        )
+    });
+    let error = outcome.error.as_deref().map(|e| secrets.redact(e));
+    let mut outputs_changed = false;
+    let (result, next) = if outcome.succeeded() {
+        outputs_changed = progress.set_output(step, &outcome, secrets);
+        (AttemptOutcome::Succeeded, progress.advance(steps))
+    } else if let Some(delay) = retry_in {
+        progress.attempts = attempt;
+        let at_ms = now_ms().saturating_add(millis(delay));
+        (AttemptOutcome::Retrying, RunProgress::RetryAt { at_ms })
+    } else if step.continue_on_error {
+        // Later steps (and their `if:`) can look at what failed.
+        outputs_changed = progress.set_output(step, &outcome, secrets);
+        (AttemptOutcome::Failed, progress.advance(steps))
+    } else {
+        let tries = if attempt > 1 {
+            format!(" after {attempt} attempts")
+        } else {
+            String::new()
+        };
+        let why = error.as_deref().unwrap_or("it failed");
+        let message = format!("step {} failed{tries}: {why}", step.label());
+        (
+            AttemptOutcome::Failed,
+            finished(RunStatus::Failed, Some(message)),
+        )
+    };
+    tracing::info!(
+        step = %step.label(),
+        kind = step.action.kind(),
+        attempt,
+        status = outcome.status,
+        outcome = result.as_str(),
+        duration_ms = millis(outcome.duration),
+        retry_in_ms = retry_in.map(millis),
+        error = error.as_deref(),
+        "attempt"
+    );
+    let record = AttemptRecord {
+        duration_ms: Some(millis(outcome.duration)),
+        request: outcome.request,
+        status_code: outcome.status,
+        response: outcome.body.map(|b| secrets.redact(&b.text())),
+        stdout: outcome.stdout.map(|b| secrets.redact(&b.text())),
+        stderr: outcome.stderr.map(|b| secrets.redact(&b.text())),
+        error,
+        ..attempt_record(run, step, attempt, started_at, result)
+    };
+    progress.record(run, shared, Some(record), outputs_changed, next)
+}
+
+impl Progress {
+    /// `steps.<id>`: status, body, json, stdout, stderr, duration_ms. Only
+    /// steps with an id can be referred to; `false` for the others.
+    fn set_output(&mut self, step: &Step, outcome: &Outcome, secrets: &Secrets) -> bool {
+        let Some(id) = &step.id else {
+            return false;
+        };
+        let mut out = Map::new();
+        out.insert(
+            "status".into(),
+            outcome.status.map_or(Value::Null, Value::from),
+        );
+        // A reply's body, or a command's stdout, may be JSON.
+        let mut json = None;
+        if let Some(body) = &outcome.body {
+            out.insert("body".into(), Value::String(body.text()));
+            json = body.json();
+        }
+        if let Some(stdout) = &outcome.stdout {
+            out.insert("stdout".into(), Value::String(stdout.text()));
+            json = stdout.json();
+        }
+        if let Some(stderr) = &outcome.stderr {
+            out.insert("stderr".into(), Value::String(stderr.text()));
+        }
+        if let Some(json) = json {
+            out.insert("json".into(), json);
+        }
+        out.insert("duration_ms".into(), Value::from(millis(outcome.duration)));
+        self.outputs
+            .insert(id.clone(), secrets.redact_value(&Value::Object(out)));
+        true
+    }
+}
+
+/// The attempt's identity and outcome, its details left empty.
+fn attempt_record(
+    run: &RunRecord,
+    step: &Step,
+    attempt: u32,
+    started_at: i64,
+    outcome: AttemptOutcome,
+) -> AttemptRecord {
+    AttemptRecord {
+        id: ulid::Ulid::new().to_string(),
+        run_id: run.id.clone(),
+        step_index: u32::try_from(step.index).unwrap_or(u32::MAX),
+        step_id: step.label(),
+        attempt,
+        started_at,
+        duration_ms: None,
+        request: Value::Null,
+        status_code: None,
+        response: None,
+        stdout: None,
+        stderr: None,
+        error: None,
+        outcome,
+    }
+}
+
+/// A run that cannot start its steps (its definition no longer compiles):
+/// failed, with why.
+fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRecord {
+    tracing::error!(error = %error, "run failed before its first step");
+    StepRecord {
+        run_id: run.id.clone(),
+        node: shared.node_id.clone(),
+        now_ms: now_ms(),
+        attempt: None,
+        next_step: run.next_step,
+        attempts_at_next_step: run.attempt,
+        outputs: None,
+        progress: finished(RunStatus::Failed, Some(error)),
+    }
+}
+
+/// Stores a step's record; `false` if the run is no longer ours to go on
+/// with. A database error is retried (the step is not run again), unless
+/// shutdown comes first: the lease is then released and the step, whose
+/// record was lost, runs again — at-least-once.
+pub(super) async fn save(shared: &Shared, record: StepRecord) -> bool {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match shared.store.record_step(record.clone()).await {
+            Ok(()) => return true,
+            Err(e @ StoreError::LeaseLost { .. }) => {
+                tracing::warn!(error = %e, "another worker has taken the run over");
+                return false;
+            }
+            Err(e @ (StoreError::Sqlite { .. } | StoreError::Commit { .. })) => {
+                tracing::error!(error = %e, "cannot record a step; retrying");
+                if shared.shutdown.is_triggered() {
+                    return false;
+                }
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_SAVE_PAUSE);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot record a step; leaving the run to be resumed");
+                return false;
+            }
+        }
+    }
+}
