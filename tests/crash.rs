@@ -147,3 +147,112 @@ async fn every_acknowledged_delivery_survives_sigkill() {
     child.kill().expect("stop");
     let _ = child.wait();
 }
+
+/// A sink standing in for a CI API: fails with 503 until told otherwise,
+/// and remembers which deliveries it answered 200 for.
+#[derive(Default)]
+struct Sink {
+    healthy: std::sync::atomic::AtomicBool,
+    delivered: Mutex<std::collections::HashSet<String>>,
+}
+
+async fn start_sink(sink: Arc<Sink>) -> u16 {
+    use axum::extract::{Path, State};
+    use axum::http::StatusCode;
+    async fn hit(State(sink): State<Arc<Sink>>, Path(id): Path<String>) -> StatusCode {
+        if sink.healthy.load(std::sync::atomic::Ordering::SeqCst) {
+            sink.delivered.lock().expect("lock").insert(id);
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    }
+    let app = axum::Router::new()
+        .route("/ci/{id}", axum::routing::post(hit))
+        .with_state(sink);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_interrupted_by_sigkill_reach_the_sink_after_restart() {
+    let sink = Arc::new(Sink::default());
+    let sink_port = start_sink(sink.clone()).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
+    let rules = format!(
+        r#"
+sources:
+  ingest:
+    verify: {{ token: {{ header: X-Token, value: crash-test-token }} }}
+rules:
+  - name: forward
+    source: ingest
+    actions:
+      - http:
+          url: "http://127.0.0.1:{sink_port}/ci/{{{{delivery.id}}}}"
+          retry: {{ attempts: 100, backoff: 100ms, max_backoff: 300ms }}
+"#
+    );
+    std::fs::write(dir.path().join("rules/rules.yaml"), rules).expect("rules");
+    let port = free_port();
+    let client = reqwest::Client::new();
+    let mut child = start_server(dir.path(), port);
+    wait_ready(&client, port).await;
+
+    let mut accepted = Vec::new();
+    for n in 0..60 {
+        let resp = client
+            .post(format!("http://127.0.0.1:{port}/hooks/ingest"))
+            .header("content-type", "application/json")
+            .header("X-Token", "crash-test-token")
+            .body(format!(r#"{{"n":{n}}}"#))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status().as_u16(), 202);
+        let v: serde_json::Value = resp.json().await.expect("json");
+        accepted.push(v["delivery"].as_str().expect("id").to_string());
+    }
+    // Let the workers fail and reschedule for a while, then kill mid-run.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert!(
+        sink.delivered.lock().expect("lock").is_empty(),
+        "nothing got through a failing sink"
+    );
+
+    sink.healthy
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut child = start_server(dir.path(), port);
+    wait_ready(&client, port).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing: Vec<&String> = {
+            let delivered = sink.delivered.lock().expect("lock");
+            accepted
+                .iter()
+                .filter(|id| !delivered.contains(*id))
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {} accepted deliveries never reached the sink",
+            missing.len(),
+            accepted.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    child.kill().expect("stop");
+    let _ = child.wait();
+}
