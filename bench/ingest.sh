@@ -15,8 +15,9 @@ CONNECTIONS=${CONNECTIONS:-32}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release -q
 cargo bench --bench baseline --no-run -q 2>/dev/null
-BASELINE=$(ls -t target/release/deps/baseline-* | grep -v '\.d$' | head -1)
-BIN=target/release/hookflow
+TARGET=${CARGO_TARGET_DIR:-$PWD/target}
+BASELINE=$(ls -t "$TARGET"/release/deps/baseline-* | grep -v '\.d$' | head -1)
+BIN=$TARGET/release/hookflow
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
@@ -70,7 +71,7 @@ scenario() {
   local name=$1 total=$2 matching=$3
   local dir="$WORK/$total-$matching"
   write_rules "$dir/rules" "$total" "$matching"
-  (cd "$dir" && exec "$OLDPWD/$BIN" serve --listen 127.0.0.1:18080 --rules rules --db sqlite://bench.db >/dev/null 2>&1) &
+  (cd "$dir" && exec "$BIN" serve --listen 127.0.0.1:18080 --rules rules --db sqlite://bench.db >/dev/null 2>&1) &
   local pid=$!
   for _ in $(seq 100); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done
   local out; out=$(run_wrk http://127.0.0.1:18080)
