@@ -144,7 +144,7 @@ fn verifiers(c: &mut Criterion) {
         },
     ];
     let now = 1_751_371_200;
-    let mut group = c.benchmark_group("verify_2kb_push");
+    let mut group = c.benchmark_group("verify_github_push");
     for config in configs {
         let verifier = build(&config).expect("build");
         let signed = sign(&config, &body, now, "https://example.com/hooks/twilio").expect("sign");
