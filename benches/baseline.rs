@@ -32,13 +32,18 @@ async fn receive(headers: HeaderMap, body: Bytes) -> StatusCode {
 }
 
 fn main() {
-    let port: u16 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(18081);
+    let port: u16 = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(18081);
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async move {
         let app = axum::Router::new()
             .route("/hooks/github", axum::routing::post(receive))
             .route("/sink", axum::routing::post(|| async { StatusCode::OK }));
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind");
         axum::serve(listener, app).await.expect("serve");
     });
 }

@@ -2,13 +2,14 @@
 //! and dedupe key read the way its source's sender writes them, and the
 //! views conditions and templates see.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::rules::MatchInput;
 use crate::rules::model::{Extract, Source};
+use crate::store::DeliveryRecord;
 
 /// A received webhook, verified and parsed.
 #[derive(Debug, Clone)]
@@ -197,6 +198,44 @@ impl Delivery {
             event,
             source_ip: None,
         })
+    }
+
+    /// The delivery as the server saw it, from its stored record (workers,
+    /// replay, `explain DELIVERY_ID`): the body is parsed again by its
+    /// content type, as the server parsed it.
+    pub fn from_record(record: DeliveryRecord) -> Delivery {
+        let raw = record.body.unwrap_or_default();
+        let content_type = record
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
+        // It parsed when it was accepted; a body that no longer does is kept
+        // raw, as any unparsable body is.
+        let payload = parse_body(content_type, &raw).unwrap_or(Value::Null);
+        let source_ip = record.remote_addr.parse::<IpAddr>().ok().or_else(|| {
+            record
+                .remote_addr
+                .parse::<SocketAddr>()
+                .ok()
+                .map(|a| a.ip())
+        });
+        Delivery {
+            id: record.id,
+            source: record.source,
+            received_at: DateTime::from_timestamp_millis(record.received_at).unwrap_or_default(),
+            method: record.method,
+            query: parse_query(record.query.as_deref()),
+            headers: record
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect(),
+            raw,
+            payload,
+            event: record.event,
+            source_ip,
+        }
     }
 
     /// What conditions look at.

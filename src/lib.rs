@@ -11,7 +11,9 @@ pub mod delivery; // a received webhook: parsed body, event name, dedupe key, te
 pub mod dryrun; // match + render without executing: explain, test, diff
 pub mod engine; // workers: leasing runs, executing steps, retries, concurrency
 pub mod metrics; // Prometheus series, named in one place
+pub mod ops; // run-log operations shared by the CLI and the API: replay, retry
 pub mod reload; // watching the rules and swapping in a valid set atomically
+pub mod retention; // pruning deliveries and runs older than `retention`, in the background
 pub mod rules; // YAML rule files -> a validated, compiled `RuleSet`
 pub mod server; // axum router: the ingest pipeline, API, health, metrics
 pub mod shutdown; // graceful shutdown: one trigger, many listeners

@@ -2,15 +2,26 @@
 //! and turns errors into one or two plain sentences on stderr.
 
 mod check;
+mod deliveries;
+mod diff;
 mod explain;
+mod replay;
+mod retry;
+mod runs;
 mod send;
 mod serve;
+mod show;
 mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+
+use crate::config::{Layer, Settings};
+use crate::store::Store;
 
 /// hookflow: receive webhooks, verify them, match them against YAML rules,
 /// and run the rules' actions durably.
@@ -32,8 +43,21 @@ enum Command {
     /// Sign a payload like the source's sender and POST it.
     Send(send::Args),
     /// Show which rules a payload matches, why the others do not, and the
-    /// rendered steps of the matching ones (nothing is executed).
+    /// rendered steps of the matching ones (nothing is executed). Given a
+    /// delivery id: its trace at arrival and what the rules would do now.
     Explain(explain::Args),
+    /// Compare what two rule sets would do with the stored deliveries.
+    Diff(diff::Args),
+    /// List received deliveries, newest first.
+    Deliveries(deliveries::Args),
+    /// List runs, newest first.
+    Runs(runs::Args),
+    /// Show a delivery (trace, runs) or a run (every attempt) by id.
+    Show(show::Args),
+    /// Match a stored delivery against the current rules and queue the runs.
+    Replay(replay::Args),
+    /// Re-queue a failed run from its failed step.
+    Retry(retry::Args),
 }
 
 /// Where the rules are: a positional DIR wins over `--rules`, which wins
@@ -59,6 +83,12 @@ pub fn main() -> ExitCode {
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
         Command::Send(args) => send::run(args),
+        Command::Diff(args) => diff::run(args),
+        Command::Deliveries(args) => deliveries::run(args),
+        Command::Runs(args) => runs::run(args),
+        Command::Show(args) => show::run(args),
+        Command::Replay(args) => replay::run(args),
+        Command::Retry(args) => retry::run(args),
     };
     match result {
         Ok(code) => code,
@@ -90,4 +120,96 @@ fn load_rules(dir: &std::path::Path) -> Option<crate::rules::RuleSet> {
             None
         }
     }
+}
+
+/// Settings for a command that reads the run log (no server flags).
+fn settings(args: &serve::SettingsArgs) -> anyhow::Result<Settings> {
+    args.resolve(Layer::default())
+}
+
+/// A small runtime for a one-shot command's store calls.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+/// Opens the run log the server writes. A SQLite file that does not exist
+/// is an error here, not a new empty database: the path is probably wrong.
+async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
+    if let Some(path) = settings.sqlite_path()
+        && !std::path::Path::new(path).exists()
+    {
+        bail!(
+            "there is no database at {path}. Pass --db sqlite://PATH (or set `database` in hookflow.yaml) to read the server's run log."
+        );
+    }
+    crate::store::open(&settings.database)
+        .await
+        .with_context(|| format!("cannot open the database {}", settings.database))
+}
+
+/// Unix milliseconds as `2026-01-02 15:04:05 UTC`.
+fn time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| ms.to_string())
+}
+
+/// `--since 1h`: the unix millisecond that long ago.
+fn since_ms(text: &str) -> anyhow::Result<i64> {
+    let ago = humantime::parse_duration(text).map_err(|e| {
+        anyhow::anyhow!("--since {text:?} is not a duration like 30m, 1h or 7d ({e})")
+    })?;
+    let ago = i64::try_from(ago.as_millis()).unwrap_or(i64::MAX);
+    Ok(chrono::Utc::now().timestamp_millis().saturating_sub(ago))
+}
+
+/// Columns padded to their widest cell, two spaces apart; the last column
+/// is not padded.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate() {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            out.push_str(cell);
+            if i + 1 < widths.len() {
+                let pad = widths[i].saturating_sub(cell.chars().count());
+                out.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.truncate(out.trim_end().len());
+        out.push('\n');
+        out
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+/// At most `max` characters of `text` on one line, with `…` when cut.
+fn one_line(text: &str, max: usize) -> String {
+    let flat: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if flat.chars().count() <= max {
+        return flat;
+    }
+    let mut cut: String = flat.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }

@@ -139,6 +139,7 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Resu
         shutdown.clone(),
     );
     let on_queued: server::OnQueued = Arc::new(move || engine.notify());
+    let _retention = crate::retention::spawn(store.clone(), settings.retention, shutdown.clone());
     let state = Arc::new(AppState::new(
         reloader.clone(),
         store.clone(),

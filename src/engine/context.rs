@@ -1,16 +1,14 @@
 //! What a run executes and acts on: the rule definition it was queued with
 //! (the loaded rule when unchanged, else its stored snapshot compiled on
-//! its own), and its delivery rebuilt from the run log.
+//! its own). The delivery is rebuilt by `Delivery::from_record`.
 
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
-use chrono::DateTime;
 use serde_json::Value;
 
-use crate::delivery::{Delivery, parse_body, parse_query};
+use crate::delivery::Delivery;
 use crate::rules::snapshot::{self, StandaloneRule};
 use crate::rules::{Rule, RuleSet, Secrets, SharedRules};
 use crate::store::{DeliveryRecord, RunRecord};
@@ -106,39 +104,7 @@ impl Snapshots {
     }
 }
 
-/// The delivery as the server saw it, from its stored record: the body is
-/// parsed again by its content type, as the server parsed it.
+/// The run's delivery, rebuilt from its stored record.
 pub(super) fn delivery_from_record(record: DeliveryRecord) -> Delivery {
-    let raw = record.body.unwrap_or_default();
-    let content_type = record
-        .headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
-        .map(|(_, v)| v.as_str());
-    // It parsed when it was accepted; a body that no longer does is kept
-    // raw, as any unparsable body is.
-    let payload = parse_body(content_type, &raw).unwrap_or(Value::Null);
-    let source_ip = record.remote_addr.parse::<IpAddr>().ok().or_else(|| {
-        record
-            .remote_addr
-            .parse::<SocketAddr>()
-            .ok()
-            .map(|a| a.ip())
-    });
-    Delivery {
-        id: record.id,
-        source: record.source,
-        received_at: DateTime::from_timestamp_millis(record.received_at).unwrap_or_default(),
-        method: record.method,
-        query: parse_query(record.query.as_deref()),
-        headers: record
-            .headers
-            .into_iter()
-            .map(|(k, v)| (k.to_ascii_lowercase(), v))
-            .collect(),
-        raw,
-        payload,
-        event: record.event,
-        source_ip,
-    }
+    Delivery::from_record(record)
 }

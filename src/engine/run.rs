@@ -75,6 +75,9 @@ async fn execute_run(
             ),
         };
         if !matches!(record.progress, RunProgress::Continue { .. }) {
+            if let RunProgress::Finished { status, .. } = &record.progress {
+                crate::metrics::run_finished(&run.rule, status.as_str());
+            }
             return Some(record);
         }
         if !save(shared, record).await {
@@ -226,6 +229,7 @@ async fn run_step(
         error = error.as_deref(),
         "attempt"
     );
+    crate::metrics::attempt(step.action.kind(), result.as_str(), outcome.duration);
     let record = AttemptRecord {
         duration_ms: Some(millis(outcome.duration)),
         request: outcome.request,
@@ -304,6 +308,7 @@ fn attempt_record(
 /// failed, with why.
 fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRecord {
     tracing::error!(error = %error, "run failed before its first step");
+    crate::metrics::run_finished(&run.rule, RunStatus::Failed.as_str());
     StepRecord {
         run_id: run.id.clone(),
         node: shared.node_id.clone(),

@@ -5,6 +5,7 @@ mod admin;
 mod api;
 mod client;
 mod health;
+pub mod openapi;
 pub mod receive;
 
 use std::net::SocketAddr;
@@ -99,6 +100,13 @@ pub fn router(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/rules", get(api::rules))
         .route("/reload", post(api::reload))
+        .route("/deliveries", get(api::runlog::list_deliveries))
+        .route("/deliveries/{id}", get(api::runlog::get_delivery))
+        .route("/deliveries/{id}/replay", post(api::ops::replay))
+        .route("/runs", get(api::runlog::list_runs))
+        .route("/runs/{id}", get(api::runlog::get_run))
+        .route("/runs/{id}/retry", post(api::ops::retry))
+        .route("/openapi.json", get(openapi::document))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             admin::require_admin,

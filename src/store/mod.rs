@@ -121,6 +121,36 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every attempt of a run, by step then attempt number.
     async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
+
+    // Operators' writes (`ops`: replay and retry).
+
+    /// Queue more runs for a stored delivery (a replay), all or none. Every
+    /// run's `delivery_id` must be `delivery_id`, which must exist.
+    async fn queue_runs(&self, delivery_id: &str, runs: Vec<NewRun>) -> Result<()>;
+
+    /// Re-queue a `failed` run at its failed step: `queued`, due at
+    /// `now_ms`, no attempt made yet at that step, error and `finished_at`
+    /// cleared; the outputs of the steps before it are kept. Decided in one
+    /// write transaction, so a run is never re-queued twice by racing calls.
+    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome>;
+
+    /// Retention (SPEC §5): delete up to `batch` deliveries received before
+    /// `before_ms` (oldest first) with their runs, attempts and dedupe
+    /// rows, in one transaction, and return how many deliveries went.
+    /// Deliveries with a run still queued or running are kept. Callers
+    /// loop until it returns less than `batch`, pausing in between so
+    /// ingest never waits long behind a prune.
+    async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64>;
+}
+
+/// What [`Store::retry_run`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RetryOutcome {
+    /// The run, as re-queued.
+    Requeued(Box<RunRecord>),
+    NotFound,
+    /// Only a failed run can be retried; this is its status.
+    NotFailed(RunStatus),
 }
 
 /// What [`Store::lease_runs`] is asked for.

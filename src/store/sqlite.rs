@@ -19,14 +19,15 @@ use serde::de::DeserializeOwned;
 
 use super::{
     AcceptOutcome, AttemptRecord, Context, DeliveryFilter, DeliveryRecord, DeliverySummary,
-    LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Result, RunFilter, RunRecord, StepRecord,
-    Store, StoreError,
+    LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Result, RetryOutcome, RunFilter,
+    RunRecord, StepRecord, Store, StoreError,
 };
 
 mod attempts;
 mod connection;
 mod deliveries;
 mod migrate;
+mod prune;
 mod queue;
 mod readers;
 mod runs;
@@ -286,6 +287,30 @@ impl Store for SqliteStore {
         self.readers
             .run(attempts::FOR_RUN, move |conn| {
                 attempts::for_run(conn, &run_id)
+            })
+            .await
+    }
+
+    async fn queue_runs(&self, delivery_id: &str, runs: Vec<NewRun>) -> Result<()> {
+        let queue = runs::QueueMore::encode(delivery_id, runs)?;
+        self.writer
+            .call(runs::QUEUE_MORE, move |conn| queue.apply(conn))
+            .await
+    }
+
+    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome> {
+        let run_id = run_id.to_owned();
+        self.writer
+            .call(runs::RETRY, move |conn| {
+                runs::requeue_failed(conn, &run_id, now_ms)
+            })
+            .await
+    }
+
+    async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64> {
+        self.writer
+            .call(prune::PRUNE, move |conn| {
+                prune::prune(conn, before_ms, batch)
             })
             .await
     }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::{enum_column, json_column, runs, to_json};
 use crate::store::{
     AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
-    NewDelivery, NewRun, Rejected, Result, StoreError,
+    NewDelivery, NewRun, Rejected, Result,
 };
 
 pub(super) const ACCEPT: &str = "accept delivery";
@@ -33,22 +33,7 @@ impl Accept {
         runs: Vec<NewRun>,
         dedupe_window_ms: i64,
     ) -> Result<Accept> {
-        if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery.id) {
-            return Err(StoreError::Invalid {
-                op: ACCEPT,
-                message: format!(
-                    "run {} belongs to delivery {}, not {}",
-                    run.id, run.delivery_id, delivery.id
-                ),
-            });
-        }
-        let runs = runs
-            .into_iter()
-            .map(|run| {
-                let definition = to_json(ACCEPT, "run definition", &run.definition)?;
-                Ok((run, definition))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let runs = runs::encode_for_delivery(ACCEPT, &delivery.id, runs)?;
         Ok(Accept {
             headers: to_json(ACCEPT, "headers", &delivery.headers)?,
             matched: to_json(ACCEPT, "matched rules", &delivery.matched)?,

@@ -5,13 +5,17 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{enum_column, json_column};
-use crate::store::{Context, NewRun, Result, RunFilter, RunRecord, RunStatus};
+use super::{enum_column, json_column, to_json};
+use crate::store::{
+    Context, NewRun, Result, RetryOutcome, RunFilter, RunRecord, RunStatus, StoreError,
+};
 
 pub(super) const FOR_DELIVERY: &str = "list runs of delivery";
 pub(super) const QUEUE_DEPTH: &str = "count queued runs";
 pub(super) const GET: &str = "get run";
 pub(super) const LIST: &str = "list runs";
+pub(super) const QUEUE_MORE: &str = "queue runs for stored delivery";
+pub(super) const RETRY: &str = "retry run";
 
 /// The columns [`record_from_row`] reads, in its order.
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
@@ -120,4 +124,88 @@ pub(super) fn queue_depth(conn: &Connection) -> Result<u64> {
         .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
         .ctx(QUEUE_DEPTH)?;
     Ok(u64::try_from(count).unwrap_or(0))
+}
+
+/// Each run with its definition encoded for the `definition` column, after
+/// checking that every run belongs to `delivery_id`.
+pub(super) fn encode_for_delivery(
+    op: &'static str,
+    delivery_id: &str,
+    runs: Vec<NewRun>,
+) -> Result<Vec<(NewRun, String)>> {
+    if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery_id) {
+        return Err(StoreError::Invalid {
+            op,
+            message: format!(
+                "run {} belongs to delivery {}, not {delivery_id}",
+                run.id, run.delivery_id
+            ),
+        });
+    }
+    runs.into_iter()
+        .map(|run| {
+            let definition = to_json(op, "run definition", &run.definition)?;
+            Ok((run, definition))
+        })
+        .collect()
+}
+
+/// Runs queued for an already stored delivery (a replay), their
+/// definitions encoded on the caller's task.
+pub(super) struct QueueMore {
+    delivery_id: String,
+    runs: Vec<(NewRun, String)>,
+}
+
+impl QueueMore {
+    pub(super) fn encode(delivery_id: &str, runs: Vec<NewRun>) -> Result<QueueMore> {
+        Ok(QueueMore {
+            delivery_id: delivery_id.to_owned(),
+            runs: encode_for_delivery(QUEUE_MORE, delivery_id, runs)?,
+        })
+    }
+
+    /// Inside the command's savepoint: all runs or none.
+    pub(super) fn apply(self, conn: &Connection) -> Result<()> {
+        let exists: Option<i64> = conn
+            .prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row([&self.delivery_id], |row| row.get(0))
+                    .optional()
+            })
+            .ctx(QUEUE_MORE)?;
+        if exists.is_none() {
+            return Err(StoreError::Invalid {
+                op: QUEUE_MORE,
+                message: format!("delivery {} is not in the run log", self.delivery_id),
+            });
+        }
+        for (run, definition) in &self.runs {
+            insert_queued(conn, run, definition).ctx(QUEUE_MORE)?;
+        }
+        Ok(())
+    }
+}
+
+/// Re-queue a failed run at its failed step (`next_step` is where it
+/// stopped); earlier steps' outputs stay for the templates of later ones.
+pub(super) fn requeue_failed(conn: &Connection, id: &str, now_ms: i64) -> Result<RetryOutcome> {
+    let Some(run) = get(conn, id).ctx(RETRY)? else {
+        return Ok(RetryOutcome::NotFound);
+    };
+    if run.status != RunStatus::Failed {
+        return Ok(RetryOutcome::NotFailed(run.status));
+    }
+    conn.prepare_cached(
+        "UPDATE runs SET status = 'queued', attempt = 0, next_attempt_at = ?2, error = NULL,
+                         finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+                         updated_at = ?2
+         WHERE id = ?1 AND status = 'failed'",
+    )
+    .and_then(|mut stmt| stmt.execute(params![id, now_ms]))
+    .ctx(RETRY)?;
+    match get(conn, id).ctx(RETRY)? {
+        Some(run) => Ok(RetryOutcome::Requeued(Box::new(run))),
+        None => Ok(RetryOutcome::NotFound),
+    }
 }

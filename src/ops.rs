@@ -1,0 +1,290 @@
+//! Run-log operations an operator starts, shared by the CLI and the API:
+//! replaying a stored delivery against the current rules, and retrying a
+//! failed run from its failed step.
+//!
+//! Both only write to the store. Waking the workers is the caller's job:
+//! the server calls its `on_queued`; the CLI writes to the database and a
+//! running server's poll loop picks the runs up.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::delivery::Delivery;
+use crate::rules::RuleSet;
+use crate::store::{DeliveryStatus, NewRun, RetryOutcome, RunRecord, RunStatus, Store, StoreError};
+
+/// Why an operation was refused or failed. The API maps `NotFound` to 404
+/// and `NotFailed` / `NotReplayable` to 409.
+#[derive(Debug, thiserror::Error)]
+pub enum OpsError {
+    #[error("there is no {what} with id {id}")]
+    NotFound { what: &'static str, id: String },
+
+    #[error("run {id} is {}; only a failed run can be retried", status.as_str())]
+    NotFailed { id: String, status: RunStatus },
+
+    #[error("delivery {id} cannot be replayed: {reason}")]
+    NotReplayable { id: String, reason: String },
+
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What [`replay`] did (or, dry, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    pub delivery: String,
+    /// The rules the delivery matches now, in rule order.
+    pub matched: Vec<String>,
+    /// The ids of the runs queued, one per matched rule; empty when dry.
+    pub runs: Vec<String>,
+    pub dry_run: bool,
+}
+
+/// Matches stored delivery `delivery_id` against `rules` (the current
+/// ones, not those it arrived under) and, unless `dry_run`, queues one new
+/// run per matching rule with the rule's definition as it is now.
+pub async fn replay(
+    store: &Arc<dyn Store>,
+    rules: &RuleSet,
+    delivery_id: &str,
+    dry_run: bool,
+) -> Result<Replay, OpsError> {
+    let record = store
+        .get_delivery(delivery_id)
+        .await?
+        .ok_or_else(|| OpsError::NotFound {
+            what: "delivery",
+            id: delivery_id.to_owned(),
+        })?;
+    if record.status == DeliveryStatus::Rejected {
+        return Err(OpsError::NotReplayable {
+            id: delivery_id.to_owned(),
+            reason: "it was rejected, so its body was not kept".to_owned(),
+        });
+    }
+    let delivery = Delivery::from_record(record);
+    let trace = rules.evaluate(&delivery.source, &delivery.match_input());
+    let matched: Vec<String> = trace.matched().map(str::to_owned).collect();
+    let mut replay = Replay {
+        delivery: delivery.id.clone(),
+        matched,
+        runs: Vec::new(),
+        dry_run,
+    };
+    if dry_run {
+        return Ok(replay);
+    }
+    let now = Utc::now().timestamp_millis();
+    // Monotonic within the call, so the runs sort in rule order.
+    let mut ids = ulid::Generator::new();
+    let runs: Vec<NewRun> = replay
+        .matched
+        .iter()
+        .filter_map(|name| rules.rule(name))
+        .map(|rule| NewRun {
+            id: ids
+                .generate()
+                .unwrap_or_else(|_| ulid::Ulid::new())
+                .to_string(),
+            delivery_id: delivery.id.clone(),
+            rule: rule.name.clone(),
+            created_at: now,
+            definition: rule.definition.clone(),
+            concurrency: rule.concurrency,
+        })
+        .collect();
+    replay.runs = runs.iter().map(|r| r.id.clone()).collect();
+    if !runs.is_empty() {
+        store.queue_runs(&delivery.id, runs).await?;
+    }
+    Ok(replay)
+}
+
+/// Re-queues failed run `run_id` from its failed step (earlier steps are
+/// not run again; their outputs are kept). Returns the run as re-queued.
+pub async fn retry(store: &Arc<dyn Store>, run_id: &str) -> Result<RunRecord, OpsError> {
+    match store
+        .retry_run(run_id, Utc::now().timestamp_millis())
+        .await?
+    {
+        RetryOutcome::Requeued(run) => Ok(*run),
+        RetryOutcome::NotFound => Err(OpsError::NotFound {
+            what: "run",
+            id: run_id.to_owned(),
+        }),
+        RetryOutcome::NotFailed(status) => Err(OpsError::NotFailed {
+            id: run_id.to_owned(),
+            status,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{NewDelivery, StepRecord};
+    use serde_json::{Value, json};
+
+    const RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-T, value: abcdef } }
+rules:
+  - name: big
+    source: s
+    when: { path: $.total, gt: 100 }
+    actions:
+      - http: { url: "http://127.0.0.1:9/a" }
+      - http: { url: "http://127.0.0.1:9/b" }
+  - name: all
+    source: s
+    actions:
+      - http: { url: "http://127.0.0.1:9/c" }
+"#;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        rules: RuleSet,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let rules_dir = dir.path().join("rules");
+        std::fs::create_dir_all(&rules_dir).unwrap();
+        std::fs::write(rules_dir.join("r.yaml"), RULES).unwrap();
+        let rules = crate::rules::load(&rules_dir).unwrap();
+        let url = format!("sqlite://{}", dir.path().join("db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        Fixture {
+            _dir: dir,
+            store,
+            rules,
+        }
+    }
+
+    /// Stores a delivery of `{"total": total}` with one run of `all`.
+    async fn accept(f: &Fixture, id: &str, total: u32) -> String {
+        let run = NewRun {
+            id: format!("{id}-run"),
+            delivery_id: id.into(),
+            rule: "all".into(),
+            created_at: 1,
+            definition: f.rules.rule("all").unwrap().definition.clone(),
+            concurrency: None,
+        };
+        let delivery = NewDelivery {
+            id: id.into(),
+            source: "s".into(),
+            received_at: Utc::now().timestamp_millis(),
+            method: "POST".into(),
+            path: "/hooks/s".into(),
+            query: None,
+            headers: vec![("content-type".into(), "application/json".into())],
+            remote_addr: "127.0.0.1".into(),
+            event: String::new(),
+            dedupe_key: None,
+            body: serde_json::to_vec(&json!({ "total": total })).unwrap(),
+            matched: vec!["all".into()],
+            trace: Value::Null,
+        };
+        f.store.accept(delivery, vec![run], 0).await.unwrap();
+        format!("{id}-run")
+    }
+
+    #[tokio::test]
+    async fn replay_queues_one_run_per_rule_matching_now_and_dry_run_none() {
+        let f = fixture().await;
+        accept(&f, "D1", 500).await;
+
+        let dry = replay(&f.store, &f.rules, "D1", true).await.unwrap();
+        assert_eq!(dry.matched, ["big", "all"]);
+        assert!(dry.runs.is_empty());
+        assert_eq!(f.store.runs_for_delivery("D1").await.unwrap().len(), 1);
+
+        let done = replay(&f.store, &f.rules, "D1", false).await.unwrap();
+        assert_eq!(done.runs.len(), 2);
+        let runs = f.store.runs_for_delivery("D1").await.unwrap();
+        assert_eq!(runs.len(), 3);
+        let big = runs.iter().find(|r| r.id == done.runs[0]).unwrap();
+        assert_eq!((big.rule.as_str(), big.status), ("big", RunStatus::Queued));
+        assert_eq!(big.definition, f.rules.rule("big").unwrap().definition);
+
+        let missing = replay(&f.store, &f.rules, "nope", false).await;
+        assert!(matches!(
+            missing,
+            Err(OpsError::NotFound {
+                what: "delivery",
+                ..
+            })
+        ));
+    }
+
+    #[tokio::test]
+    async fn retry_requeues_only_a_failed_run_at_its_failed_step() {
+        let f = fixture().await;
+        let run = accept(&f, "D2", 1).await;
+
+        let not_failed = retry(&f.store, &run).await;
+        assert!(
+            matches!(
+                not_failed,
+                Err(OpsError::NotFailed {
+                    status: RunStatus::Queued,
+                    ..
+                })
+            ),
+            "{not_failed:?}"
+        );
+        assert!(matches!(
+            retry(&f.store, "nope").await,
+            Err(OpsError::NotFound { what: "run", .. })
+        ));
+
+        // Lease it and fail it at step 1 after attempt 3, with an output.
+        let now = Utc::now().timestamp_millis();
+        let leased = f
+            .store
+            .lease_runs(crate::store::LeaseRequest {
+                node: "n".into(),
+                now_ms: now,
+                limit: 1,
+                lease_ms: 60_000,
+            })
+            .await
+            .unwrap();
+        assert_eq!(leased.runs.len(), 1);
+        f.store
+            .record_step(StepRecord {
+                run_id: run.clone(),
+                node: "n".into(),
+                now_ms: now,
+                attempt: None,
+                next_step: 1,
+                attempts_at_next_step: 3,
+                outputs: Some(json!({ "first": { "status": 200 } })),
+                progress: crate::store::RunProgress::Finished {
+                    status: RunStatus::Failed,
+                    error: Some("boom".into()),
+                },
+            })
+            .await
+            .unwrap();
+
+        let requeued = retry(&f.store, &run).await.unwrap();
+        assert_eq!(requeued.status, RunStatus::Queued);
+        assert_eq!((requeued.next_step, requeued.attempt), (1, 0));
+        assert_eq!(requeued.error, None);
+        assert_eq!(requeued.finished_at, None);
+        assert!(requeued.next_attempt_at.is_some());
+        assert_eq!(requeued.outputs, json!({ "first": { "status": 200 } }));
+        // Queued again, so a second retry is refused.
+        assert!(matches!(
+            retry(&f.store, &run).await,
+            Err(OpsError::NotFailed { .. })
+        ));
+    }
+}

@@ -1,0 +1,123 @@
+//! The JSON API under `/api` (SPEC §8): the run log (`runlog`), replay and
+//! retry (`ops`), the loaded rules and reloads (here). Every handler is
+//! annotated for the OpenAPI document (`server::openapi`), and answers
+//! with the types in `dto`, so the document describes what they return.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::AppState;
+use crate::store::StoreError;
+use dto::{ReloadReport, RuleView, RulesView, SourceView, StepView};
+
+pub mod dto;
+pub mod ops;
+pub mod runlog;
+
+/// An API failure: its status and the `{"error": …}` message.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    /// A database failure is the server's problem; the log gets the detail.
+    fn from_store(e: &StoreError) -> Self {
+        tracing::error!(error = %e, "API: the run log failed");
+        ApiError {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            message: "the run log could not be read or written; see the server log".to_owned(),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from_store(&e)
+    }
+}
+
+/// `GET /api/rules`: rules and sources as loaded (no secrets), and how the
+/// last reload went.
+#[utoipa::path(
+    get,
+    path = "/api/rules",
+    tag = "rules",
+    responses((status = 200, description = "The running sources and rules (with where each is defined) and the last reload's outcome and errors", body = RulesView))
+)]
+pub async fn rules(State(app): State<Arc<AppState>>) -> Json<RulesView> {
+    let set = app.rules.load();
+    let sources = set
+        .sources()
+        .iter()
+        .map(|s| SourceView {
+            name: s.name.clone(),
+            path: s.path.clone(),
+            methods: s.methods.clone(),
+            verify: s.kind().map(str::to_owned),
+            allow_ips: s.allow_ips.iter().map(ToString::to_string).collect(),
+            rate_limit: s
+                .rate_limit
+                .map(|r| format!("{}/{}", r.count, humantime::format_duration(r.per))),
+            max_body: s.max_body,
+            defined_at: s.loc.to_string(),
+        })
+        .collect();
+    let rules = set
+        .rules()
+        .iter()
+        .map(|r| RuleView {
+            name: r.name.clone(),
+            sources: r.sources.clone(),
+            events: r.events.iter().map(|e| e.as_str().to_owned()).collect(),
+            concurrency: r.concurrency,
+            steps: r
+                .steps
+                .iter()
+                .map(|s| StepView {
+                    step: s.label(),
+                    kind: s.action.kind().to_owned(),
+                })
+                .collect(),
+            defined_at: r.loc.to_string(),
+        })
+        .collect();
+    Json(RulesView {
+        sources,
+        rules,
+        reload: app.reloader.status().into(),
+    })
+}
+
+/// `POST /api/reload`: reload now and answer with the outcome (422 when the
+/// files are invalid and the running rules stay).
+#[utoipa::path(
+    post,
+    path = "/api/reload",
+    tag = "rules",
+    responses(
+        (status = 200, description = "Reloaded", body = ReloadReport),
+        (status = 422, description = "The rules are invalid; the running set stays. `errors` lists every problem", body = ReloadReport),
+    )
+)]
+pub async fn reload(State(app): State<Arc<AppState>>) -> Response {
+    let reloader = app.reloader.clone();
+    match tokio::task::spawn_blocking(move || reloader.reload()).await {
+        Ok(report) => {
+            let status = if report.ok {
+                StatusCode::OK
+            } else {
+                StatusCode::UNPROCESSABLE_ENTITY
+            };
+            (status, Json(ReloadReport::from(report))).into_response()
+        }
+        Err(_) => {
+            super::receive::error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed")
+        }
+    }
+}

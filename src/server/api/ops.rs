@@ -1,0 +1,96 @@
+//! Operators' writes: replaying a delivery and retrying a failed run. The
+//! work is `crate::ops` (shared with the CLI); this wakes the workers.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+
+use super::ApiError;
+use super::dto::{ErrorBody, Redact, ReplayResult, RunItem};
+use crate::ops::OpsError;
+use crate::server::AppState;
+
+/// `POST /api/deliveries/{id}/replay`
+#[utoipa::path(
+    post,
+    path = "/api/deliveries/{id}/replay",
+    tag = "operations",
+    params(
+        ("id" = String, Path, description = "Delivery id"),
+        ("dry_run" = Option<bool>, Query, description = "Match and report only; queue nothing"),
+    ),
+    responses(
+        (status = 200, description = "Matched against the current rules; one run queued per matching rule", body = ReplayResult),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+        (status = 409, description = "The delivery cannot be replayed (a rejected request has no body)", body = ErrorBody),
+    )
+)]
+pub async fn replay(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<ReplayResult>, ApiError> {
+    let mut dry_run = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if key == "dry_run" {
+            dry_run = match value.as_ref() {
+                "" | "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "dry_run must be true or false, not `{other}`"
+                    )));
+                }
+            };
+        }
+    }
+    let rules = app.rules.load_full();
+    let replay = crate::ops::replay(&app.store, &rules, &id, dry_run).await?;
+    if !replay.runs.is_empty() {
+        (app.on_queued)();
+    }
+    Ok(Json(ReplayResult {
+        delivery: replay.delivery,
+        matched: replay.matched,
+        runs: replay.runs,
+        dry_run: replay.dry_run,
+    }))
+}
+
+/// `POST /api/runs/{id}/retry`
+#[utoipa::path(
+    post,
+    path = "/api/runs/{id}/retry",
+    tag = "operations",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "Re-queued at its failed step", body = RunItem),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has not failed", body = ErrorBody),
+    )
+)]
+pub async fn retry(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<RunItem>, ApiError> {
+    let run = crate::ops::retry(&app.store, &id).await?;
+    (app.on_queued)();
+    let rules = app.rules.load();
+    Ok(Json(Redact(rules.secrets()).run_item(run)))
+}
+
+impl From<OpsError> for ApiError {
+    fn from(e: OpsError) -> Self {
+        let status = match &e {
+            OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
+            OpsError::NotFailed { .. } | OpsError::NotReplayable { .. } => StatusCode::CONFLICT,
+            OpsError::Store(e) => return ApiError::from_store(e),
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+        }
+    }
+}

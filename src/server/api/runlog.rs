@@ -1,0 +1,225 @@
+//! Reading the run log: deliveries and runs, listed (newest first, paged
+//! by cursor) and one by one with everything recorded about them.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+use super::dto::{DeliveryDetail, DeliveryPage, ErrorBody, Redact, RunDetail, RunPage};
+use crate::server::AppState;
+use crate::store::{DeliveryFilter, RunFilter, RunStatus};
+
+/// `GET /api/deliveries`
+#[utoipa::path(
+    get,
+    path = "/api/deliveries",
+    tag = "run log",
+    params(
+        ("source" = Option<String>, Query, description = "Only this source's deliveries"),
+        ("since" = Option<String>, Query, description = "Only deliveries received since: a duration back from now (`1h`, `7d`) or an RFC 3339 time"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("before" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Deliveries, newest first", body = DeliveryPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+    )
+)]
+pub async fn list_deliveries(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<DeliveryPage>, ApiError> {
+    let mut filter = DeliveryFilter::default();
+    for (key, value) in pairs(query.as_deref()) {
+        match key.as_str() {
+            "source" => filter.source = Some(value),
+            "since" => filter.since_ms = Some(parse_since(&value)?),
+            "limit" => filter.limit = parse_limit(&value)?,
+            "before" => filter.before_id = Some(value),
+            _ => {}
+        }
+    }
+    let limit = filter.effective_limit() as usize;
+    let items = app.store.list_deliveries(filter).await?;
+    let next = next_cursor(items.len(), limit, items.last().map(|d| d.id.as_str()));
+    let rules = app.rules.load();
+    let redact = Redact(rules.secrets());
+    Ok(Json(DeliveryPage {
+        items: items.into_iter().map(|d| redact.delivery_item(d)).collect(),
+        next,
+    }))
+}
+
+/// `GET /api/deliveries/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/deliveries/{id}",
+    tag = "run log",
+    params(("id" = String, Path, description = "Delivery id")),
+    responses(
+        (status = 200, description = "The delivery, its match trace and its runs", body = DeliveryDetail),
+        (status = 404, description = "No such delivery", body = ErrorBody),
+    )
+)]
+pub async fn get_delivery(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<DeliveryDetail>, ApiError> {
+    let delivery = app
+        .store
+        .get_delivery(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("delivery", &id))?;
+    let runs = app.store.runs_for_delivery(&id).await?;
+    let rules = app.rules.load();
+    Ok(Json(Redact(rules.secrets()).delivery(delivery, runs)))
+}
+
+/// `GET /api/runs`
+#[utoipa::path(
+    get,
+    path = "/api/runs",
+    tag = "run log",
+    params(
+        ("status" = Option<String>, Query, description = "queued, running, succeeded, failed or cancelled"),
+        ("rule" = Option<String>, Query, description = "Only this rule's runs"),
+        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("before" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "Runs, newest first", body = RunPage),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+    )
+)]
+pub async fn list_runs(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<RunPage>, ApiError> {
+    let mut filter = RunFilter::default();
+    for (key, value) in pairs(query.as_deref()) {
+        match key.as_str() {
+            "status" => {
+                filter.status = Some(RunStatus::parse(&value).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "status must be one of queued, running, succeeded, failed, cancelled; not `{value}`"
+                    ))
+                })?);
+            }
+            "rule" => filter.rule = Some(value),
+            "limit" => filter.limit = parse_limit(&value)?,
+            "before" => filter.before_id = Some(value),
+            _ => {}
+        }
+    }
+    let limit = filter.effective_limit() as usize;
+    let items = app.store.list_runs(filter).await?;
+    let next = next_cursor(items.len(), limit, items.last().map(|r| r.id.as_str()));
+    let rules = app.rules.load();
+    let redact = Redact(rules.secrets());
+    Ok(Json(RunPage {
+        items: items.into_iter().map(|r| redact.run_item(r)).collect(),
+        next,
+    }))
+}
+
+/// `GET /api/runs/{id}`
+#[utoipa::path(
+    get,
+    path = "/api/runs/{id}",
+    tag = "run log",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "The run with every attempt", body = RunDetail),
+        (status = 404, description = "No such run", body = ErrorBody),
+    )
+)]
+pub async fn get_run(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<RunDetail>, ApiError> {
+    let run = app
+        .store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("run", &id))?;
+    let attempts = app.store.attempts_for_run(&id).await?;
+    let rules = app.rules.load();
+    Ok(Json(Redact(rules.secrets()).run(run, attempts)))
+}
+
+/// The query string's pairs, percent-decoded.
+fn pairs(query: Option<&str>) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// A full page may have more after it: its last id is the cursor.
+fn next_cursor(len: usize, limit: usize, last: Option<&str>) -> Option<String> {
+    if len >= limit {
+        last.map(str::to_owned)
+    } else {
+        None
+    }
+}
+
+fn parse_limit(value: &str) -> Result<u32, ApiError> {
+    match value.parse::<u32>() {
+        Ok(n) if (1..=DeliveryFilter::MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "limit must be a number from 1 to {}, not `{value}`",
+            DeliveryFilter::MAX_LIMIT
+        ))),
+    }
+}
+
+/// `since`: a duration back from now (`90m`, `7d`) or an RFC 3339 time.
+fn parse_since(value: &str) -> Result<i64, ApiError> {
+    if let Ok(ago) = humantime::parse_duration(value) {
+        let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
+        let at = chrono::Utc::now()
+            .checked_sub_signed(ago)
+            .map_or(0, |t| t.timestamp_millis());
+        return Ok(at);
+    }
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::bad_request(format!(
+                "since must be a duration (`1h`, `7d`) or an RFC 3339 time, not `{value}`"
+            ))
+        })
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status;
+        (
+            status,
+            Json(ErrorBody {
+                error: self.message,
+            }),
+        )
+            .into_response()
+    }
+}
+
+impl ApiError {
+    pub(super) fn bad_request(message: String) -> Self {
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            message,
+        }
+    }
+
+    pub(super) fn not_found(what: &str, id: &str) -> Self {
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            message: format!("there is no {what} with id {id}"),
+        }
+    }
+}

@@ -1,0 +1,631 @@
+//! The JSON API and its OpenAPI document, over real HTTP on a server that
+//! processed real fixture payloads: its engine ran the rules' steps against
+//! a local sink (one path answers 500 until told otherwise), so the run log
+//! holds succeeded and failed runs with their attempts. Also retention and
+//! the metrics the traffic leaves behind.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use common::{TestApp, fixture, spawn_app, spawn_app_with_engine};
+use hookflow::store::{AcceptOutcome, NewDelivery, NewRun};
+use serde_json::{Value, json};
+
+const GITHUB_PUSH: &str = "signatures/payloads/github-push.json";
+
+/// The env var the rules read their secret from.
+const SECRET_VAR: &str = "HOOKFLOW_TEST_API_SECRET";
+
+/// One value per test process, set before any rules load.
+fn secret() -> &'static str {
+    static SECRET: OnceLock<String> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let value = format!("s3cr3t-{}-{nanos}", std::process::id());
+        // SAFETY: set once, before any rules of this process are loaded,
+        // and never changed; every test reads the same value.
+        unsafe { std::env::set_var(SECRET_VAR, &value) };
+        value
+    })
+}
+
+// ------------------------------------------------------------------ sink
+
+/// A local HTTP sink: `/fail` answers 500 while `failing`, everything else
+/// 200. Records what it saw (URL and headers) to prove secrets were sent.
+#[derive(Clone, Default)]
+struct Sink {
+    failing: Arc<AtomicBool>,
+    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
+}
+
+async fn sink_handler(State(sink): State<Sink>, uri: Uri, headers: HeaderMap) -> StatusCode {
+    sink.seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push((uri.to_string(), headers));
+    if uri.path() == "/fail" && sink.failing.load(Ordering::SeqCst) {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn start_sink() -> (Sink, String) {
+    let sink = Sink::default();
+    sink.failing.store(true, Ordering::SeqCst);
+    let app = axum::Router::new()
+        .fallback(sink_handler)
+        .with_state(sink.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind sink");
+    let addr = listener.local_addr().expect("sink addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (sink, format!("http://{addr}"))
+}
+
+/// A token-verified source and two rules: `notify` (succeeds, and sends the
+/// secret in a header and the URL query) and `flaky` (one attempt at the
+/// failing path).
+fn rules_yaml(sink: &str) -> String {
+    format!(
+        r#"
+sources:
+  gh:
+    verify:
+      token: {{ header: X-Token, value: "tok-123" }}
+rules:
+  - name: notify
+    source: gh
+    actions:
+      - id: post
+        http:
+          url: "{sink}/ok?key=${{{SECRET_VAR}}}"
+          headers: {{ X-Api-Key: "${{{SECRET_VAR}}}" }}
+          json: {{ ref: "{{{{payload.ref}}}}" }}
+  - name: flaky
+    source: gh
+    actions:
+      - id: call
+        http:
+          url: "{sink}/fail"
+          retry: {{ attempts: 1 }}
+"#
+    )
+}
+
+/// A server with its engine, after `deliveries` GitHub push payloads were
+/// accepted and every run they queued finished.
+async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
+    secret();
+    let (sink, sink_url) = start_sink().await;
+    let yaml = rules_yaml(&sink_url);
+    let app = spawn_app_with_engine(&[("rules.yaml", &yaml)], |s| s.workers = 2).await;
+    let mut ids = Vec::new();
+    for _ in 0..deliveries {
+        let response = app
+            .post(
+                "/hooks/gh",
+                &[("X-Token", "tok-123"), ("Content-Type", "application/json")],
+                fixture(GITHUB_PUSH),
+            )
+            .await;
+        assert_eq!(response.status(), 202);
+        let body: Value = response.json().await.expect("json answer");
+        assert_eq!(body["matched"], json!(["notify", "flaky"]));
+        ids.push(body["delivery"].as_str().expect("delivery id").to_owned());
+    }
+    wait_all_finished(&app, deliveries * 2).await;
+    (app, sink, ids)
+}
+
+async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app.client.get(app.url(path)).send().await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+async fn post_json(app: &TestApp, path: &str) -> (u16, Value) {
+    let response = app
+        .client
+        .post(app.url(path))
+        .send()
+        .await
+        .expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("a JSON answer"))
+}
+
+/// Waits until `expected` runs exist and none is queued or running.
+async fn wait_all_finished(app: &TestApp, expected: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, page) = get_json(app, "/api/runs?limit=1000").await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        let done = items.len() >= expected
+            && items.iter().all(|r| {
+                matches!(
+                    r["status"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+            });
+        if done {
+            return items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs did not finish in time: {page:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn ids(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|i| i["id"].as_str().expect("id").to_owned())
+        .collect()
+}
+
+// ------------------------------------------------------------------ tests
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_runs_are_listed_shown_and_paginated() {
+    let (app, _sink, delivered) = processed_app(2).await;
+
+    let (status, page) = get_json(&app, "/api/deliveries").await;
+    assert_eq!(status, 200);
+    // Newest first.
+    assert_eq!(ids(&page), vec![delivered[1].clone(), delivered[0].clone()]);
+    assert_eq!(page["next"], Value::Null);
+    assert_eq!(page["items"][0]["source"], "gh");
+    assert_eq!(page["items"][0]["status"], "accepted");
+
+    // Pagination: one at a time, following `next`.
+    let (_, first) = get_json(&app, "/api/deliveries?limit=1").await;
+    assert_eq!(ids(&first), vec![delivered[1].clone()]);
+    let cursor = first["next"].as_str().expect("a next cursor").to_owned();
+    let (_, second) = get_json(&app, &format!("/api/deliveries?limit=1&before={cursor}")).await;
+    assert_eq!(ids(&second), vec![delivered[0].clone()]);
+    let cursor = second["next"].as_str().expect("a full page has a cursor");
+    let (_, third) = get_json(&app, &format!("/api/deliveries?limit=1&before={cursor}")).await;
+    assert_eq!(ids(&third), Vec::<String>::new());
+    assert_eq!(third["next"], Value::Null);
+
+    // Filters.
+    let (_, other) = get_json(&app, "/api/deliveries?source=nope").await;
+    assert_eq!(ids(&other), Vec::<String>::new());
+    let (_, recent) = get_json(&app, "/api/deliveries?since=1h&source=gh").await;
+    assert_eq!(ids(&recent).len(), 2);
+    let (_, future) = get_json(&app, "/api/deliveries?since=2999-01-01T00:00:00Z").await;
+    assert_eq!(ids(&future).len(), 0);
+
+    // One delivery: body as sent, trace, runs.
+    let (status, delivery) = get_json(&app, &format!("/api/deliveries/{}", delivered[0])).await;
+    assert_eq!(status, 200);
+    assert_eq!(delivery["body_encoding"], "utf8");
+    let sent = String::from_utf8(fixture(GITHUB_PUSH)).expect("utf8 fixture");
+    assert_eq!(delivery["body"].as_str(), Some(sent.as_str()));
+    assert_eq!(delivery["matched"], json!(["notify", "flaky"]));
+    assert!(!delivery["trace"].is_null(), "{delivery:#}");
+    let runs = delivery["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2);
+    assert!(
+        delivery["headers"]
+            .as_array()
+            .expect("headers")
+            .iter()
+            .any(|h| h["name"] == "content-type"),
+        "{delivery:#}"
+    );
+
+    // Runs: filters and one run with its attempts.
+    let (_, failed) = get_json(&app, "/api/runs?status=failed").await;
+    let failed_items = failed["items"].as_array().expect("items");
+    assert_eq!(failed_items.len(), 2);
+    assert!(failed_items.iter().all(|r| r["rule"] == "flaky"));
+    let (_, notify) = get_json(&app, "/api/runs?rule=notify&status=succeeded").await;
+    assert_eq!(ids(&notify).len(), 2);
+    let (_, one) = get_json(&app, "/api/runs?limit=1").await;
+    assert_eq!(ids(&one).len(), 1);
+    assert!(one["next"].is_string());
+
+    let failed_id = failed_items[0]["id"].as_str().expect("id");
+    let (status, run) = get_json(&app, &format!("/api/runs/{failed_id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(run["status"], "failed");
+    let attempts = run["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 1, "{run:#}");
+    assert_eq!(attempts[0]["status_code"], 500);
+    assert_eq!(attempts[0]["outcome"], "failed");
+    assert_eq!(attempts[0]["step_id"], "call");
+
+    // Unknown ids and bad parameters.
+    for path in ["/api/deliveries/01NOPE", "/api/runs/01NOPE"] {
+        let (status, body) = get_json(&app, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(body["error"].as_str().is_some_and(|e| e.contains("01NOPE")));
+    }
+    for path in [
+        "/api/deliveries?limit=abc",
+        "/api/deliveries?limit=0",
+        "/api/deliveries?since=yesterday",
+        "/api/runs?status=bogus",
+        "/api/runs?limit=-1",
+    ] {
+        let (status, body) = get_json(&app, path).await;
+        assert_eq!(status, 400, "{path}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_retried_through_the_api_succeeds() {
+    let (app, sink, _) = processed_app(1).await;
+    let (_, failed) = get_json(&app, "/api/runs?status=failed").await;
+    let run_id = ids(&failed).pop().expect("a failed run");
+
+    // Still failing is refused for a run that has not failed.
+    let (_, ok) = get_json(&app, "/api/runs?status=succeeded").await;
+    let succeeded = ids(&ok).pop().expect("a succeeded run");
+    let (status, body) = post_json(&app, &format!("/api/runs/{succeeded}/retry")).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, _) = post_json(&app, "/api/runs/01NOPE/retry").await;
+    assert_eq!(status, 404);
+
+    sink.failing.store(false, Ordering::SeqCst);
+    let (status, body) = post_json(&app, &format!("/api/runs/{run_id}/retry")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["id"], run_id.as_str());
+    assert_eq!(body["status"], "queued");
+
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let run = loop {
+        let (_, run) = get_json(&app, &format!("/api/runs/{run_id}")).await;
+        if run["status"] == "succeeded" {
+            break run;
+        }
+        assert!(Instant::now() < deadline, "retry did not succeed: {run:#}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let outcomes: Vec<&str> = run["attempts"]
+        .as_array()
+        .expect("attempts")
+        .iter()
+        .map(|a| a["outcome"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(outcomes, ["failed", "succeeded"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_replayed_through_the_api_queues_new_runs() {
+    let (app, _sink, delivered) = processed_app(1).await;
+    let id = &delivered[0];
+
+    let (status, dry) = post_json(&app, &format!("/api/deliveries/{id}/replay?dry_run=true")).await;
+    assert_eq!(status, 200, "{dry}");
+    assert_eq!(dry["matched"], json!(["notify", "flaky"]));
+    assert_eq!(dry["runs"], json!([]));
+    assert_eq!(dry["dry_run"], true);
+
+    let (status, replay) = post_json(&app, &format!("/api/deliveries/{id}/replay")).await;
+    assert_eq!(status, 200, "{replay}");
+    assert_eq!(replay["runs"].as_array().map(Vec::len), Some(2));
+    wait_all_finished(&app, 4).await;
+    let (_, delivery) = get_json(&app, &format!("/api/deliveries/{id}")).await;
+    let run_ids: Vec<&str> = delivery["runs"]
+        .as_array()
+        .expect("runs")
+        .iter()
+        .filter_map(|r| r["id"].as_str())
+        .collect();
+    assert_eq!(run_ids.len(), 4);
+    for new in replay["runs"].as_array().expect("runs") {
+        assert!(run_ids.contains(&new.as_str().expect("id")));
+    }
+
+    let (status, body) = post_json(&app, "/api/deliveries/01NOPE/replay").await;
+    assert_eq!(status, 404, "{body}");
+}
+
+/// Every documented GET, called with real ids, answers JSON that its
+/// documented 200 schema accepts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_documented_get_answers_what_the_openapi_document_says() {
+    let (app, _sink, delivered) = processed_app(1).await;
+    let (status, doc) = get_json(&app, "/api/openapi.json").await;
+    assert_eq!(status, 200);
+    let version = doc["openapi"].as_str().expect("openapi version");
+    assert!(version.starts_with("3."), "{version}");
+    let (_, runs) = get_json(&app, "/api/runs").await;
+    let run_id = ids(&runs).pop().expect("a run");
+
+    let paths = doc["paths"].as_object().expect("paths");
+    for documented in [
+        "/api/deliveries",
+        "/api/deliveries/{id}",
+        "/api/deliveries/{id}/replay",
+        "/api/runs",
+        "/api/runs/{id}",
+        "/api/runs/{id}/retry",
+        "/api/rules",
+        "/api/reload",
+    ] {
+        assert!(
+            paths.contains_key(documented),
+            "{documented} not documented"
+        );
+    }
+    let mut checked = 0;
+    for (path, item) in paths {
+        let Some(get) = item.get("get") else { continue };
+        let id = if path.starts_with("/api/runs/") {
+            run_id.as_str()
+        } else {
+            delivered[0].as_str()
+        };
+        let concrete = path.replace("{id}", id);
+        let (status, body) = get_json(&app, &concrete).await;
+        assert_eq!(status, 200, "{concrete}: {body}");
+        let schema = get["responses"]["200"]["content"]["application/json"]["schema"].clone();
+        assert!(!schema.is_null(), "{path} documents no 200 JSON schema");
+        let root = json!({
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "components": doc["components"],
+            "allOf": [schema],
+        });
+        let validator = jsonschema::validator_for(&root)
+            .unwrap_or_else(|e| panic!("{path}: the documented schema is invalid: {e}"));
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path))
+            .collect();
+        assert!(
+            errors.is_empty(),
+            "{concrete} does not match its schema: {errors:#?}\n{body:#}"
+        );
+        // The check has teeth: a page whose `items` is not a list fails.
+        if path == "/api/deliveries" || path == "/api/runs" {
+            let broken = json!({"items": "nope", "next": null});
+            assert!(
+                !validator.is_valid(&broken),
+                "{path}: schema accepts anything"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 5, "only {checked} GET paths documented");
+
+    // POST /api/reload too: it answers its documented report.
+    let (status, report) = post_json(&app, "/api/reload").await;
+    assert_eq!(status, 200, "{report}");
+    let schema = &doc["paths"]["/api/reload"]["post"]["responses"]["200"]["content"]["application/json"]
+        ["schema"];
+    let root = json!({"components": doc["components"], "allOf": [schema]});
+    let validator = jsonschema::validator_for(&root).expect("a valid schema");
+    assert!(validator.is_valid(&report), "{report:#}");
+}
+
+/// A secret from the environment, sent in an http step's header and URL
+/// query, is in neither the database file, the API's answers nor the rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_reach_the_database_or_the_api() {
+    let (app, sink, delivered) = processed_app(1).await;
+    let secret = secret();
+
+    // It was really used.
+    let seen = sink.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let (url, headers) = seen
+        .iter()
+        .find(|(url, _)| url.starts_with("/ok"))
+        .expect("the notify step reached the sink");
+    assert!(url.contains(secret), "{url}");
+    assert_eq!(
+        headers.get("x-api-key").and_then(|v| v.to_str().ok()),
+        Some(secret)
+    );
+
+    let (_, runs) = get_json(&app, "/api/runs").await;
+    let mut answers = vec![runs.to_string()];
+    for run in ids(&runs) {
+        answers.push(
+            get_json(&app, &format!("/api/runs/{run}"))
+                .await
+                .1
+                .to_string(),
+        );
+    }
+    for path in [
+        "/api/deliveries".to_owned(),
+        format!("/api/deliveries/{}", delivered[0]),
+        "/api/rules".to_owned(),
+        "/api/openapi.json".to_owned(),
+    ] {
+        answers.push(get_json(&app, &path).await.1.to_string());
+    }
+    for answer in &answers {
+        assert!(
+            !answer.contains(secret),
+            "the API leaked the secret: {answer}"
+        );
+    }
+    let notify = answers
+        .iter()
+        .find(|a| a.contains("/ok?key="))
+        .expect("an attempt records the URL");
+    assert!(notify.contains("***"), "{notify}");
+
+    for suffix in ["", "-wal", "-shm"] {
+        let path = format!("{}{suffix}", app.db_path.display());
+        let Ok(bytes) = std::fs::read(&path) else {
+            continue;
+        };
+        assert!(
+            !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "{path} contains the secret"
+        );
+    }
+}
+
+fn old_delivery(id: &str, received_at: i64, dedupe_key: &str) -> NewDelivery {
+    NewDelivery {
+        id: id.to_owned(),
+        source: "gh".to_owned(),
+        received_at,
+        method: "POST".to_owned(),
+        path: "/hooks/gh".to_owned(),
+        query: None,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        remote_addr: "127.0.0.1".to_owned(),
+        event: String::new(),
+        dedupe_key: Some(dedupe_key.to_owned()),
+        body: b"{}".to_vec(),
+        matched: Vec::new(),
+        trace: json!([]),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_prunes_old_deliveries_and_keeps_new_ones() {
+    let (app, _sink, delivered) = processed_app(1).await;
+    let now = chrono::Utc::now().timestamp_millis();
+    let day = 86_400_000;
+    // 3 old deliveries without runs, one old with a run still queued.
+    for (i, id) in [
+        "01OLD0000000000000000000A1",
+        "01OLD0000000000000000000A2",
+        "01OLD0000000000000000000A3",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let outcome = app
+            .store
+            .accept(
+                old_delivery(id, now - 40 * day + i as i64, &format!("k{i}")),
+                Vec::new(),
+                0,
+            )
+            .await
+            .expect("accept");
+        assert_eq!(outcome, AcceptOutcome::Accepted);
+    }
+    let pending = "01OLD0000000000000000000P1";
+    let run = NewRun {
+        id: "01OLD0000000000000000000R1".to_owned(),
+        delivery_id: pending.to_owned(),
+        rule: "gone".to_owned(),
+        created_at: now - 40 * day,
+        definition: json!({}),
+        concurrency: None,
+    };
+    app.store
+        .accept(old_delivery(pending, now - 40 * day, "kp"), vec![run], 0)
+        .await
+        .expect("accept");
+
+    // Bounded batches: 2 then 1 then nothing; the pending one stays.
+    let cutoff = now - 30 * day;
+    assert_eq!(app.store.prune(cutoff, 2).await.expect("prune"), 2);
+    assert_eq!(app.store.prune(cutoff, 2).await.expect("prune"), 1);
+    assert_eq!(app.store.prune(cutoff, 2).await.expect("prune"), 0);
+    for id in ["01OLD0000000000000000000A1", "01OLD0000000000000000000A3"] {
+        assert!(app.store.get_delivery(id).await.expect("get").is_none());
+    }
+    assert!(
+        app.store
+            .get_delivery(pending)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    // The new delivery and its runs are kept.
+    let (status, delivery) = get_json(&app, &format!("/api/deliveries/{}", delivered[0])).await;
+    assert_eq!(status, 200);
+    assert_eq!(delivery["runs"].as_array().map(Vec::len), Some(2));
+    // The pruned deliveries' dedupe keys went with them.
+    let again = app
+        .store
+        .accept(
+            old_delivery("01NEW0000000000000000000A1", now, "k0"),
+            Vec::new(),
+            365 * day,
+        )
+        .await
+        .expect("accept");
+    assert_eq!(again, AcceptOutcome::Accepted);
+
+    // Everything finished, pruned by the task's loop: runs and attempts go too.
+    let (_trigger, mut shutdown) = hookflow::shutdown::channel();
+    let pruned = hookflow::retention::prune_all(app.store.as_ref(), now + day, &mut shutdown).await;
+    assert_eq!(pruned, 2, "the real delivery and the new one");
+    let (_, runs) = get_json(&app, "/api/runs").await;
+    assert_eq!(ids(&runs), vec!["01OLD0000000000000000000R1".to_owned()]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_task_prunes_once_at_start() {
+    let app = spawn_app(&[]).await;
+    let old = chrono::Utc::now().timestamp_millis() - 10 * 86_400_000;
+    app.store
+        .accept(
+            old_delivery("01OLD0000000000000000000B1", old, "b"),
+            Vec::new(),
+            0,
+        )
+        .await
+        .expect("accept");
+    let (trigger, shutdown) = hookflow::shutdown::channel();
+    let task = hookflow::retention::spawn(app.store.clone(), Duration::from_secs(86_400), shutdown);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while app
+        .store
+        .get_delivery("01OLD0000000000000000000B1")
+        .await
+        .expect("get")
+        .is_some()
+    {
+        assert!(Instant::now() < deadline, "not pruned at start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.trigger();
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("the task stops on shutdown")
+        .expect("the task did not panic");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_deliveries_and_attempts() {
+    let (app, _sink, _) = processed_app(1).await;
+    let text = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "hookflow_deliveries_total",
+        "hookflow_attempts_total",
+        "hookflow_attempt_duration_seconds",
+        "hookflow_runs_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.contains(r#"outcome="failed""#), "{text}");
+}
