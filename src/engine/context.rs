@@ -8,10 +8,9 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
 
-use crate::delivery::Delivery;
 use crate::rules::snapshot::{self, StandaloneRule};
 use crate::rules::{Rule, RuleSet, Secrets, SharedRules};
-use crate::store::{DeliveryRecord, RunRecord};
+use crate::store::RunRecord;
 use crate::template::Templates;
 
 /// Compiled snapshots kept; the cache is emptied when it is full (old
@@ -102,9 +101,4 @@ impl Snapshots {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Vec<Arc<StandaloneRule>>>> {
         self.compiled.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// The run's delivery, rebuilt from its stored record.
-pub(super) fn delivery_from_record(record: DeliveryRecord) -> Delivery {
-    Delivery::from_record(record)
 }

@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use super::context::{self, Resolved};
+use super::context::Resolved;
 use super::{Shared, lease_until, millis, now_ms, retry};
 use crate::actions::{self, ActionEnv, Fault, Outcome, render_step};
 use crate::delivery::Delivery;
@@ -48,7 +48,7 @@ async fn execute_run(
         let error = format!("its delivery {} is not in the run log", run.delivery_id);
         return Some(fail_before_steps(shared, &run, error));
     };
-    let delivery = context::delivery_from_record(delivery);
+    let delivery = crate::delivery::Delivery::from_record(delivery);
     let mut progress = Progress {
         next_step: run.next_step as usize,
         attempts: run.attempt,
