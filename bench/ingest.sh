@@ -37,8 +37,10 @@ request = function()
 end
 LUA
 
-# rules DIR TOTAL MATCHING: TOTAL rules over 100 sources (github is s000's
-# path /hooks/github); MATCHING of them match the push.
+# rules DIR TOTAL MATCHING: TOTAL rules over 100 sources (`github` is the
+# hundredth); MATCHING of them match the push. The github source's other rules
+# are on other events, so the (github, push) bucket stays the same size, as in
+# `cargo bench --bench matching`: what grows is other sources' and events'.
 write_rules() {
   local dir=$1 total=$2 matching=$3
   mkdir -p "$dir"
@@ -49,7 +51,7 @@ write_rules() {
     echo "rules:"
     for i in $(seq 0 $((total - 1))); do
       if [ "$i" -lt "$matching" ]; then src=github; ref=refs/heads/master; event=push
-      elif [ $((i % 100)) -eq 0 ]; then src=github; ref=refs/heads/never; event=push
+      elif [ $((i % 100)) -eq 0 ]; then src=github; ref=refs/heads/master; event=issues-$i
       else src=s$((i % 100)); ref=refs/heads/master; event=push; fi
       echo "  - { name: r$i, source: $src, event: $event, when: { path: \$.ref, equals: $ref }, actions: [ { http: { url: 'http://127.0.0.1:18081/sink' } } ] }"
     done

@@ -59,9 +59,8 @@ impl Snapshots {
     pub(super) fn resolve(&self, rules: &SharedRules, run: &RunRecord) -> Result<Resolved, String> {
         let set = rules.load_full();
         if let Some(index) = set
-            .rules()
-            .iter()
-            .position(|r| r.name == run.rule && r.definition == run.definition)
+            .rule_index(&run.rule)
+            .filter(|&i| set.rules()[i].definition == run.definition)
         {
             return Ok(Resolved::Loaded { set, index });
         }

@@ -112,9 +112,21 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         .enumerate()
         .map(|(i, s)| (s.path.clone(), i))
         .collect();
+    let by_name = rules
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (r.name.clone(), i))
+        .collect();
+    let source_by_name = sources
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     Ok(RuleSet {
         sources: sources.into_iter().map(Arc::new).collect(),
         by_path,
+        source_by_name,
+        by_name,
         rules,
         tests,
         index,
