@@ -154,3 +154,31 @@ fn explain_json_is_machine_readable() {
         "USD"
     );
 }
+
+#[test]
+fn every_example_recipe_checks_and_its_tests_pass() {
+    for recipe in [
+        "examples/github-to-slack",
+        "examples/stripe-to-http",
+        "examples/deploy-on-push",
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+            .args(["test", recipe])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // The recipes' tests expect their documented defaults.
+            .env_remove("SLACK_CHANNEL")
+            .env_remove("DEPLOY_SCRIPT")
+            .output()
+            .expect("run hookflow");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{recipe}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            stdout.contains(" passed, 0 failed") && !stdout.contains("\n0 passed"),
+            "{recipe}: {stdout}"
+        );
+    }
+}
