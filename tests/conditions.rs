@@ -58,15 +58,20 @@ fn req(payload: Value) -> Req {
     }
 }
 
+impl Req {
+    fn input(&self) -> MatchInput<'_> {
+        MatchInput {
+            payload: &self.payload,
+            headers: &self.headers,
+            query: &self.query,
+            event: &self.event,
+            source_ip: self.ip,
+        }
+    }
+}
+
 fn holds(yaml: &str, r: &Req) -> bool {
-    let input = MatchInput {
-        payload: &r.payload,
-        headers: &r.headers,
-        query: &r.query,
-        event: &r.event,
-        source_ip: r.ip,
-    };
-    cond(yaml).eval(&input).is_ok()
+    cond(yaml).eval(&r.input()).is_ok()
 }
 
 fn push() -> Req {
@@ -169,13 +174,7 @@ fn every_requires_all_values_and_at_least_one() {
 fn a_path_that_selects_nothing_fails_and_says_so() {
     let r = push();
     let c = cond("{path: $.head_commit.id, equals: abc}");
-    let input = MatchInput {
-        payload: &r.payload,
-        headers: &r.headers,
-        query: &r.query,
-        event: &r.event,
-        source_ip: r.ip,
-    };
+    let input = r.input();
     let failure = c.eval(&input).unwrap_err();
     assert_eq!(failure.saw, None);
     assert!(
@@ -194,13 +193,7 @@ fn a_path_that_selects_nothing_fails_and_says_so() {
 fn a_failure_reports_the_values_it_saw() {
     let r = push();
     let c = cond("{path: $.ref, equals: refs/heads/dev}");
-    let input = MatchInput {
-        payload: &r.payload,
-        headers: &r.headers,
-        query: &r.query,
-        event: &r.event,
-        source_ip: r.ip,
-    };
+    let input = r.input();
     let failure = c.eval(&input).unwrap_err();
     assert_eq!(failure.saw, Some(vec![json!("refs/heads/main")]));
 }
@@ -309,13 +302,7 @@ fn combinators_and_lists() {
 fn any_failure_lists_every_alternative() {
     let r = push();
     let c = cond("{any: [{path: $.size, gt: 5}, {path: $.nope, exists: true}]}");
-    let input = MatchInput {
-        payload: &r.payload,
-        headers: &r.headers,
-        query: &r.query,
-        event: &r.event,
-        source_ip: r.ip,
-    };
+    let input = r.input();
     let failure = c.eval(&input).unwrap_err();
     assert_eq!(failure.alternatives.len(), 2);
 }

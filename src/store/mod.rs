@@ -293,10 +293,7 @@ pub struct RunFilter {
 impl RunFilter {
     /// The page size actually used.
     pub fn effective_limit(&self) -> u32 {
-        match self.limit {
-            0 => DeliveryFilter::DEFAULT_LIMIT,
-            n => n.min(DeliveryFilter::MAX_LIMIT),
-        }
+        DeliveryFilter::page_size(self.limit)
     }
 }
 
@@ -457,7 +454,13 @@ impl DeliveryFilter {
 
     /// The page size actually used.
     pub fn effective_limit(&self) -> u32 {
-        match self.limit {
+        Self::page_size(self.limit)
+    }
+
+    /// A requested page size: 0 means the default, and no page exceeds the
+    /// maximum. Shared by every listing.
+    pub fn page_size(requested: u32) -> u32 {
+        match requested {
             0 => Self::DEFAULT_LIMIT,
             n => n.min(Self::MAX_LIMIT),
         }
