@@ -21,17 +21,23 @@ BIN=$TARGET/release/hookflow
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-BODY=benches/payloads/github-push.json
+BODY=${BODY:-benches/payloads/github-push-2k.json}
 SIG=$(openssl dgst -sha256 -hmac bench-secret -hex < "$BODY" | awk '{print $NF}')
 cat > "$WORK/post.lua" <<LUA
 local f = io.open("$BODY", "rb"); local body = f:read("*a"); f:close()
+-- A delivery id unique across wrk's threads (their random seeds are equal).
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
 local n = 0
 request = function()
   n = n + 1
   return wrk.format("POST", "/hooks/github", {
     ["Content-Type"] = "application/json",
     ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = "bench-" .. n .. "-" .. math.random(1, 1000000000),
+    ["X-GitHub-Delivery"] = "bench-" .. tid .. "-" .. n,
     ["X-Hub-Signature-256"] = "sha256=$SIG",
   }, body)
 end

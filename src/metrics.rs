@@ -65,6 +65,14 @@ fn describe() {
     );
     describe_gauge!("hookflow_queue_depth", "Runs queued or in progress");
     describe_counter!("hookflow_reloads_total", "Rule reloads, by outcome");
+    describe_histogram!(
+        "hookflow_store_commit_commands",
+        "Write commands per group commit of the store's writer"
+    );
+    describe_histogram!(
+        "hookflow_store_commit_seconds",
+        "How long one group commit took (execute + COMMIT)"
+    );
 }
 
 /// A request to a source path: `accepted`, `duplicate`, `rejected_401`…
@@ -96,4 +104,10 @@ pub fn queue_depth(depth: u64) {
 /// A reload: `ok` or `error`.
 pub fn reload(outcome: &str) {
     counter!("hookflow_reloads_total", "outcome" => outcome.to_string()).increment(1);
+}
+
+/// One group commit of the store's writer: how many commands, how long.
+pub fn store_commit(commands: usize, took: Duration) {
+    histogram!("hookflow_store_commit_commands").record(commands as f64);
+    histogram!("hookflow_store_commit_seconds").record(took.as_secs_f64());
 }

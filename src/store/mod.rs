@@ -135,8 +135,8 @@ pub trait Store: Send + Sync + 'static {
     async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome>;
 
     /// Retention (SPEC §5): delete up to `batch` deliveries received before
-    /// `before_ms` (oldest first) with their runs, attempts and dedupe
-    /// rows, in one transaction, and return how many deliveries went.
+    /// `before_ms` (oldest first) with their runs and attempts (and so
+    /// their dedupe keys), in one transaction, and return how many went.
     /// Deliveries with a run still queued or running are kept. Callers
     /// loop until it returns less than `batch`, pausing in between so
     /// ingest never waits long behind a prune.

@@ -2,10 +2,12 @@
 //!
 //! All writes go through ONE writer thread that owns the only write
 //! connection and commits in groups (`writer.rs`): whatever commands are
-//! waiting when it wakes are executed in one transaction, a savepoint each,
-//! and committed once (measured for DEPENDENCIES.md: ~18k rows/s committing
-//! one per transaction vs 50–115k rows/s batched), and it keeps SQLite's single-writer rule inside this process instead of in
-//! `SQLITE_BUSY` retries. Reads use separate read-only connections on the
+//! waiting when it wakes are executed in one transaction and committed once
+//! (measured for DEPENDENCIES.md: ~18k rows/s committing one per
+//! transaction vs 50–115k rows/s batched), and it keeps SQLite's
+//! single-writer rule inside this process instead of in `SQLITE_BUSY`
+//! retries. WAL checkpoints run on a thread of their own
+//! (`checkpoint.rs`). Reads use separate read-only connections on the
 //! blocking pool (`readers.rs`); WAL lets them run while the writer commits.
 //!
 //! Layout: `connection.rs` (pragmas), `migrate.rs` (embedded schema),
@@ -24,6 +26,7 @@ use super::{
 };
 
 mod attempts;
+mod checkpoint;
 mod connection;
 mod deliveries;
 mod migrate;

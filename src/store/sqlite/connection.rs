@@ -12,6 +12,9 @@ use crate::store::{Result, StoreError};
 /// checkpoint, a second process on the same file) before `SQLITE_BUSY`.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Bytes a reset WAL file is truncated to (it is reused, not regrown).
+const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
+
 /// Statements the writer keeps prepared; the write paths use about a dozen.
 const STATEMENT_CACHE: usize = 64;
 
@@ -42,6 +45,12 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         .map_err(|e| failed(e.to_string()))?;
     conn.pragma_update(None, "foreign_keys", true)
         .map_err(|e| failed(e.to_string()))?;
+    // Checkpoints run on their own thread (`checkpoint.rs`), not inside
+    // the writer's commits; a WAL file emptied by one is cut back to this.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)
+        .map_err(|e| failed(e.to_string()))?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .map_err(|e| failed(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::apply(&mut conn)?;
     Ok(conn)
@@ -58,5 +67,18 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    Ok(conn)
+}
+
+/// Open the checkpoint thread's connection: read-write (a checkpoint writes
+/// the database file) but it never writes rows.
+pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    let failed = |e: rusqlite::Error| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    };
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
     Ok(conn)
 }

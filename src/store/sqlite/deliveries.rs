@@ -1,5 +1,5 @@
-//! SQL of the `deliveries` and `dedupe` tables: accepting (with the
-//! delivery's runs), logging rejections, and reading them back.
+//! SQL of the `deliveries` table: accepting (with the delivery's runs and
+//! the dedupe check), logging rejections, and reading them back.
 
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -44,9 +44,9 @@ impl Accept {
         })
     }
 
-    /// Runs on the writer, inside the command's savepoint: either all of it
-    /// is written or (on error) none.
-    pub(super) fn apply(self, conn: &Connection) -> Result<AcceptOutcome> {
+    /// Runs on the writer as one command: either all of it is written or
+    /// (on error) none.
+    pub(super) fn apply(&self, conn: &Connection) -> Result<AcceptOutcome> {
         let d = &self.delivery;
         if let Some(key) = &d.dedupe_key
             && let Some(first_delivery) = self.first_within_window(conn, key)?
@@ -76,18 +76,6 @@ impl Accept {
             ])
         })
         .ctx(ACCEPT)?;
-        if let Some(key) = &d.dedupe_key {
-            // Reaching here means no live entry: insert, or replace the
-            // expired one.
-            conn.prepare_cached(
-                "INSERT INTO dedupe (source, dedupe_key, delivery_id, first_seen_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (source, dedupe_key) DO UPDATE
-                 SET delivery_id = excluded.delivery_id, first_seen_at = excluded.first_seen_at",
-            )
-            .and_then(|mut stmt| stmt.execute(params![d.source, key, d.id, d.received_at]))
-            .ctx(ACCEPT)?;
-        }
         for (run, definition) in &self.runs {
             runs::insert_queued(conn, run, definition).ctx(ACCEPT)?;
         }
@@ -100,10 +88,13 @@ impl Accept {
             return Ok(None);
         }
         let d = &self.delivery;
+        // Duplicates are not stored: the newest delivery with this key is
+        // the first of its window (schema 0003).
         let first: Option<(String, i64)> = conn
             .prepare_cached(
-                "SELECT delivery_id, first_seen_at FROM dedupe
-                 WHERE source = ?1 AND dedupe_key = ?2",
+                "SELECT id, received_at FROM deliveries
+                 WHERE source = ?1 AND dedupe_key = ?2 AND dedupe_key IS NOT NULL
+                 ORDER BY received_at DESC LIMIT 1",
             )
             .and_then(|mut stmt| {
                 stmt.query_row(params![d.source, key], |row| Ok((row.get(0)?, row.get(1)?)))

@@ -19,6 +19,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "queue",
         include_str!("../migrations/sqlite/0002_queue.sql"),
     ),
+    (
+        3,
+        "dedupe_index",
+        include_str!("../migrations/sqlite/0003_dedupe_index.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

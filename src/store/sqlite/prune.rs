@@ -1,6 +1,6 @@
 //! Retention (SPEC §5): deleting old deliveries in bounded batches. The
-//! schema's `ON DELETE CASCADE` takes their runs, attempts and dedupe rows
-//! with them.
+//! schema's `ON DELETE CASCADE` takes their runs and attempts with them;
+//! a pruned delivery's dedupe key is forgotten with it.
 
 use rusqlite::{Connection, params};
 

@@ -165,9 +165,8 @@ impl Record {
         })
     }
 
-    /// Inside the command's savepoint: a lost lease rolls the attempt back
-    /// too.
-    pub(super) fn apply(self, conn: &Connection) -> Result<()> {
+    /// One writer command: a lost lease rolls the attempt back too.
+    pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
         let r = &self.record;
         if let (Some(attempt), Some(request)) = (&r.attempt, &self.request) {
             attempts::insert(conn, attempt, request).ctx(RECORD)?;

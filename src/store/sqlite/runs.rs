@@ -165,8 +165,8 @@ impl QueueMore {
         })
     }
 
-    /// Inside the command's savepoint: all runs or none.
-    pub(super) fn apply(self, conn: &Connection) -> Result<()> {
+    /// One writer command: all runs or none.
+    pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
         let exists: Option<i64> = conn
             .prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")
             .and_then(|mut stmt| {
