@@ -15,7 +15,7 @@ pub struct Settings {
     pub rules: PathBuf,
     /// `sqlite://path` or `postgres://…`.
     pub database: String,
-    /// Runs executed at once.
+    /// Runs executed at once; 0 makes the node receive only.
     pub workers: usize,
     /// Largest accepted body, unless a source says otherwise.
     pub max_body: u64,
@@ -183,8 +183,12 @@ impl Settings {
                 s.database = v.clone();
             }
             if let Some(v) = &layer.workers {
-                s.workers = v.parse().ok().filter(|w| *w > 0).ok_or_else(|| {
-                    invalid("workers", v, "expected a whole number of at least 1".into())
+                s.workers = v.parse().map_err(|_| {
+                    invalid(
+                        "workers",
+                        v,
+                        "expected a whole number (0: receive only, run nothing)".into(),
+                    )
                 })?;
             }
             if let Some(v) = &layer.max_body {
@@ -280,6 +284,16 @@ mod tests {
         assert_eq!(s.workers, 8);
         assert_eq!(s.retention, Duration::from_secs(7 * 86400));
         assert_eq!(s.max_body, 1024 * 1024, "default kept");
+    }
+
+    #[test]
+    fn zero_workers_is_a_receive_only_node() {
+        let flags = Layer {
+            workers: Some("0".into()),
+            ..Layer::default()
+        };
+        let s = Settings::resolve(&[("flags", flags)]).unwrap();
+        assert_eq!(s.workers, 0);
     }
 
     #[test]

@@ -875,3 +875,35 @@ rules:
     assert_eq!(h.sink.seen("/old").len(), 1);
     assert!(h.sink.seen("/new").is_empty());
 }
+
+/// `workers: 0` makes a node receive only (an ingest node in front of
+/// worker nodes): its runs stay queued, nothing is called, and the next
+/// engine with workers on the same database runs them.
+#[tokio::test]
+async fn an_engine_with_no_workers_leaves_runs_queued_for_one_that_has_them() {
+    let h = harness(
+        r#"
+rules:
+  - name: deploy
+    source: github
+    event: push
+    actions:
+      - http: { url: SINK/deploy }
+"#,
+    )
+    .await;
+    h.sink.script("/deploy", vec![reply(200, "ok")]);
+    let (receiver, _handle, _stop_receiver) = h.engine(0, SECOND);
+    let ids = h
+        .deliver("github", &[("X-GitHub-Event", "push")], GITHUB_PUSH)
+        .await;
+    receiver.notify();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(h.run(&ids[0]).await.status, RunStatus::Queued);
+    assert!(h.sink.seen("/deploy").is_empty(), "a receive-only node ran a step");
+
+    let (_worker, _handle, _stop_worker) = h.engine(2, SECOND);
+    let runs = h.wait_finished(&ids, 10 * SECOND).await;
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0].error);
+    assert_eq!(h.sink.seen("/deploy").len(), 1);
+}

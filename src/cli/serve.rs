@@ -37,7 +37,7 @@ pub struct Args {
     /// Watch the rules by polling (NFS, some container mounts).
     #[arg(long)]
     poll: bool,
-    /// Runs executed at once (default 16).
+    /// Runs executed at once (default 16; 0: receive only, run nothing).
     #[arg(long)]
     workers: Option<String>,
     /// Largest accepted body (default 1MiB).

@@ -31,7 +31,9 @@ use crate::store::Store;
 /// How the engine runs.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
-    /// Runs executed at once (`workers:` in hookflow.yaml).
+    /// Runs executed at once (`workers:` in hookflow.yaml). Zero makes
+    /// this node receive only: its runs wait in the store for a node (or a
+    /// later start) with workers.
     pub workers: usize,
     /// On shutdown, how long steps in flight may take to finish; steps
     /// still running then are abandoned and run again after a restart.
@@ -80,7 +82,12 @@ impl Engine {
             wake: Notify::new(),
             shutdown,
         });
-        let handle = tokio::spawn(dispatch::run(shared.clone(), config));
+        let handle = if config.workers == 0 {
+            tracing::info!("workers: 0, this node only receives; queued runs wait in the store");
+            tokio::spawn(async {})
+        } else {
+            tokio::spawn(dispatch::run(shared.clone(), config))
+        };
         (Engine { shared }, handle)
     }
 
