@@ -97,7 +97,7 @@ async fn bench(count: usize, workers: usize, sink: &str) {
             dedupe_key: None,
             body: format!(r#"{{"n":{n}}}"#).into_bytes(),
             matched: vec!["forward".into()],
-            trace: json!(null),
+            trace: serde_json::value::RawValue::NULL.to_owned(),
         };
         let run = NewRun {
             id: run_id,

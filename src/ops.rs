@@ -126,7 +126,7 @@ pub async fn retry(store: &Arc<dyn Store>, run_id: &str) -> Result<RunRecord, Op
 mod tests {
     use super::*;
     use crate::store::{NewDelivery, StepRecord};
-    use serde_json::{Value, json};
+    use serde_json::json;
 
     const RULES: &str = r#"
 sources:
@@ -189,7 +189,7 @@ rules:
             dedupe_key: None,
             body: serde_json::to_vec(&json!({ "total": total })).unwrap(),
             matched: vec!["all".into()],
-            trace: Value::Null,
+            trace: serde_json::value::RawValue::NULL.to_owned(),
         };
         f.store.accept(delivery, vec![run], 0).await.unwrap();
         format!("{id}-run")

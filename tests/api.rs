@@ -493,7 +493,7 @@ fn old_delivery(id: &str, received_at: i64, dedupe_key: &str) -> NewDelivery {
         dedupe_key: Some(dedupe_key.to_owned()),
         body: b"{}".to_vec(),
         matched: Vec::new(),
-        trace: json!([]),
+        trace: serde_json::value::to_raw_value(&json!([])).expect("trace"),
     }
 }
 

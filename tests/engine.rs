@@ -272,7 +272,7 @@ impl Harness {
             dedupe_key: None,
             body: delivery.raw.clone(),
             matched,
-            trace: serde_json::to_value(&trace).unwrap(),
+            trace: serde_json::value::to_raw_value(&trace).unwrap(),
         };
         self.store
             .accept(record, runs, 0)
@@ -900,7 +900,10 @@ rules:
     receiver.notify();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.run(&ids[0]).await.status, RunStatus::Queued);
-    assert!(h.sink.seen("/deploy").is_empty(), "a receive-only node ran a step");
+    assert!(
+        h.sink.seen("/deploy").is_empty(),
+        "a receive-only node ran a step"
+    );
 
     let (_worker, _handle, _stop_worker) = h.engine(2, SECOND);
     let runs = h.wait_finished(&ids, 10 * SECOND).await;

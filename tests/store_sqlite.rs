@@ -47,7 +47,8 @@ fn delivery(source: &str, dedupe_key: Option<&str>, received_at: i64) -> NewDeli
         dedupe_key: dedupe_key.map(str::to_owned),
         body: br#"{"ref":"refs/heads/main"}"#.to_vec(),
         matched: vec!["deploy-main".to_owned()],
-        trace: json!([{"rule": "deploy-main", "matched": true}]),
+        trace: serde_json::value::to_raw_value(&json!([{"rule": "deploy-main", "matched": true}]))
+            .expect("trace"),
     }
 }
 
@@ -96,7 +97,10 @@ async fn accepted_delivery_reads_back_with_its_queued_runs_and_trace() {
     assert_eq!(got.dedupe_key.as_deref(), Some("guid-1"));
     assert_eq!(got.body.as_deref(), Some(d.body.as_slice()));
     assert_eq!(got.matched, vec!["deploy-main"]);
-    assert_eq!(got.trace, d.trace);
+    assert_eq!(
+        got.trace,
+        serde_json::from_str::<serde_json::Value>(d.trace.get()).unwrap()
+    );
     assert_eq!(got.reject_status, None);
 
     let stored = store.runs_for_delivery(&d.id).await.expect("runs");
@@ -395,7 +399,10 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
         .expect("get")
         .expect("still there");
     assert_eq!(got.body.as_deref(), Some(d.body.as_slice()));
-    assert_eq!(got.trace, d.trace);
+    assert_eq!(
+        got.trace,
+        serde_json::from_str::<serde_json::Value>(d.trace.get()).unwrap()
+    );
     let runs = store.runs_for_delivery(&d.id).await.expect("runs");
     assert_eq!(runs.len(), 1);
     assert_eq!(runs[0].id, run.id);

@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
@@ -199,7 +200,8 @@ pub async fn receive(
         dedupe_key: dedupe,
         body: bytes.to_vec(),
         matched: matched.clone(),
-        trace: serde_json::to_value(&trace).unwrap_or(Value::Null),
+        trace: serde_json::value::to_raw_value(&trace)
+            .unwrap_or_else(|_| RawValue::NULL.to_owned()),
     };
     let window_ms = i64::try_from(app.settings.dedupe_window.as_millis()).unwrap_or(i64::MAX);
     match app.store.accept(record, runs, window_ms).await {

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::{SqliteOptions, migrate};
@@ -51,6 +52,7 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         .map_err(|e| failed(e.to_string()))?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .map_err(|e| failed(e.to_string()))?;
+    stable_plans(&conn).map_err(|e| failed(e.to_string()))?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::apply(&mut conn)?;
     Ok(conn)
@@ -66,8 +68,19 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+    stable_plans(&conn).map_err(failed)?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
+}
+
+/// The query planner's stability guarantee: a statement's plan no longer
+/// depends on the values bound to it. Without it this SQLite build (STAT4)
+/// re-prepared cached statements such as the dedupe lookup at every bind,
+/// a twentieth of the ingest profile (docs/PERFORMANCE.md); the plans are
+/// the ones the indexes were made for either way.
+fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map(|_| ())
 }
 
 /// Open the checkpoint thread's connection: read-write (a checkpoint writes

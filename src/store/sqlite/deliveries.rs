@@ -93,7 +93,7 @@ impl Accept {
         let first: Option<(String, i64)> = conn
             .prepare_cached(
                 "SELECT id, received_at FROM deliveries
-                 WHERE source = ?1 AND dedupe_key = ?2 AND dedupe_key IS NOT NULL
+                 WHERE source = ?1 AND dedupe_key = ?2
                  ORDER BY received_at DESC LIMIT 1",
             )
             .and_then(|mut stmt| {
