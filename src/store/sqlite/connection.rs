@@ -1,4 +1,5 @@
-//! Opening connections: the writer's pragmas and the read-only readers.
+//! Opening connections: the writer's pragmas, the read-only readers and the
+//! checkpointer's, all through [`open`].
 
 use std::path::Path;
 use std::time::Duration;
@@ -16,7 +17,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes a reset WAL file is truncated to (it is reused, not regrown).
 const JOURNAL_SIZE_LIMIT: i64 = 64 * 1024 * 1024;
 
-/// Statements the writer keeps prepared; the write paths use about a dozen.
+/// Statements a connection keeps prepared; the write paths use about a dozen.
 const STATEMENT_CACHE: usize = 64;
 
 /// Open the write connection, set it up and bring the schema up to date.
@@ -25,12 +26,10 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         path: path.display().to_string(),
         message,
     };
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
-        | OpenFlags::SQLITE_OPEN_CREATE
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags).map_err(|e| failed(e.to_string()))?;
-    conn.busy_timeout(BUSY_TIMEOUT)
-        .map_err(|e| failed(e.to_string()))?;
+    let mut conn = open(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
+    )?;
     // WAL: readers never block the writer nor the writer them, and a commit
     // is an append. Some file systems (network mounts) refuse it.
     let mode: String = conn
@@ -52,8 +51,6 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         .map_err(|e| failed(e.to_string()))?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .map_err(|e| failed(e.to_string()))?;
-    stable_plans(&conn).map_err(|e| failed(e.to_string()))?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     migrate::apply(&mut conn)?;
     Ok(conn)
 }
@@ -61,37 +58,31 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
 /// Open a read-only connection. The writer has already created the file
 /// and switched it to WAL, which is persistent.
 pub(super) fn open_reader(path: &Path) -> Result<Connection> {
-    let failed = |e: rusqlite::Error| StoreError::Open {
-        path: path.display().to_string(),
-        message: e.to_string(),
-    };
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
-    conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
-    stable_plans(&conn).map_err(failed)?;
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-    Ok(conn)
-}
-
-/// The query planner's stability guarantee: a statement's plan no longer
-/// depends on the values bound to it. Without it this SQLite build (STAT4)
-/// re-prepared cached statements such as the dedupe lookup at every bind,
-/// a twentieth of the ingest profile (docs/PERFORMANCE.md); the plans are
-/// the ones the indexes were made for either way.
-fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
-    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
-        .map(|_| ())
+    open(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
 }
 
 /// Open the checkpoint thread's connection: read-write (a checkpoint writes
 /// the database file) but it never writes rows.
 pub(super) fn open_checkpointer(path: &Path) -> Result<Connection> {
+    open(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+}
+
+/// What every connection gets: one thread each (no SQLite mutex), the busy
+/// timeout, stable query plans and a statement cache.
+fn open(path: &Path, flags: OpenFlags) -> Result<Connection> {
     let failed = |e: rusqlite::Error| StoreError::Open {
         path: path.display().to_string(),
         message: e.to_string(),
     };
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags).map_err(failed)?;
+    let conn = Connection::open_with_flags(path, flags | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(failed)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(failed)?;
+    // The query planner's stability guarantee: a plan no longer depends on
+    // the values bound to it. Without it this SQLite build (STAT4)
+    // re-prepared cached statements such as the dedupe lookup at every
+    // bind, 5-8% of the ingest profile (docs/PERFORMANCE.md).
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+        .map_err(failed)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
