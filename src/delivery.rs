@@ -281,18 +281,26 @@ impl Delivery {
                 .entry(k.clone())
                 .or_insert_with(|| Value::String(v.clone()));
         }
-        json!({
-            "payload": self.payload,
-            "raw": String::from_utf8_lossy(&self.raw),
-            "headers": headers,
-            "query": query,
-            "event": self.event,
-            "source": self.source,
-            "delivery": {
+        // Built field by field: `json!` would copy the payload through the
+        // serializer, twice the cost of a clone (docs/PERFORMANCE.md).
+        let mut context = Map::new();
+        context.insert("payload".into(), self.payload.clone());
+        context.insert(
+            "raw".into(),
+            Value::String(String::from_utf8_lossy(&self.raw).into_owned()),
+        );
+        context.insert("headers".into(), Value::Object(headers));
+        context.insert("query".into(), Value::Object(query));
+        context.insert("event".into(), Value::String(self.event.clone()));
+        context.insert("source".into(), Value::String(self.source.clone()));
+        context.insert(
+            "delivery".into(),
+            json!({
                 "id": self.id,
                 "received_at": self.received_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-            },
-        })
+            }),
+        );
+        Value::Object(context)
     }
 }
 

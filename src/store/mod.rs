@@ -180,7 +180,8 @@ pub struct Leased {
 pub struct LeasedRun {
     pub run: RunRecord,
     /// `None` only if the delivery row is gone (it cascades to its runs,
-    /// so this is a damaged database).
+    /// so this is a damaged database). Its `trace` is not loaded (null):
+    /// running steps never reads it.
     pub delivery: Option<DeliveryRecord>,
 }
 

@@ -116,7 +116,7 @@ pub(super) fn load(conn: &Connection, ids: &[String]) -> Result<Vec<LeasedRun>> 
         let Some(run) = runs::get(conn, id).ctx(LEASE)? else {
             continue;
         };
-        let delivery = deliveries::get(conn, &run.delivery_id)?;
+        let delivery = deliveries::get_for_run(conn, &run.delivery_id)?;
         leased.push(LeasedRun { run, delivery });
     }
     Ok(leased)
