@@ -9,7 +9,7 @@
 //! A failing command rolls back only its own writes and gets its own error.
 //! Commands fail rarely, so the group first runs without savepoints (a
 //! savepoint per command made SQLite copy every page the group shares into
-//! a sub-journal, once per command: a fifth of the writer's time under
+//! a sub-journal, once per command: about a sixth of the writer's time under
 //! load). If any command fails or panics, the whole transaction is rolled
 //! back and the group is replayed with a SAVEPOINT per command; commands
 //! are `Fn` so they can run twice, and only the replay's results count.
