@@ -24,8 +24,15 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpNet>,
-    /// Required as a bearer token for `/api` and `/ui` when set.
+    /// Required as a bearer token for `/api`, `/ui` and `/metrics` when
+    /// set; then they are served on `listen` too (SPEC §8).
     pub admin_token: Option<String>,
+    /// The admin surface's own listener (`None`: none). Loopback only unless
+    /// an `admin_token` is set.
+    pub admin_listen: Option<SocketAddr>,
+    /// The URL senders and operators use to reach this server, when it is
+    /// not a loopback name (its host is accepted on the admin listener).
+    pub public_url: Option<String>,
     pub log_format: LogFormat,
     /// Use a polling watcher for the rules (NFS, some container mounts).
     pub poll: bool,
@@ -50,6 +57,8 @@ impl Default for Settings {
             shutdown_grace: Duration::from_secs(30),
             trusted_proxies: Vec::new(),
             admin_token: None,
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9090))),
+            public_url: None,
             log_format: LogFormat::Text,
             poll: false,
         }
@@ -70,6 +79,9 @@ pub struct Layer {
     pub shutdown_grace: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub admin_token: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub admin_listen: Option<String>,
+    pub public_url: Option<String>,
     pub log_format: Option<String>,
     pub poll: Option<String>,
 }
@@ -109,6 +121,9 @@ impl Layer {
             trusted_proxies: get("trusted_proxies")
                 .map(|v| v.split(',').map(|s| s.trim().to_string()).collect()),
             admin_token: get("admin_token"),
+            admin_token_file: get("admin_token_file"),
+            admin_listen: get("admin_listen"),
+            public_url: get("public_url"),
             log_format: get("log_format"),
             poll: get("poll"),
         }
@@ -162,9 +177,25 @@ impl Settings {
                 reason,
             };
             if let Some(v) = &layer.listen {
-                s.listen = v
-                    .parse()
-                    .map_err(|e| invalid("listen", v, format!("{e}; write e.g. 127.0.0.1:8080")))?;
+                s.listen = parse_listen(v).map_err(|reason| invalid("listen", v, reason))?;
+            }
+            if let Some(v) = &layer.admin_listen {
+                s.admin_listen = match v.trim() {
+                    "" | "off" | "none" => None,
+                    v => {
+                        Some(parse_listen(v).map_err(|reason| invalid("admin_listen", v, reason))?)
+                    }
+                };
+            }
+            if let Some(v) = &layer.public_url {
+                if public_url_host(v).is_none() {
+                    return Err(invalid(
+                        "public_url",
+                        v,
+                        "expected an absolute http(s) URL such as https://hooks.example.com".into(),
+                    ));
+                }
+                s.public_url = Some(v.trim_end_matches('/').to_string());
             }
             if let Some(v) = &layer.rules {
                 s.rules = PathBuf::from(v);
@@ -228,7 +259,19 @@ impl Settings {
                     .collect::<Result<_, _>>()?;
             }
             if let Some(v) = &layer.admin_token {
-                s.admin_token = Some(v.clone()).filter(|t| !t.is_empty());
+                s.admin_token =
+                    Some(check_token(v).map_err(|reason| invalid("admin_token", "***", reason))?);
+            }
+            if let Some(path) = &layer.admin_token_file {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    invalid("admin_token_file", path, format!("cannot read it: {e}"))
+                })?;
+                let token = text.strip_suffix('\n').unwrap_or(&text);
+                let token = token.strip_suffix('\r').unwrap_or(token);
+                s.admin_token = Some(
+                    check_token(token)
+                        .map_err(|reason| invalid("admin_token_file", path, reason))?,
+                );
             }
             if let Some(v) = &layer.log_format {
                 s.log_format = match v.as_str() {
@@ -238,10 +281,16 @@ impl Settings {
                 };
             }
             if let Some(v) = &layer.poll {
-                s.poll = matches!(v.as_str(), "true" | "1" | "yes");
+                s.poll =
+                    parse_bool(v).ok_or_else(|| invalid("poll", v, "use true or false".into()))?;
             }
         }
         Ok(s)
+    }
+
+    /// The host of `public_url`, lower-cased, when one is set.
+    pub fn public_host(&self) -> Option<String> {
+        self.public_url.as_deref().and_then(public_url_host)
     }
 
     /// The SQLite file, when the database is SQLite.
@@ -251,6 +300,50 @@ impl Settings {
             .or_else(|| self.database.strip_prefix("sqlite:"))
             .map(|p| p.split('?').next().unwrap_or(p))
     }
+}
+
+/// `127.0.0.1:8080`, `[::1]:8080`, or `:8080` (every IPv4 interface).
+fn parse_listen(v: &str) -> Result<SocketAddr, String> {
+    let v = v.trim();
+    let full = match v.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => v.to_string(),
+    };
+    full.parse()
+        .map_err(|e| format!("{e}; write e.g. 127.0.0.1:8080, [::1]:8080 or :8080"))
+}
+
+/// An admin token must not be empty: an empty one would let every request
+/// in (or, compared as given, none), and either is a mistake.
+fn check_token(token: &str) -> Result<String, String> {
+    if token.trim().is_empty() {
+        return Err("the token is empty; set a long random value, or remove the setting".into());
+    }
+    Ok(token.to_string())
+}
+
+/// Booleans are `true` or `false` (YAML's spelling; `1`/`0`, `yes`/`no`
+/// too); anything else is an error, not a silent `false`.
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Some(true),
+        "false" | "0" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+/// `https://Hooks.Example.com:8443/x` → `hooks.example.com`.
+fn public_url_host(url: &str) -> Option<String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))?;
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let authority = authority.rsplit('@').next()?;
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next()?,
+        None => authority.split(':').next()?,
+    };
+    (!host.is_empty()).then(|| host.to_ascii_lowercase())
 }
 
 #[cfg(test)]
@@ -284,6 +377,48 @@ mod tests {
         assert_eq!(s.workers, 8);
         assert_eq!(s.retention, Duration::from_secs(7 * 86400));
         assert_eq!(s.max_body, 1024 * 1024, "default kept");
+    }
+
+    #[test]
+    fn admin_settings_are_checked() {
+        let layer = |f: fn(&mut Layer)| {
+            let mut l = Layer::default();
+            f(&mut l);
+            Settings::resolve(&[("flags", l)])
+        };
+        assert!(
+            layer(|l| l.admin_token = Some(" ".into())).is_err(),
+            "an empty token is an error"
+        );
+        let s = layer(|l| l.admin_listen = Some("off".into())).unwrap();
+        assert_eq!(s.admin_listen, None);
+        let s = layer(|l| l.listen = Some(":8181".into())).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8181");
+        let s =
+            layer(|l| l.public_url = Some("https://Hooks.Example.com:8443/base/".into())).unwrap();
+        assert_eq!(s.public_host().as_deref(), Some("hooks.example.com"));
+        assert!(layer(|l| l.public_url = Some("hooks.example.com".into())).is_err());
+        assert!(
+            layer(|l| l.poll = Some("ture".into())).is_err(),
+            "a typo is not false"
+        );
+        let e = layer(|l| l.admin_token = Some("".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("admin_token") && !e.contains("\"\""), "{e}");
+    }
+
+    #[test]
+    fn the_admin_token_can_come_from_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        std::fs::write(&path, "s3cret-token\n").unwrap();
+        let l = Layer {
+            admin_token_file: Some(path.display().to_string()),
+            ..Layer::default()
+        };
+        let s = Settings::resolve(&[("file", l)]).unwrap();
+        assert_eq!(s.admin_token.as_deref(), Some("s3cret-token"));
     }
 
     #[test]

@@ -2,12 +2,15 @@
 //! (server, workers, watcher), in the manner of mini-redis: one trigger,
 //! many listeners, no global flag.
 
+use std::sync::Arc;
+
 use tokio::sync::watch;
 
-/// Held by whoever decides to stop (the signal handler, a test).
-#[derive(Debug)]
+/// Held by whoever decides to stop (the signal handler, a test); clones
+/// pull the same trigger.
+#[derive(Debug, Clone)]
 pub struct Trigger {
-    tx: watch::Sender<bool>,
+    tx: Arc<watch::Sender<bool>>,
 }
 
 /// Held by every task that must stop; cheap to clone.
@@ -19,7 +22,7 @@ pub struct Shutdown {
 /// A connected trigger and listener.
 pub fn channel() -> (Trigger, Shutdown) {
     let (tx, rx) = watch::channel(false);
-    (Trigger { tx }, Shutdown { rx })
+    (Trigger { tx: Arc::new(tx) }, Shutdown { rx })
 }
 
 impl Trigger {

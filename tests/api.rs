@@ -130,7 +130,12 @@ async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
 }
 
 async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
-    let response = app.client.get(app.url(path)).send().await.expect("request");
+    let response = app
+        .client
+        .get(app.admin_url(path))
+        .send()
+        .await
+        .expect("request");
     let status = response.status().as_u16();
     (status, response.json().await.expect("a JSON answer"))
 }
@@ -138,7 +143,7 @@ async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
 async fn post_json(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
         .client
-        .post(app.url(path))
+        .post(app.admin_url(path))
         .send()
         .await
         .expect("request");
@@ -612,7 +617,7 @@ async fn metrics_count_deliveries_and_attempts() {
     let (app, _sink, _) = processed_app(1).await;
     let text = app
         .client
-        .get(app.url("/metrics"))
+        .get(app.admin_url("/metrics"))
         .send()
         .await
         .expect("request")
@@ -628,4 +633,172 @@ async fn metrics_count_deliveries_and_attempts() {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
     assert!(text.contains(r#"outcome="failed""#), "{text}");
+}
+
+// --- Who reaches the admin surface (SPEC §8) ------------------------------
+
+const OPEN_SOURCE: &str =
+    "sources:\n  hooks:\n    verify: { token: { header: X-T, value: t0ken } }\n";
+
+/// A reverse proxy as nginx forwards by default (`proxy_pass
+/// http://UPSTREAM;`): same method, path and body, the client's headers
+/// but `Host` set to the upstream and no `X-Forwarded-For` — so every
+/// request reaches hookflow from 127.0.0.1, whoever sent it.
+async fn default_nginx(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+    async fn forward(
+        State(upstream): State<std::net::SocketAddr>,
+        request: axum::extract::Request,
+    ) -> axum::response::Response {
+        let (parts, body) = request.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let mut outgoing = reqwest::Client::new()
+            .request(parts.method.clone(), format!("http://{upstream}{path}"))
+            .body(body);
+        for (name, value) in &parts.headers {
+            if name != "host" && name != "connection" {
+                outgoing = outgoing.header(name, value);
+            }
+        }
+        match outgoing.send().await {
+            Ok(answer) => {
+                let status = answer.status();
+                let bytes = answer.bytes().await.unwrap_or_default();
+                (status, bytes).into_response()
+            }
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        }
+    }
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind proxy");
+    let addr = listener.local_addr().expect("proxy addr");
+    let app = axum::Router::new().fallback(forward).with_state(upstream);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn without_a_token_a_proxy_in_front_of_the_webhook_listener_reaches_no_admin_path() {
+    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |_| {}).await;
+    let proxy = default_nginx(app.addr).await;
+    let client = reqwest::Client::new();
+    for path in [
+        "/api/runs",
+        "/api/deliveries",
+        "/api/openapi.json",
+        "/metrics",
+        "/ui",
+        "/ui/runs",
+    ] {
+        let answer = client
+            .get(format!("http://{proxy}{path}"))
+            .header("X-Forwarded-For", "8.8.8.8")
+            .send()
+            .await
+            .expect("through the proxy");
+        assert_eq!(
+            answer.status().as_u16(),
+            404,
+            "{path} must not be served here"
+        );
+        let body: Value = answer.json().await.expect("a JSON 404");
+        assert_eq!(body["error"], "no such path", "{path}: {body}");
+        assert!(
+            !body.to_string().contains("\"hooks\""),
+            "the 404 never names a source: {body}"
+        );
+    }
+    // Webhooks still go through the proxy; the admin listener has the API.
+    let delivered = client
+        .post(format!("http://{proxy}/hooks/hooks"))
+        .header("X-T", "t0ken")
+        .body("{}")
+        .send()
+        .await
+        .expect("delivery through the proxy");
+    assert_eq!(delivered.status().as_u16(), 202);
+    let (status, runs) = get_json(&app, "/api/deliveries").await;
+    assert_eq!(status, 200, "{runs}");
+    let direct = app
+        .client
+        .get(app.admin_url("/metrics"))
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(direct.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_admin_listener_refuses_a_foreign_host() {
+    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+        s.public_url = Some("https://hooks.example.com".into());
+    })
+    .await;
+    let get = |host: &'static str| {
+        app.client
+            .get(app.admin_url("/api/rules"))
+            .header("Host", host)
+            .send()
+    };
+    for host in [
+        "attacker.example",
+        "127.0.0.1.attacker.example:9090",
+        "localhost.attacker.example",
+    ] {
+        let answer = get(host).await.expect("request");
+        assert_eq!(answer.status().as_u16(), 421, "Host {host} must be refused");
+    }
+    for host in [
+        "localhost:9090",
+        "127.0.0.1",
+        "[::1]:9090",
+        "hooks.example.com",
+    ] {
+        let answer = get(host).await.expect("request");
+        assert_eq!(answer.status().as_u16(), 200, "Host {host} is this machine");
+    }
+}
+
+#[tokio::test]
+async fn with_a_token_the_admin_surface_is_on_both_listeners_behind_it() {
+    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+        s.admin_token = Some("adm1n-token".into());
+    })
+    .await;
+    for url in [
+        app.url("/api/rules"),
+        app.admin_url("/api/rules"),
+        app.url("/metrics"),
+    ] {
+        let none = app.client.get(&url).send().await.expect("get");
+        assert_eq!(none.status().as_u16(), 401, "{url}");
+        assert!(none.headers().contains_key("www-authenticate"));
+        for wrong in ["adm1n-tokeN", "adm1n-toke", "adm1n-token-and-more", ""] {
+            let answer = app
+                .client
+                .get(&url)
+                .bearer_auth(wrong)
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(answer.status().as_u16(), 401, "{url} with {wrong:?}");
+        }
+        for scheme in ["Bearer", "bearer", "BEARER"] {
+            let answer = app
+                .client
+                .get(&url)
+                .header("Authorization", format!("{scheme} adm1n-token"))
+                .send()
+                .await
+                .expect("get");
+            assert_eq!(answer.status().as_u16(), 200, "{url} with scheme {scheme}");
+        }
+    }
+    // Source paths are never behind the token.
+    let delivered = app.post("/hooks/hooks", &[("X-T", "t0ken")], "{}").await;
+    assert_eq!(delivered.status().as_u16(), 202);
 }

@@ -366,7 +366,11 @@ async fn unknown_paths_are_404_and_wrong_methods_405() {
     let app = app().await;
     let resp = app.post("/hooks/nope", &[], "{}").await;
     assert_eq!(resp.status().as_u16(), 404);
-    assert_eq!(json_body(resp).await, json!({"error": "unknown source"}));
+    assert_eq!(
+        json_body(resp).await,
+        json!({"error": "no such path", "paths": ["/hooks/<source>", "/healthz", "/readyz"]}),
+        "names what exists, by pattern, never a source's name"
+    );
     let resp = app
         .client
         .get(app.url("/hooks/github"))

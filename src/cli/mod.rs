@@ -93,10 +93,17 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            say(&format!("error: {e:#}"));
             ExitCode::from(2)
         }
     }
+}
+
+/// One line on stderr. Unlike `eprintln!`, a closed stderr (`hookflow …
+/// 2>&1 | head -1`) is not a panic: the line is lost, nothing else.
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// Loads the rules, printing every diagnostic; `None` if they are invalid.
@@ -104,19 +111,19 @@ fn load_rules(dir: &std::path::Path) -> Option<crate::rules::RuleSet> {
     match crate::rules::load(dir) {
         Ok(set) => {
             for w in set.warnings() {
-                eprintln!("{w}");
+                say(&w.to_string());
             }
             Some(set)
         }
         Err(e) => {
             for d in &e.diagnostics {
-                eprintln!("{d}");
+                say(&d.to_string());
             }
-            eprintln!(
+            say(&format!(
                 "error: the rules in {} are invalid ({} error(s))",
                 dir.display(),
                 e.errors().count()
-            );
+            ));
             None
         }
     }

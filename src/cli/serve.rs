@@ -3,15 +3,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
+use anyhow::{Context, bail};
 
+use crate::app::App;
 use crate::config::{Layer, LogFormat, Settings};
-use crate::engine::{Engine, EngineConfig};
-use crate::reload::Reloader;
-use crate::server::{self, AppState};
-use crate::shutdown;
 
 /// Every setting of hookflow.yaml can be given here too (flag > env > file).
 #[derive(Debug, Default, clap::Args)]
@@ -31,9 +27,18 @@ pub struct SettingsArgs {
 pub struct Args {
     #[command(flatten)]
     common: SettingsArgs,
-    /// Address to listen on (default 127.0.0.1:8080).
+    /// Address to receive webhooks on (default 127.0.0.1:8080; `:8080` for
+    /// every interface).
     #[arg(long, value_name = "ADDR")]
     listen: Option<String>,
+    /// The admin surface's own loopback listener (default 127.0.0.1:9090;
+    /// `off` for none).
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// Try the rules on this machine: loopback addresses only, and verifier
+    /// secrets may come from their public `${NAME:-default}`.
+    #[arg(long)]
+    dev: bool,
     /// Watch the rules by polling (NFS, some container mounts).
     #[arg(long)]
     poll: bool,
@@ -55,9 +60,17 @@ pub struct Args {
     /// Proxies whose X-Forwarded-For is believed (comma-separated CIDRs).
     #[arg(long, value_name = "CIDRS", value_delimiter = ',')]
     trusted_proxies: Option<Vec<String>>,
-    /// Bearer token required by /api and /ui.
+    /// Bearer token for /api, /ui and /metrics; they are then served on
+    /// the main listener too. Visible in `ps`: prefer --admin-token-file.
     #[arg(long, value_name = "TOKEN")]
     admin_token: Option<String>,
+    /// A file holding the admin token (one trailing newline is ignored).
+    #[arg(long, value_name = "FILE")]
+    admin_token_file: Option<String>,
+    /// The URL senders use to reach this server (its host is accepted on
+    /// the admin listener).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// text or json.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -90,6 +103,7 @@ impl SettingsArgs {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let flags = Layer {
         listen: args.listen,
+        admin_listen: args.admin_listen,
         workers: args.workers,
         max_body: args.max_body,
         dedupe_window: args.dedupe_window,
@@ -97,15 +111,19 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_grace: args.shutdown_grace,
         trusted_proxies: args.trusted_proxies,
         admin_token: args.admin_token,
+        admin_token_file: args.admin_token_file,
+        public_url: args.public_url,
         log_format: args.log_format,
         poll: args.poll.then(|| "true".to_string()),
         ..Layer::default()
     };
     let settings = args.common.resolve(flags)?;
-    init_logging(settings.log_format);
+    // Flushes buffered log lines when `run` returns.
+    let _log = init_logging(settings.log_format);
     let Some(rules) = super::load_rules(&settings.rules) else {
         return Ok(ExitCode::FAILURE);
     };
+    guard_development_defaults(&settings, &rules, args.dev)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -114,67 +132,65 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// SPEC §10: a verifier secret that came from a `${NAME:-default}` default
+/// is public (it is printed in the rules), so anyone could forge a
+/// delivery. `serve` refuses it unless `--dev`, which in turn serves on
+/// loopback addresses only.
+fn guard_development_defaults(
+    settings: &Settings,
+    rules: &crate::rules::RuleSet,
+    dev: bool,
+) -> anyhow::Result<()> {
+    let defaulted = defaulted_secrets(rules);
+    if dev {
+        for (name, address) in [
+            ("listen", Some(settings.listen)),
+            ("admin_listen", settings.admin_listen),
+        ] {
+            if let Some(address) = address
+                && !address.ip().is_loopback()
+            {
+                bail!(
+                    "--dev serves on loopback addresses only, but {name} is {address}. Use 127.0.0.1:PORT, or run without --dev."
+                );
+            }
+        }
+        for secret in defaulted {
+            tracing::warn!(variable = %secret.variable, at = %secret.location, "development mode: a verifier secret uses its public default; set the variable before serving for real");
+        }
+        return Ok(());
+    }
+    if let Some(first) = defaulted.first() {
+        let names: Vec<&str> = defaulted.iter().map(|s| s.variable.as_str()).collect();
+        bail!(
+            "{}: the verifier secret comes from the default of ${{{}}}, which is public. Set {} in the environment, or run `hookflow serve --dev` to try the rules on this machine.",
+            first.location,
+            first.variable,
+            names.join(", ")
+        );
+    }
+    Ok(())
+}
+
+// TEMPORARY until the rules expose it (helper "rules" is adding it).
+struct Defaulted {
+    variable: String,
+    location: String,
+}
+fn defaulted_secrets(_rules: &crate::rules::RuleSet) -> Vec<Defaulted> {
+    Vec::new()
+}
+
 async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Result<()> {
-    let settings = Arc::new(settings);
-    let store = crate::store::open(&settings.database)
-        .await
-        .with_context(|| format!("cannot open the database {}", settings.database))?;
-    let reloader = Reloader::new(settings.rules.clone(), rules);
-    let (trigger, shutdown) = shutdown::channel();
-    let _watcher = reloader
-        .watch(settings.poll, shutdown.clone())
-        .context("cannot watch the rules directory")?;
-    let _sighup = reloader
-        .reload_on_sighup(shutdown.clone())
-        .context("cannot listen for SIGHUP")?;
-
-    let (engine, workers) = Engine::start(
-        store.clone(),
-        reloader.rules(),
-        EngineConfig {
-            workers: settings.workers,
-            shutdown_grace: settings.shutdown_grace,
-            node_id: format!("{}-{}", hostname(), ulid::Ulid::new()),
-        },
-        shutdown.clone(),
-    );
-    let on_queued: server::OnQueued = Arc::new(move || engine.notify());
-    let _retention = crate::retention::spawn(store.clone(), settings.retention, shutdown.clone());
-    let state = Arc::new(AppState::new(
-        reloader.clone(),
-        store.clone(),
-        settings.clone(),
-        on_queued,
-    ));
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", settings.listen))?;
-    let address = listener.local_addr().unwrap_or(settings.listen);
-    tracing::info!(%address, rules = %settings.rules.display(), database = %settings.database, "hookflow listening");
-
+    let app = App::build(settings, rules).await?;
+    let trigger = app.trigger();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
         tracing::info!("shutting down: no new requests; finishing what is in flight");
         trigger.trigger();
     });
-    server::serve(listener, state, shutdown)
-        .await
-        .context("the HTTP server failed")?;
-    // The workers finish in-flight steps within shutdown_grace.
-    if workers.await.is_err() {
-        tracing::error!("the workers stopped abnormally");
-    }
-    tracing::info!("stopped");
+    app.run().await;
     Ok(())
-}
-
-/// This machine's name, for lease owners (falls back to "hookflow").
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "hookflow".to_string())
 }
 
 /// SIGTERM or SIGINT (Ctrl-C).
@@ -193,19 +209,45 @@ async fn wait_for_stop_signal() {
     }
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines go to stderr through a bounded buffer drained by a thread of
+/// its own: a slow or full log pipe drops lines instead of stalling
+/// requests, and a closed one (`hookflow serve | head`) is ignored instead
+/// of panicking the handler that logged (SPEC: logging never takes the
+/// server down).
+fn init_logging(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("hookflow=info,warn"));
-    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(true)
+        .thread_name("hookflow-log")
+        .finish(IgnoreErrors(std::io::stderr()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
+        .log_internal_errors(false)
+        .with_writer(writer);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
     // A subscriber already set (tests) is fine.
-    drop(result);
+    result.ok().map(|()| guard)
+}
+
+/// A writer whose failures are swallowed: a log line that cannot be
+/// written is lost, and nothing else happens.
+struct IgnoreErrors<W>(W);
+
+impl<W: std::io::Write> std::io::Write for IgnoreErrors<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.0.write_all(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
 }

@@ -3,17 +3,19 @@
 
 mod admin;
 mod api;
+mod body_deadline;
 mod client;
+pub mod conn;
 mod health;
 pub mod openapi;
 pub mod receive;
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -46,8 +48,8 @@ pub struct AppState {
 /// How many rejected requests per second reach the run log (burst 10×).
 const REJECT_LOG_PER_SECOND: u32 = 20;
 
-/// How long a client may take to send its body (slow-loris guard).
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The longest gap between two pieces of a request body.
+const BODY_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl AppState {
     pub fn new(
@@ -95,8 +97,20 @@ impl AppState {
     }
 }
 
-/// The router: health checks, and every other path is a source path.
-pub fn router(state: Arc<AppState>) -> Router {
+/// Which listener a router is for (SPEC §8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// `listen`: source paths and health checks, plus the admin surface
+    /// (behind the token) when an `admin_token` is set.
+    Webhooks,
+    /// `admin_listen`: health checks and the admin surface, for requests
+    /// addressed to a loopback name (plus the token, when one is set).
+    Admin,
+}
+
+/// The admin surface: `/api` and `/metrics`, each request checked
+/// against the admin token when one is set.
+fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let api = Router::new()
         .route("/rules", get(api::rules))
         .route("/reload", post(api::reload))
@@ -106,38 +120,71 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/runs", get(api::runlog::list_runs))
         .route("/runs/{id}", get(api::runlog::get_run))
         .route("/runs/{id}/retry", post(api::ops::retry))
-        .route("/openapi.json", get(openapi::document))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            admin::require_admin,
-        ));
-    let metrics = Router::new()
+        .route("/openapi.json", get(openapi::document));
+    Router::new()
+        .nest("/api", api)
         .route("/metrics", get(health::metrics))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            admin::require_admin,
-        ));
-    Router::new()
-        .nest("/api", api)
-        .merge(metrics)
+            admin::require_token,
+        ))
+}
+
+/// The router of one listener.
+pub fn router(state: Arc<AppState>, surface: Surface) -> Router {
+    let admin_here = surface == Surface::Admin || state.settings.admin_token.is_some();
+    let mut app = Router::new()
         .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .fallback(receive::receive)
-        .with_state(state)
-        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
+        .route("/readyz", get(health::readyz));
+    if admin_here {
+        app = app.merge(admin_routes(&state));
+    }
+    let app = match surface {
+        Surface::Webhooks => app.fallback(receive::receive),
+        Surface::Admin => {
+            app.fallback(admin_not_found)
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    admin::require_local_host,
+                ))
+        }
+    };
+    app.with_state(state)
+        .layer(RequestBodyTimeoutLayer::new(BODY_FRAME_TIMEOUT))
+        .layer(axum::middleware::from_fn(body_deadline::limit))
         // A bug must cost one request a 500, never the process.
         .layer(CatchPanicLayer::new())
 }
 
-/// Serves on `listener` until `shutdown` triggers, then stops accepting
-/// and lets requests in flight finish.
+/// `404 {"error":"no such path","paths":[…]}`: what this listener serves,
+/// by pattern — never the names of the sources (SPEC §4).
+pub fn not_found(state: &AppState, surface: Surface) -> axum::response::Response {
+    let mut paths = Vec::new();
+    if surface == Surface::Webhooks {
+        paths.push("/hooks/<source>");
+    }
+    if surface == Surface::Admin || state.settings.admin_token.is_some() {
+        paths.extend(["/api", "/metrics"]);
+    }
+    paths.extend(["/healthz", "/readyz"]);
+    let body = serde_json::json!({ "error": "no such path", "paths": paths });
+    (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+async fn admin_not_found(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    not_found(&state, Surface::Admin)
+}
+
+/// Serves `surface` on `listener` until `shutdown` (see `conn`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
-    mut shutdown: Shutdown,
-) -> std::io::Result<()> {
-    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.wait().await })
-        .await
+    surface: Surface,
+    limits: conn::Limits,
+    tracker: Arc<conn::Tracker>,
+    shutdown: Shutdown,
+) {
+    conn::serve(listener, router(state, surface), limits, tracker, shutdown).await;
 }

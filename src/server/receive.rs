@@ -43,7 +43,7 @@ pub async fn receive(
     // The request keeps the rule set it started with, whatever reloads do.
     let rules = app.rules.load_full();
     let Some(source) = rules.source_by_path(req.uri().path()).cloned() else {
-        return error(StatusCode::NOT_FOUND, "unknown source");
+        return super::not_found(&app, super::Surface::Webhooks);
     };
     let method = req.method().as_str().to_string();
     if !source.methods.contains(&method) {

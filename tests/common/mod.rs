@@ -7,15 +7,17 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hookflow::app::App;
 use hookflow::config::Settings;
-use hookflow::engine::{Engine, EngineConfig};
 use hookflow::reload::Reloader;
-use hookflow::server::{self, AppState};
-use hookflow::shutdown::{self, Trigger};
+use hookflow::shutdown::Trigger;
 use hookflow::store::Store;
 
 pub struct TestApp {
+    /// The webhook listener.
     pub addr: SocketAddr,
+    /// The admin listener (`/api`, `/metrics`).
+    pub admin_addr: SocketAddr,
     pub store: Arc<dyn Store>,
     pub rules_dir: PathBuf,
     pub db_path: PathBuf,
@@ -26,7 +28,8 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
-/// Starts a server on the given rule files (name → YAML).
+/// Starts a server on the given rule files (name → YAML), receive only
+/// (`workers: 0`: runs stay queued).
 pub async fn spawn_app(files: &[(&str, &str)]) -> TestApp {
     spawn_app_with(files, |_| {}).await
 }
@@ -44,6 +47,8 @@ pub async fn spawn_app_with_engine(
     spawn(files, adjust, true).await
 }
 
+/// Builds and runs the app exactly as `hookflow serve` does
+/// (`App::build`, then `run`), on port 0 for both listeners.
 async fn spawn(
     files: &[(&str, &str)],
     adjust: impl FnOnce(&mut Settings),
@@ -57,8 +62,11 @@ async fn spawn(
     }
     let db_path = dir.path().join("hookflow.db");
     let mut settings = Settings {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         rules: rules_dir.clone(),
         database: format!("sqlite://{}", db_path.display()),
+        workers: if with_engine { 16 } else { 0 },
         ..Settings::default()
     };
     adjust(&mut settings);
@@ -66,42 +74,13 @@ async fn spawn(
         Ok(set) => set,
         Err(e) => panic!("test rules do not load: {:#?}", e.diagnostics),
     };
-    let store = hookflow::store::open(&settings.database)
-        .await
-        .expect("open store");
-    let reloader = Reloader::new(rules_dir.clone(), rules);
-    let (trigger, shutdown) = shutdown::channel();
-    // Workers run only when asked for (`settings.workers > 0` and `engine`).
-    let on_queued: server::OnQueued = if with_engine {
-        let (engine, _) = Engine::start(
-            store.clone(),
-            reloader.rules(),
-            EngineConfig {
-                workers: settings.workers,
-                shutdown_grace: settings.shutdown_grace,
-                node_id: "test-node".into(),
-            },
-            shutdown.clone(),
-        );
-        Arc::new(move || engine.notify())
-    } else {
-        Arc::new(|| {})
-    };
-    let state = Arc::new(AppState::new(
-        reloader.clone(),
-        store.clone(),
-        Arc::new(settings),
-        on_queued,
-    ));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        let _ = server::serve(listener, state, shutdown).await;
-    });
+    let app = App::build(settings, rules).await.expect("the app builds");
+    let (addr, admin_addr) = (app.addr, app.admin_addr.expect("an admin listener"));
+    let (store, reloader, trigger) = (app.store.clone(), app.reloader.clone(), app.trigger());
+    tokio::spawn(app.run());
     TestApp {
         addr,
+        admin_addr,
         store,
         rules_dir,
         db_path,
@@ -113,22 +92,19 @@ async fn spawn(
 }
 
 impl TestApp {
-    /// Starts watching the rules directory (as `serve` does).
-    pub fn watch(&self, poll: bool) {
-        let handle = self
-            .reloader
-            .watch(poll, self.trigger.subscribe())
-            .expect("watch rules");
-        drop(handle); // runs until the app's shutdown
-    }
-
     /// Writes a file under the rules directory.
     pub fn write_rule_file(&self, name: &str, yaml: &str) {
         std::fs::write(self.rules_dir.join(name), yaml).expect("write rule file");
     }
 
+    /// A URL on the webhook listener.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    /// A URL on the admin listener (`/api`, `/metrics`).
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
     }
 
     /// POSTs `body` to `path` with `headers`.
