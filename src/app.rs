@@ -63,9 +63,8 @@ impl App {
             .or(settings.admin_listen);
 
         let settings = Arc::new(settings);
-        let store = crate::store::open(&settings.database)
-            .await
-            .with_context(|| format!("cannot open the database {}", settings.database))?;
+        // The error names the file and the cause; no context to repeat it.
+        let store = crate::store::open(&settings.database).await?;
         let reloader = Reloader::new(settings.rules.clone(), rules);
         let (trigger, shutdown) = shutdown::channel();
         let watcher = reloader

@@ -527,7 +527,63 @@ async fn opening_a_path_in_a_missing_directory_names_the_file() {
         .err()
         .expect("cannot open");
     assert!(matches!(err, StoreError::Open { .. }), "{err}");
-    assert!(err.to_string().contains("hookflow.db"), "{err}");
+    let message = err.to_string();
+    assert!(message.contains("hookflow.db"), "{message}");
+    assert!(
+        message.contains("directory") && message.contains("does not exist"),
+        "the cause is named: {message}"
+    );
+    assert!(
+        !message.contains("unable to open database file"),
+        "{message}"
+    );
+    assert!(!dir.path().join("missing").exists(), "nothing was created");
+}
+
+#[tokio::test]
+async fn a_directory_given_as_the_database_is_named_as_such() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let err = SqliteStore::open(dir.path(), SqliteOptions::default())
+        .await
+        .err()
+        .expect("cannot open");
+    assert!(err.to_string().contains("is a directory"), "{err}");
+}
+
+/// An idle node polls the queue several times a second; a poll that leases
+/// nothing must not count (or cost) a commit: with no traffic the server
+/// writes nothing.
+#[tokio::test]
+async fn a_lease_that_finds_nothing_is_not_a_commit() {
+    let (_dir, store) = fresh().await;
+    let before = store.commit_count();
+    for _ in 0..5 {
+        let leased = store
+            .lease_runs(hookflow::store::LeaseRequest {
+                node: "idle-node".into(),
+                now_ms: T0,
+                limit: 8,
+                lease_ms: 30_000,
+            })
+            .await
+            .expect("lease");
+        assert!(leased.runs.is_empty());
+        store
+            .renew_leases("idle-node", T0 + 30_000)
+            .await
+            .expect("renew");
+    }
+    assert_eq!(
+        store.commit_count(),
+        before,
+        "nothing changed, nothing committed"
+    );
+    // A write still counts.
+    store
+        .accept(delivery("github", Some("k"), T0), vec![], MINUTE)
+        .await
+        .expect("accept");
+    assert_eq!(store.commit_count(), before + 1);
 }
 
 /// The WAL file's size, read without opening a connection (which could

@@ -26,10 +26,18 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         path: path.display().to_string(),
         message,
     };
+    preflight(path).map_err(failed)?;
     let mut conn = open(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE,
     )?;
+    // SQLite quietly opens a file it may not write read-only; every write
+    // (and checkpoint) would then fail later, over and over.
+    if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(true) {
+        return Err(failed(
+            "the database is read-only here (file permissions or a read-only mount); hookflow must write its run log. Make it writable, or point --db at another path".to_owned(),
+        ));
+    }
     // WAL: readers never block the writer nor the writer them, and a commit
     // is an append. Some file systems (network mounts) refuse it.
     let mode: String = conn
@@ -53,6 +61,55 @@ pub(super) fn open_writer(path: &Path, options: &SqliteOptions) -> Result<Connec
         .map_err(|e| failed(e.to_string()))?;
     migrate::apply(&mut conn)?;
     Ok(conn)
+}
+
+/// Says in one sentence why `path` cannot hold a database, before SQLite
+/// would answer "unable to open database file" for every cause alike.
+fn preflight(path: &Path) -> std::result::Result<(), String> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "the directory {} does not exist; create it, or point --db at another path",
+                dir.display()
+            ));
+        }
+        Err(e) => return Err(format!("cannot use the directory {}: {e}", dir.display())),
+        Ok(meta) if !meta.is_dir() => {
+            return Err(format!("{} is not a directory", dir.display()));
+        }
+        Ok(_) => {}
+    }
+    if let Err(e) = writable(dir) {
+        return Err(format!(
+            "cannot write in the directory {} ({e}); the database keeps its -wal and -shm files beside it",
+            dir.display()
+        ));
+    }
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Err(format!("{} is a directory, not a database file", path.display())),
+        Ok(_) => writable(path).map_err(|e| {
+            format!("the database file is not writable ({e}); hookflow must write its run log. Fix its permissions or mount, or point --db at another path")
+        }),
+        Err(_) => Ok(()), // created on open
+    }
+}
+
+/// Whether this process may write `path` (`access(2)`, which also sees
+/// read-only mounts).
+fn writable(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+    // SAFETY: `c_path` is a valid NUL-terminated string for the call.
+    if unsafe { libc::access(c_path.as_ptr(), libc::W_OK) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// Open a read-only connection. The writer has already created the file

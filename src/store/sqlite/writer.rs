@@ -38,7 +38,7 @@ const QUEUE_CAPACITY: usize = 4096;
 /// finishes what is queued and exits, closing the connection.
 pub(super) struct Writer {
     jobs: mpsc::Sender<Box<dyn Job>>,
-    /// Successful COMMITs, for `SqliteStore::commit_count`.
+    /// Successful COMMITs that changed a row, for `SqliteStore::commit_count`.
     commits: Arc<AtomicU64>,
 }
 
@@ -184,7 +184,13 @@ fn serve(
                 Err(_) => break,
             }
         }
+        let changes_before = conn.total_changes();
         commit_group(&mut conn, &mut batch, commits);
+        // An idle node's polls (a lease that found nothing due) change no
+        // row: then nothing was written and there is nothing to fold in.
+        if conn.total_changes() == changes_before {
+            continue;
+        }
         if checkpointer.finish_requested() {
             Checkpointer::finish(&conn);
         }
@@ -196,6 +202,7 @@ fn serve(
 /// Execute and commit one group, then answer every caller in it.
 fn commit_group(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>, commits: &AtomicU64) {
     let started = std::time::Instant::now();
+    let changes_before = conn.total_changes();
     let committed = match run_group(conn, batch, false) {
         Ok(true) => Ok(()),
         // Someone failed: nothing of this attempt was kept.
@@ -204,10 +211,11 @@ fn commit_group(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>, commits: &
     }
     .map_err(|e| e.to_string());
     match &committed {
-        Ok(()) => {
+        Ok(()) if conn.total_changes() != changes_before => {
             commits.fetch_add(1, Ordering::Relaxed);
             crate::metrics::store_commit(batch.len(), started.elapsed());
         }
+        Ok(()) => {}
         Err(message) => {
             tracing::error!(error = %message, commands = batch.len(), "sqlite group commit failed");
         }
