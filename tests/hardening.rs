@@ -1,0 +1,400 @@
+//! The `hookflow serve` process against hostile clients and careless
+//! surroundings (issue #11): a log pipe that closes, slowloris floods
+//! under a low descriptor limit, half-sent requests at shutdown, a port
+//! already taken, public default secrets, an idle node that writes.
+//! Every test runs the real binary on loopback.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const SOURCES: &str = "sources:\n  hooks:\n    verify: { token: { header: X-T, value: \"${HOOK_TOKEN}\" } }\nrules:\n  - name: log\n    source: hooks\n    actions: [{ shell: { command: [\"true\"] } }]\n";
+
+/// A rules directory and a database path in a fresh temp dir.
+struct Dir {
+    dir: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new(rules: &str) -> Dir {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+        std::fs::write(dir.path().join("rules/hooks.yaml"), rules).expect("rules");
+        Dir { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `hookflow serve` on port 0, JSON logs, a short grace.
+    fn serve(&self, extra: &[&str]) -> Command {
+        let given = |flag: &str| extra.contains(&flag);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookflow"));
+        cmd.current_dir(self.dir.path()).arg("serve");
+        if !given("--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        if !given("--db") {
+            cmd.arg("--db")
+                .arg(format!("sqlite://{}", self.path("hookflow.db").display()));
+        }
+        cmd.args(["--admin-listen", "127.0.0.1:0"])
+            .args(["--log-format", "json", "--shutdown-grace", "2s"])
+            .arg("--rules")
+            .arg(self.path("rules"))
+            .args(extra)
+            .env("HOOK_TOKEN", "t0ken")
+            .env("RUST_LOG", "hookflow=info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        cmd
+    }
+}
+
+/// A running server and the addresses its start line gave.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    admin: SocketAddr,
+    stderr: Option<BufReader<ChildStderr>>,
+}
+
+impl Server {
+    fn start(mut cmd: Command) -> Server {
+        let mut child = cmd.spawn().expect("spawn hookflow serve");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            let n = stderr.read_line(&mut line).expect("read the log");
+            assert!(n > 0, "serve exited before listening: {:?}", child.wait());
+            assert!(Instant::now() < deadline, "no start line in time");
+            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
+                continue;
+            };
+            if json["fields"]["message"] == "hookflow listening" {
+                let addr = json["fields"]["address"].as_str().expect("address");
+                let admin = json["fields"]["admin"].as_str().expect("admin");
+                return Server {
+                    addr: addr.parse().expect("an address"),
+                    admin: admin.parse().expect("an admin address"),
+                    child,
+                    stderr: Some(stderr),
+                };
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    fn sigterm(&self) {
+        // SAFETY: kill(2) on our own child's pid.
+        let pid = i32::try_from(self.child.id()).expect("pid");
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    }
+
+    /// Waits for the process to exit, at most `within`.
+    fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn deliver(client: &reqwest::Client, server: &Server, n: usize) -> reqwest::Response {
+    client
+        .post(server.url("/hooks/hooks"))
+        .header("X-T", "t0ken")
+        .header("Idempotency-Key", format!("key-{n}"))
+        .body(format!("{{\"n\":{n}}}"))
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+#[tokio::test]
+async fn a_closed_log_pipe_neither_drops_deliveries_nor_blocks_shutdown() {
+    let dir = Dir::new(SOURCES);
+    let mut server = Server::start(dir.serve(&[]));
+    // The reader of the log goes away (`hookflow serve 2>&1 | head -2`).
+    drop(server.stderr.take());
+    let client = reqwest::Client::new();
+    for n in 0..50 {
+        let answer = deliver(&client, &server, n).await;
+        assert_eq!(answer.status().as_u16(), 202, "delivery {n}");
+    }
+    let ready = client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .expect("readyz");
+    assert_eq!(ready.status().as_u16(), 200);
+    server.sigterm();
+    let status = server
+        .exit_within(Duration::from_secs(10))
+        .expect("SIGTERM ends the process within the grace");
+    assert!(status.success(), "a clean exit, not a panic: {status:?}");
+}
+
+#[test]
+fn a_log_pipe_closed_at_start_does_not_stop_serve() {
+    // `hookflow serve 2>&1 | head -1`: the pipe closes after one line.
+    let dir = Dir::new(SOURCES);
+    let mut cmd = dir.serve(&[]);
+    let mut child = cmd.spawn().expect("spawn");
+    let mut stderr = child.stderr.take().expect("stderr");
+    let mut first = [0u8; 1];
+    stderr.read_exact(&mut first).expect("some log output");
+    drop(stderr);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        child.try_wait().expect("wait").is_none(),
+        "serve must keep running when its log reader leaves"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Sets a hard descriptor limit in the child before it starts.
+fn with_descriptor_limit(cmd: &mut Command, limit: u64) {
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in between.
+    unsafe {
+        cmd.pre_exec(move || {
+            let rl = libc::rlimit {
+                rlim_cur: limit,
+                rlim_max: limit,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
+
+/// Raises this process's own soft limit: the test holds 2,000 sockets.
+fn raise_own_descriptor_limit() -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: get/setrlimit read and write the struct passed.
+    unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl);
+        rl.rlim_cur = rl.rlim_max;
+        libc::setrlimit(libc::RLIMIT_NOFILE, &rl);
+    }
+    rl.rlim_cur
+}
+
+/// 2,000 slowloris connections (a header byte every 2 s, reconnecting when
+/// closed) against a server limited to 1,024 descriptors: a signed
+/// delivery still gets its 202, and quickly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_connections_cannot_take_the_server_off_the_air() {
+    const SLOW: usize = 2_000;
+    if raise_own_descriptor_limit() < (SLOW as u64 + 200) {
+        eprintln!("skipped: this process may not open {SLOW} sockets");
+        return;
+    }
+    let dir = Dir::new(SOURCES);
+    let mut cmd = dir.serve(&["--workers", "0"]);
+    with_descriptor_limit(&mut cmd, 1024);
+    let server = Server::start(cmd);
+    let addr = server.addr;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut slow = tokio::task::JoinSet::new();
+    for _ in 0..SLOW {
+        let stop = stop.clone();
+        let reconnects = reconnects.clone();
+        slow.spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let header = b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                };
+                for byte in header.iter().chain(std::iter::repeat(&b'a')) {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed)
+                        || socket.write_all(&[*byte]).await.is_err()
+                    {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+                reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        });
+    }
+    // Let the flood fill every slot (and a few rounds of trickling).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .timeout(Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let mut worst = Duration::ZERO;
+    for n in 0..5 {
+        let started = Instant::now();
+        let answer = client
+            .post(server.url("/hooks/hooks"))
+            .header("X-T", "t0ken")
+            .body(format!("{{\"n\":{n}}}"))
+            .send()
+            .await
+            .expect("a signed delivery is answered within 10 s during the flood");
+        assert_eq!(answer.status().as_u16(), 202);
+        worst = worst.max(started.elapsed());
+        let health = client
+            .get(server.url("/healthz"))
+            .send()
+            .await
+            .expect("healthz");
+        assert_eq!(health.status().as_u16(), 200);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    slow.abort_all();
+    eprintln!(
+        "slowloris: {SLOW} connections, {} closed by the server and reopened; slowest of 5 deliveries {worst:?}",
+        reconnects.load(std::sync::atomic::Ordering::Relaxed)
+    );
+}
+
+/// A request whose headers never finish, and one whose body never does,
+/// do not hold SIGTERM past the grace (2 s here).
+#[tokio::test]
+async fn sigterm_with_half_sent_requests_exits_within_the_grace() {
+    let dir = Dir::new(SOURCES);
+    let mut server = Server::start(dir.serve(&[]));
+    let mut half_header = std::net::TcpStream::connect(server.addr).expect("connect");
+    half_header
+        .write_all(b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nContent-Le")
+        .expect("write");
+    let mut half_body = std::net::TcpStream::connect(server.addr).expect("connect");
+    half_body
+        .write_all(b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nX-T: t0ken\r\nContent-Length: 100\r\n\r\n{\"a\":")
+        .expect("write");
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    server.sigterm();
+    let status = server
+        .exit_within(Duration::from_secs(8))
+        .expect("the process exits within the grace plus a little");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "{:?}",
+        started.elapsed()
+    );
+    drop((half_header, half_body));
+}
+
+#[test]
+fn a_port_in_use_fails_before_the_database_is_touched() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = taken.local_addr().expect("addr").to_string();
+    let dir = Dir::new(SOURCES);
+    let mut cmd = dir.serve(&["--listen", &port]);
+    let output = cmd.stderr(Stdio::piped()).output().expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&port) && stderr.to_lowercase().contains("in use"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path("hookflow.db").exists(),
+        "no database created: {stderr}"
+    );
+    assert!(
+        !stderr.contains("engine started"),
+        "no workers started: {stderr}"
+    );
+}
+
+#[test]
+fn database_problems_are_named_once() {
+    let dir = Dir::new(SOURCES);
+    let missing = dir.path("nowhere/hookflow.db");
+    let output = dir
+        .serve(&["--db", &format!("sqlite://{}", missing.display())])
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let cause = "does not exist";
+    assert_eq!(stderr.matches(cause).count(), 1, "said once: {stderr}");
+    assert!(stderr.contains("nowhere"), "{stderr}");
+    assert!(!stderr.contains("unable to open database file"), "{stderr}");
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// With no traffic and no probes, a server with workers writes nothing:
+/// its idle polls of the queue are not commits.
+#[tokio::test]
+async fn an_idle_server_commits_nothing() {
+    let dir = Dir::new(SOURCES);
+    let server = Server::start(dir.serve(&["--workers", "2"]));
+    let client = reqwest::Client::new();
+    // One delivery, so the store has written and the run has finished.
+    assert_eq!(deliver(&client, &server, 1).await.status().as_u16(), 202);
+    let metrics_url = format!("http://{}/metrics", server.admin);
+    let commits = || async {
+        let text = client
+            .get(&metrics_url)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        metric(&text, "hookflow_store_commit_seconds_count")
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut before = commits().await;
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = commits().await;
+        if now == before {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still committing while idle: {before} → {now}"
+        );
+        before = now;
+    }
+    assert!(before >= 1.0, "the delivery was a commit");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(commits().await, before, "idle for 2 s: no commit");
+}
