@@ -16,7 +16,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{Failure, MatchInput};
-pub use decode::{Diagnostic, Severity};
+pub use decode::{Diagnostic, MAX_BODY_CAP, Severity};
 pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
 

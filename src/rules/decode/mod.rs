@@ -14,8 +14,9 @@ use crate::template::{JsonTemplate, Template, Templates};
 
 mod condition;
 mod rule;
+mod shell;
 mod source;
-pub use source::parse_byte_size;
+pub use source::{MAX_BODY_CAP, parse_byte_size};
 mod test;
 
 /// How bad a diagnostic is: errors reject the rule set, warnings do not.

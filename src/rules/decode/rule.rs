@@ -332,7 +332,8 @@ impl Decoder<'_> {
     fn shell(&mut self, node: &Node) -> Option<ShellAction> {
         let mut f = self.map(node, "`shell` settings (a mapping with command or script)")?;
         let what = "action `shell`";
-        let program = match (f.get("command"), f.get("script")) {
+        let f_command = f.get("command");
+        let program = match (f_command, f.get("script")) {
             (Some(n), None) => match &n.kind {
                 Kind::Seq(items) if !items.is_empty() => {
                     let argv: Option<Vec<_>> = items.iter().map(|i| self.template(i)).collect();
@@ -368,15 +369,23 @@ impl Decoder<'_> {
             Some(n) => self.string(n).map(Some),
             None => Some(None),
         };
-        let stdin = self.opt_template(&mut f, "stdin");
+        let stdin_node = f.get("stdin");
+        let stdin = match stdin_node {
+            Some(n) => self.template(n).map(Some),
+            None => Some(None),
+        };
         let timeout = self.opt_duration(&mut f, "timeout", SHELL_TIMEOUT);
         let retry = self.retry(&mut f, RetryPolicy::SHELL_DEFAULT);
         f.finish(self, what, SHELL_KEYS);
+        let (program, stdin) = (program?, stdin?);
+        if !self.shell_injection(&program, f_command, stdin.as_ref(), stdin_node) {
+            return None;
+        }
         Some(ShellAction {
-            program: program?,
+            program,
             env: env?,
             workdir: workdir?,
-            stdin: stdin?,
+            stdin,
             timeout: timeout?,
             retry: retry?,
         })

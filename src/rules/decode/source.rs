@@ -29,6 +29,18 @@ const VERIFIERS: &[&str] = &[
 
 const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
 
+/// The largest `max_body` a source (or the server, `config.rs`) may set.
+///
+/// A body is buffered whole: the signature covers every byte, so nothing
+/// can be acted on before the last one arrived; it is then parsed into a
+/// JSON tree (several times its size) and written into SQLite in the
+/// delivery's transaction. At 1 GiB a handful of concurrent senders is
+/// enough to exhaust memory. 64 MiB is well above what real senders post
+/// (GitHub caps payloads at 25 MB, Stripe and Slack send kilobytes) and
+/// keeps the worst case of a few concurrent large bodies in the hundreds
+/// of megabytes.
+pub const MAX_BODY_CAP: u64 = 64 * 1024 * 1024;
+
 impl Decoder<'_> {
     pub fn source(&mut self, name: String, node: &Node) -> Option<Source> {
         let loc = self.loc(node);
@@ -97,7 +109,18 @@ impl Decoder<'_> {
             r
         });
         let max_body = f.get("max_body").and_then(|n| {
-            let r = self.byte_size(n);
+            let r = self.byte_size(n).filter(|&size| {
+                let fits = size <= MAX_BODY_CAP;
+                if !fits {
+                    self.error(
+                        n,
+                        format!(
+                            "`max_body` of {size} bytes is above the cap of {MAX_BODY_CAP} bytes (64MiB): a body is held in memory whole while it is verified and stored"
+                        ),
+                    );
+                }
+                fits
+            });
             ok &= r.is_some();
             r
         });
