@@ -64,7 +64,7 @@ impl App {
 
         let settings = Arc::new(settings);
         // The error names the file and the cause; no context to repeat it.
-        let store = crate::store::open(&settings.database).await?;
+        let store = crate::store::open(settings.database.as_str()).await?;
         let reloader = Reloader::new(settings.rules.clone(), rules);
         let (trigger, shutdown) = shutdown::channel();
         let watcher = reloader

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use common::{TestApp, fixture, spawn_app, spawn_app_with_engine};
+use hookflow::config::SettingValue;
 use hookflow::store::{AcceptOutcome, NewDelivery, NewRun};
 use serde_json::{Value, json};
 
@@ -735,7 +736,7 @@ async fn without_a_token_a_proxy_in_front_of_the_webhook_listener_reaches_no_adm
 #[tokio::test]
 async fn the_admin_listener_refuses_a_foreign_host() {
     let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
-        s.public_url = Some("https://hooks.example.com".into());
+        s.public_url = Some(SettingValue::parse("https://hooks.example.com").expect("url"));
     })
     .await;
     let get = |host: &'static str| {
@@ -766,7 +767,7 @@ async fn the_admin_listener_refuses_a_foreign_host() {
 #[tokio::test]
 async fn with_a_token_the_admin_surface_is_on_both_listeners_behind_it() {
     let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
-        s.admin_token = Some("adm1n-token".into());
+        s.admin_token = Some(hookflow::config::Secret::new("adm1n-token"));
     })
     .await;
     for url in [

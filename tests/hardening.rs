@@ -398,3 +398,105 @@ async fn an_idle_server_commits_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(commits().await, before, "idle for 2 s: no commit");
 }
+
+const DEFAULTED: &str = "sources:\n  gh:\n    verify: { github: { secret: \"${HOOKFLOW_TEST_UNSET_SECRET:-a-public-default}\" } }\n";
+
+/// SPEC §10: a verifier secret from its public `${NAME:-default}` stops
+/// `serve`, naming the variable, unless `--dev`, which serves loopback only.
+#[test]
+fn a_public_default_secret_is_refused_unless_dev_on_loopback() {
+    let dir = Dir::new(DEFAULTED);
+    let output = dir
+        .serve(&[])
+        .env_remove("HOOKFLOW_TEST_UNSET_SECRET")
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("HOOKFLOW_TEST_UNSET_SECRET") && stderr.contains("--dev"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path("hookflow.db").exists(),
+        "refused before anything started"
+    );
+
+    let output = dir
+        .serve(&["--dev", "--listen", "0.0.0.0:0"])
+        .env_remove("HOOKFLOW_TEST_UNSET_SECRET")
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("loopback"), "{stderr}");
+
+    let mut cmd = dir.serve(&["--dev"]);
+    cmd.env_remove("HOOKFLOW_TEST_UNSET_SECRET");
+    let mut server = Server::start(cmd);
+    server.sigterm();
+    assert!(
+        server
+            .exit_within(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+
+    // With the variable set, no --dev is needed.
+    let mut cmd = dir.serve(&[]);
+    cmd.env("HOOKFLOW_TEST_UNSET_SECRET", "a-real-secret");
+    let mut server = Server::start(cmd);
+    server.sigterm();
+    assert!(
+        server
+            .exit_within(Duration::from_secs(10))
+            .is_some_and(|s| s.success())
+    );
+}
+
+/// A database on a read-only mount: `serve` refuses to start with one
+/// sentence instead of serving and failing every write and checkpoint.
+/// Needs root (to mount a tmpfs); elsewhere it says it skipped.
+#[test]
+fn a_read_only_database_refuses_to_start() {
+    let dir = Dir::new(SOURCES);
+    let mount_at = dir.path("ro");
+    std::fs::create_dir(&mount_at).expect("mount point");
+    let mount = |args: &[&str]| {
+        Command::new("mount")
+            .args(args)
+            .arg(&mount_at)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !mount(&["-t", "tmpfs", "-o", "size=4m", "tmpfs"]) {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount_at.clone());
+    let db = format!("sqlite://{}", mount_at.join("hookflow.db").display());
+    // A database made while writable, then the mount turned read-only.
+    let mut server = Server::start(dir.serve(&["--db", &db]));
+    server.sigterm();
+    assert!(server.exit_within(Duration::from_secs(10)).is_some());
+    assert!(mount(&["-o", "remount,ro"]), "remount read-only");
+    let started = Instant::now();
+    let output = dir.serve(&["--db", &db]).output().expect("run serve");
+    assert!(
+        !output.status.success(),
+        "must not serve on a read-only database"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("hookflow.db") && stderr.contains("writ"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("checkpoint"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

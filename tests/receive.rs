@@ -457,7 +457,7 @@ async fn the_rate_limit_answers_429_with_retry_after() {
 #[tokio::test]
 async fn bodies_over_max_body_are_413_per_source_and_globally() {
     let app = spawn_app_with(&[("sources.yaml", SOURCES), ("rules.yaml", RULES)], |s| {
-        s.max_body = 1024
+        s.max_body = hookflow::config::ByteSize(1024)
     })
     .await;
     let resp = app.post("/hooks/small", &[], vec![b'x'; 65]).await;

@@ -146,13 +146,14 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 /// is an error here, not a new empty database: the path is probably wrong.
 async fn open_store(settings: &Settings) -> anyhow::Result<Arc<dyn Store>> {
     if let Some(path) = settings.sqlite_path()
-        && !std::path::Path::new(path).exists()
+        && !path.exists()
     {
+        let path = path.display();
         bail!(
             "there is no database at {path}. Pass --db sqlite://PATH (or set `database` in hookflow.yaml) to read the server's run log."
         );
     }
-    crate::store::open(&settings.database)
+    crate::store::open(settings.database.as_str())
         .await
         .with_context(|| format!("cannot open the database {}", settings.database))
 }

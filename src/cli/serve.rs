@@ -81,42 +81,39 @@ impl SettingsArgs {
     pub fn resolve(&self, mut flags: Layer) -> anyhow::Result<Settings> {
         let mut layers = Vec::new();
         match &self.config {
-            Some(path) => layers.push(("the settings file", Layer::from_file(path)?)),
+            Some(path) => layers.push(Layer::from_file(path)?),
             None => {
                 let default = PathBuf::from("hookflow.yaml");
                 if default.exists() {
-                    layers.push(("hookflow.yaml", Layer::from_file(&default)?));
+                    layers.push(Layer::from_file(&default)?);
                 }
             }
         }
-        layers.push((
-            "the environment",
-            Layer::from_env(&|name| std::env::var(name).ok()),
-        ));
-        flags.rules = self.rules.clone();
-        flags.database = self.db.clone();
-        layers.push(("the command line", flags));
+        layers.push(Layer::from_env(&|name| std::env::var(name).ok()));
+        flags
+            .flag("rules", self.rules.clone())
+            .flag("database", self.db.clone());
+        layers.push(flags);
         Ok(Settings::resolve(&layers)?)
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let flags = Layer {
-        listen: args.listen,
-        admin_listen: args.admin_listen,
-        workers: args.workers,
-        max_body: args.max_body,
-        dedupe_window: args.dedupe_window,
-        retention: args.retention,
-        shutdown_grace: args.shutdown_grace,
-        trusted_proxies: args.trusted_proxies,
-        admin_token: args.admin_token,
-        admin_token_file: args.admin_token_file,
-        public_url: args.public_url,
-        log_format: args.log_format,
-        poll: args.poll.then(|| "true".to_string()),
-        ..Layer::default()
-    };
+    let mut flags = Layer::default();
+    flags
+        .flag("listen", args.listen)
+        .flag("admin_listen", args.admin_listen)
+        .flag("workers", args.workers)
+        .flag("max_body", args.max_body)
+        .flag("dedupe_window", args.dedupe_window)
+        .flag("retention", args.retention)
+        .flag("shutdown_grace", args.shutdown_grace)
+        .flag("trusted_proxies", args.trusted_proxies.map(|p| p.join(",")))
+        .flag("admin_token", args.admin_token)
+        .flag("admin_token_file", args.admin_token_file)
+        .flag("public_url", args.public_url)
+        .flag("log_format", args.log_format)
+        .flag("poll", args.poll.then_some("true"));
     let settings = args.common.resolve(flags)?;
     // Flushes buffered log lines when `run` returns.
     let _log = init_logging(settings.log_format);
@@ -141,7 +138,7 @@ fn guard_development_defaults(
     rules: &crate::rules::RuleSet,
     dev: bool,
 ) -> anyhow::Result<()> {
-    let defaulted = defaulted_secrets(rules);
+    let defaulted = rules.defaulted_secrets();
     if dev {
         for (name, address) in [
             ("listen", Some(settings.listen)),
@@ -156,7 +153,7 @@ fn guard_development_defaults(
             }
         }
         for secret in defaulted {
-            tracing::warn!(variable = %secret.variable, at = %secret.location, "development mode: a verifier secret uses its public default; set the variable before serving for real");
+            tracing::warn!(variable = %secret.variable, at = %secret.loc, "development mode: a verifier secret uses its public default; set the variable before serving for real");
         }
         return Ok(());
     }
@@ -164,21 +161,12 @@ fn guard_development_defaults(
         let names: Vec<&str> = defaulted.iter().map(|s| s.variable.as_str()).collect();
         bail!(
             "{}: the verifier secret comes from the default of ${{{}}}, which is public. Set {} in the environment, or run `hookflow serve --dev` to try the rules on this machine.",
-            first.location,
+            first.loc,
             first.variable,
             names.join(", ")
         );
     }
     Ok(())
-}
-
-// TEMPORARY until the rules expose it (helper "rules" is adding it).
-struct Defaulted {
-    variable: String,
-    location: String,
-}
-fn defaulted_secrets(_rules: &crate::rules::RuleSet) -> Vec<Defaulted> {
-    Vec::new()
 }
 
 async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Result<()> {

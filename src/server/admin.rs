@@ -26,7 +26,7 @@ pub async fn require_token(State(app): State<Arc<AppState>>, req: Request, next:
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(bearer);
-        if !given.is_some_and(|given| token_matches(given, token)) {
+        if !given.is_some_and(|given| token_matches(given, token.expose())) {
             let mut response = error(
                 StatusCode::UNAUTHORIZED,
                 "a valid admin token is required (Authorization: Bearer <admin_token>)",
@@ -74,7 +74,7 @@ pub async fn require_local_host(
         .or_else(|| req.uri().host());
     let allowed = host.is_some_and(|host| {
         let name = host_name(host);
-        is_loopback_name(&name) || app.settings.public_host().is_some_and(|p| p == name)
+        is_loopback_name(&name) || app.settings.public_host() == Some(name.as_str())
     });
     if !allowed {
         return error(

@@ -91,7 +91,7 @@ pub async fn receive(
         return response;
     }
 
-    let max_body = source.max_body.unwrap_or(app.settings.max_body);
+    let max_body = source.max_body.unwrap_or(app.settings.max_body.0);
     let (parts, body) = req.into_parts();
     let declared = parts
         .headers

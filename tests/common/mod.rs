@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hookflow::app::App;
-use hookflow::config::Settings;
+use hookflow::config::{SettingValue, Settings};
 use hookflow::reload::Reloader;
 use hookflow::shutdown::Trigger;
 use hookflow::store::Store;
@@ -65,7 +65,7 @@ async fn spawn(
         listen: "127.0.0.1:0".parse().expect("addr"),
         admin_listen: Some("127.0.0.1:0".parse().expect("addr")),
         rules: rules_dir.clone(),
-        database: format!("sqlite://{}", db_path.display()),
+        database: SettingValue::parse(&format!("sqlite://{}", db_path.display())).expect("url"),
         workers: if with_engine { 16 } else { 0 },
         ..Settings::default()
     };
