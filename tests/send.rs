@@ -115,3 +115,96 @@ async fn send_to_a_server_that_is_not_running_says_so() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is `hookflow serve` running?"), "{stderr}");
 }
+
+/// With no `--url`, `send` posts to the configured `listen`; a `--header`
+/// replaces the generated header of that name, so a fixed delivery id
+/// makes the second send a duplicate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_defaults_to_the_configured_listen_and_a_header_replaces_the_generated_one() {
+    let app = spawn_app(&[("rules.yaml", RULES)]).await;
+    let payload = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/signatures/payloads/github-push.json"
+    );
+    let rules = app.rules_dir.to_string_lossy().into_owned();
+    let listen = app.addr.to_string();
+    let send = move || {
+        let (rules, listen) = (rules.clone(), listen.clone());
+        tokio::task::spawn_blocking(move || {
+            Command::new(env!("CARGO_BIN_EXE_hookflow"))
+                .args([
+                    "send", "--source", "github", "--event", "push", "--rules", &rules,
+                ])
+                .args(["--header", "X-GitHub-Delivery: fixed-delivery-1", payload])
+                .env("HOOKFLOW_LISTEN", &listen)
+                .output()
+                .expect("run send")
+        })
+    };
+    let first = send().await.expect("join");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert!(
+        first.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(stdout.starts_with("202"), "{stdout}");
+    let second = send().await.expect("join");
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        stdout.starts_with("200"),
+        "one X-GitHub-Delivery, so a duplicate: {stdout}"
+    );
+    assert!(stdout.contains("duplicate"), "{stdout}");
+}
+
+/// `hookflow sink` prints each request it gets (method, path, headers,
+/// pretty JSON) and answers 200 `{"ok":true}`.
+#[tokio::test]
+async fn the_sink_prints_what_it_receives_and_answers_ok() {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["sink", "--listen", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn sink");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    out.read_line(&mut first).expect("first line");
+    let url = first
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .expect("the sink says where it listens")
+        .to_owned();
+    let answer = reqwest::Client::new()
+        .post(format!("{url}/deployed?env=prod"))
+        .header("X-Step", "notify")
+        .body(r#"{"sha":"abc123","files":["a","b"]}"#)
+        .send()
+        .await
+        .expect("the sink answers");
+    assert_eq!(answer.status().as_u16(), 200);
+    assert_eq!(answer.text().await.expect("body"), r#"{"ok":true}"#);
+    let printed = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        let mut line = String::new();
+        while out.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            text.push_str(&line);
+            if line == "}\n" {
+                break;
+            }
+            line.clear();
+        }
+        text
+    })
+    .await
+    .expect("join");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(printed.contains("POST /deployed?env=prod"), "{printed}");
+    assert!(printed.contains("x-step: notify"), "{printed}");
+    assert!(
+        printed.contains("  \"sha\": \"abc123\","),
+        "pretty JSON: {printed}"
+    );
+}

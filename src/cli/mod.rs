@@ -11,6 +11,7 @@ mod runs;
 mod send;
 mod serve;
 mod show;
+mod sink;
 mod test;
 
 use std::path::PathBuf;
@@ -58,6 +59,9 @@ enum Command {
     Replay(replay::Args),
     /// Re-queue a failed run from its failed step.
     Retry(retry::Args),
+    /// Print every request received and answer 200: a local stand-in for
+    /// the targets of the rules' actions.
+    Sink(sink::Args),
 }
 
 /// Where the rules are: a positional DIR wins over `--rules`, which wins
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Retry(args) => retry::run(args),
+        Command::Sink(args) => sink::run(args),
     };
     match result {
         Ok(code) => code,

@@ -54,9 +54,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let content_type = guess_content_type(&body);
     let mut headers: Vec<(String, String)> = vec![("Content-Type".into(), content_type.into())];
     headers.extend(sender_headers(source, args.event.as_deref()));
-    for h in &args.headers {
-        headers.push(super::explain::parse_header(h)?);
-    }
     let now = chrono::Utc::now().timestamp();
     let url = match &source.verify {
         Some(config) => {
@@ -67,6 +64,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         None => url,
     };
+    // `--header` wins: it replaces a generated header of the same name
+    // (a fixed delivery id to test dedupe) instead of adding a second one.
+    for h in &args.headers {
+        let (name, value) = super::explain::parse_header(h)?;
+        headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+        headers.push((name, value));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
