@@ -52,6 +52,17 @@ struct Change {
     no_longer_matched: Vec<String>,
     /// Rules matched by both whose rendered steps differ.
     rendered_differently: Vec<String>,
+    /// What differs in them, field by field.
+    fields: Vec<FieldChange>,
+}
+
+/// One rendered field that differs: `rule.step.path`, before and after
+/// (`None`: the field exists on one side only).
+#[derive(Debug, Serialize)]
+struct FieldChange {
+    field: String,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize)]
@@ -116,6 +127,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             event,
             parts.join(" ")
         );
+        for f in &c.fields {
+            let show = |v: &Option<serde_json::Value>| {
+                v.as_ref().map_or_else(
+                    || "(none)".to_string(),
+                    |v| super::one_line(&v.to_string(), 80),
+                )
+            };
+            println!(
+                "      {}: {} → {}",
+                f.field,
+                show(&f.before),
+                show(&f.after)
+            );
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -186,16 +211,23 @@ fn diff_one(delivery: &Delivery, base: &DryRun, candidate: &DryRun) -> Option<Ch
     let after: BTreeSet<&str> = candidate.trace.matched().collect();
     let newly_matched: Vec<String> = after.difference(&before).map(|r| r.to_string()).collect();
     let no_longer_matched: Vec<String> = before.difference(&after).map(|r| r.to_string()).collect();
-    let rendered_differently: Vec<String> = base
-        .runs
-        .iter()
-        .filter_map(|old| {
-            let new = candidate.runs.iter().find(|r| r.rule == old.rule)?;
-            let old_steps = serde_json::to_value(&old.steps).ok()?;
-            let new_steps = serde_json::to_value(&new.steps).ok()?;
-            (old_steps != new_steps).then(|| old.rule.clone())
-        })
-        .collect();
+    let mut rendered_differently = Vec::new();
+    let mut fields = Vec::new();
+    for old in &base.runs {
+        let Some(new) = candidate.runs.iter().find(|r| r.rule == old.rule) else {
+            continue;
+        };
+        let before = fields.len();
+        let (old_steps, new_steps) = (steps_by_id(&old.steps), steps_by_id(&new.steps));
+        let ids: BTreeSet<&String> = old_steps.keys().chain(new_steps.keys()).collect();
+        for id in ids {
+            let prefix = format!("{}.{id}", old.rule);
+            field_changes(&prefix, old_steps.get(id), new_steps.get(id), &mut fields);
+        }
+        if fields.len() > before {
+            rendered_differently.push(old.rule.clone());
+        }
+    }
     if newly_matched.is_empty() && no_longer_matched.is_empty() && rendered_differently.is_empty() {
         return None;
     }
@@ -206,5 +238,88 @@ fn diff_one(delivery: &Delivery, base: &DryRun, candidate: &DryRun) -> Option<Ch
         newly_matched,
         no_longer_matched,
         rendered_differently,
+        fields,
     })
+}
+
+/// A run's steps by id, each as what a rule test's `expect.render` sees:
+/// the rendered fields, or the render error, plus the step's condition.
+fn steps_by_id(
+    steps: &[crate::dryrun::StepPreview],
+) -> std::collections::BTreeMap<String, serde_json::Value> {
+    steps
+        .iter()
+        .map(|step| {
+            let mut value = step.rendered.clone().unwrap_or(serde_json::Value::Null);
+            if let Some(error) = &step.error {
+                value = serde_json::json!({ "error": error });
+            }
+            if let (Some(condition), serde_json::Value::Object(map)) = (&step.condition, &mut value)
+            {
+                map.insert("if".into(), condition.clone().into());
+            }
+            (step.step.clone(), value)
+        })
+        .collect()
+}
+
+/// Appends every leaf that differs between `before` and `after`, named by
+/// its dotted path under `at` (array items by index).
+fn field_changes(
+    at: &str,
+    before: Option<&serde_json::Value>,
+    after: Option<&serde_json::Value>,
+    out: &mut Vec<FieldChange>,
+) {
+    use serde_json::Value;
+    match (before, after) {
+        (Some(Value::Object(a)), Some(Value::Object(b))) => {
+            let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for key in keys {
+                field_changes(&format!("{at}.{key}"), a.get(key), b.get(key), out);
+            }
+        }
+        (Some(Value::Array(a)), Some(Value::Array(b))) if a.len() == b.len() => {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                field_changes(&format!("{at}.{i}"), Some(x), Some(y), out);
+            }
+        }
+        (a, b) if a != b => out.push(FieldChange {
+            field: at.to_string(),
+            before: a.cloned(),
+            after: b.cloned(),
+        }),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn changes_are_named_field_by_field() {
+        let mut out = Vec::new();
+        field_changes(
+            "deploy-main.build",
+            Some(&json!({"url": "u", "json": {"sha": "6113728", "ref": "r"}, "list": [1, 2]})),
+            Some(
+                &json!({"url": "u", "json": {"sha": "refs/heads/main", "ref": "r"}, "list": [1, 3], "new": true}),
+            ),
+            &mut out,
+        );
+        let named: Vec<String> = out
+            .iter()
+            .map(|c| format!("{}: {:?} → {:?}", c.field, c.before, c.after))
+            .collect();
+        assert_eq!(
+            named,
+            [
+                r#"deploy-main.build.json.sha: Some(String("6113728")) → Some(String("refs/heads/main"))"#,
+                "deploy-main.build.list.1: Some(Number(2)) → Some(Number(3))",
+                "deploy-main.build.new: None → Some(Bool(true))",
+            ]
+        );
+    }
 }
