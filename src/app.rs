@@ -33,6 +33,7 @@ pub struct App {
     shutdown: Shutdown,
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -54,6 +55,12 @@ impl App {
         let listener = bind(settings.listen, "listen").await?;
         let admin_listener = match settings.admin_listen {
             Some(addr) => Some(bind(addr, "admin_listen").await?),
+            None => None,
+        };
+        // A certificate that cannot be used stops the start, before the
+        // store is touched.
+        let tls = match &settings.tls {
+            Some(files) => Some(server::tls::acceptor(files)?),
             None => None,
         };
         let addr = listener.local_addr().unwrap_or(settings.listen);
@@ -85,6 +92,11 @@ impl App {
         );
         let retention =
             crate::retention::spawn(store.clone(), settings.retention, shutdown.clone());
+        let mut tasks = vec![workers, watcher, sighup, retention];
+        let tls = tls.map(|(acceptor, reloading)| {
+            tasks.push(reloading.watch(shutdown.clone()));
+            acceptor
+        });
         let on_queued: server::OnQueued = {
             let engine = engine.clone();
             Arc::new(move || engine.notify())
@@ -106,7 +118,8 @@ impl App {
             shutdown,
             listener,
             admin_listener,
-            tasks: vec![workers, watcher, sighup, retention],
+            tls,
+            tasks,
         })
     }
 
@@ -128,6 +141,7 @@ impl App {
         let tracker = Arc::new(conn::Tracker::default());
         tracing::info!(
             address = %self.addr,
+            https = self.tls.is_some(),
             admin = %self.admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             admin_on_main = settings.admin_token.is_some(),
             rules = %settings.rules.display(),
@@ -140,6 +154,7 @@ impl App {
             self.state.clone(),
             Surface::Webhooks,
             limits,
+            self.tls.clone(),
             tracker.clone(),
             self.shutdown.clone(),
         ))];
@@ -149,6 +164,7 @@ impl App {
                 self.state.clone(),
                 Surface::Admin,
                 limits,
+                None,
                 tracker,
                 self.shutdown.clone(),
             )));

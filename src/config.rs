@@ -84,6 +84,8 @@ settings! {
     /// The URL senders and operators use to reach this server, when it is
     /// not a loopback name (its host is accepted on the admin listener).
     public_url: Option<PublicUrl> = None;
+    /// Serve HTTPS on `listen`: `{ cert: PATH, key: PATH }` (PEM).
+    tls: Option<TlsFiles> = None;
     /// `text` or `json` log lines.
     log_format: LogFormat = LogFormat::Text;
     /// Watch the rules by polling (NFS, some container mounts).
@@ -118,6 +120,13 @@ pub struct Secret(String);
 pub struct PublicUrl {
     pub url: String,
     pub host: String,
+}
+
+/// A certificate chain and its private key, PEM files re-read on change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A setting that could not be understood.
@@ -234,12 +243,20 @@ impl Layer {
                     .map(scalar)
                     .collect::<Option<Vec<_>>>()
                     .map(|v| v.join(",")),
+                // `tls: { cert: …, key: … }` → `cert=…,key=…`
+                Kind::Map(pairs) => pairs
+                    .iter()
+                    .map(|(k, v)| scalar(v).map(|v| format!("{}={v}", key_text(k))))
+                    .collect::<Option<Vec<_>>>()
+                    .map(|v| v.join(",")),
                 Kind::Null => Some(String::new()),
                 _ => scalar(&value),
             };
             match text {
                 Some(text) => layer.entries.push((name, text, Origin::File(at))),
-                None => problems.push(format!("{at}: `{name}` takes a value, not a mapping")),
+                None => problems.push(format!(
+                    "{at}: `{name}` takes a value, not a nested structure"
+                )),
             }
         }
         if problems.is_empty() {
@@ -463,6 +480,24 @@ impl fmt::Debug for DatabaseUrl {
     }
 }
 
+impl SettingValue for TlsFiles {
+    /// `cert=PATH,key=PATH` (a `{cert, key}` mapping in the file).
+    fn parse(text: &str) -> Result<Self, String> {
+        let (mut cert, mut key) = (None, None);
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("cert", path)) if !path.is_empty() => cert = Some(PathBuf::from(path)),
+                Some(("key", path)) if !path.is_empty() => key = Some(PathBuf::from(path)),
+                _ => return Err(format!("{pair:?}: write {{ cert: PATH, key: PATH }}")),
+            }
+        }
+        match (cert, key) {
+            (Some(cert), Some(key)) => Ok(TlsFiles { cert, key }),
+            _ => Err("both cert and key are needed: { cert: PATH, key: PATH }".into()),
+        }
+    }
+}
+
 impl SettingValue for Secret {
     fn parse(text: &str) -> Result<Self, String> {
         if text.trim().is_empty() {
@@ -638,6 +673,25 @@ mod tests {
             s.admin_token.as_ref().map(Secret::expose),
             Some("s3cret-token")
         );
+    }
+
+    #[test]
+    fn tls_takes_a_cert_and_a_key_from_the_file_or_a_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hookflow.yaml");
+        std::fs::write(
+            &path,
+            "tls: { cert: /etc/hf/cert.pem, key: /etc/hf/key.pem }\n",
+        )
+        .unwrap();
+        let s = Settings::resolve(&[Layer::from_file(&path).unwrap()]).unwrap();
+        let tls = s.tls.expect("tls");
+        assert_eq!(tls.cert, Path::new("/etc/hf/cert.pem"));
+        assert_eq!(tls.key, Path::new("/etc/hf/key.pem"));
+        let e = Settings::resolve(&[flags(&[("tls", "cert=/a.pem")])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("both cert and key"), "{e}");
     }
 
     #[test]

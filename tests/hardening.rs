@@ -500,3 +500,109 @@ fn a_read_only_database_refuses_to_start() {
     assert!(!stderr.contains("checkpoint"), "{stderr}");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+/// A self-signed pair for `localhost`: (certificate PEM, key PEM).
+fn self_signed() -> (String, String) {
+    let made =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).expect("a certificate");
+    (made.cert.pem(), made.signing_key.serialize_pem())
+}
+
+/// A client that trusts only `cert_pem` and sends `localhost` to `addr`.
+fn trusting(cert_pem: &str, addr: SocketAddr) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(cert_pem.as_bytes()).expect("pem")])
+        .resolve("localhost", addr)
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+/// Writes a file the way deploy tools do: a temp file renamed over.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).expect("write");
+    std::fs::rename(&tmp, path).expect("rename");
+}
+
+/// `tls: { cert, key }` serves HTTPS; a new pair is picked up while
+/// serving, and a pair that fails to load leaves the previous one in use.
+#[tokio::test]
+async fn https_with_a_pair_swapped_while_serving() {
+    let dir = Dir::new(SOURCES);
+    let (cert_a, key_a) = self_signed();
+    let (cert_path, key_path) = (dir.path("cert.pem"), dir.path("key.pem"));
+    replace(&cert_path, &cert_a);
+    replace(&key_path, &key_a);
+    let cmd = dir.serve(&[
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ]);
+    let server = Server::start(cmd);
+    let url = format!("https://localhost:{}/hooks/hooks", server.addr.port());
+    let post = |client: reqwest::Client| {
+        let url = url.clone();
+        async move {
+            client
+                .post(&url)
+                .header("X-T", "t0ken")
+                .body("{}")
+                .send()
+                .await
+        }
+    };
+    let answer = post(trusting(&cert_a, server.addr))
+        .await
+        .expect("HTTPS with pair A");
+    assert_eq!(answer.status().as_u16(), 202);
+    // Plain HTTP on the TLS port is not served.
+    let plain = reqwest::Client::new()
+        .get(format!("http://{}/healthz", server.addr))
+        .send()
+        .await;
+    assert!(plain.map(|r| !r.status().is_success()).unwrap_or(true));
+
+    // Swap in pair B: within a few seconds B is served.
+    let (cert_b, key_b) = self_signed();
+    replace(&key_path, &key_b);
+    replace(&cert_path, &cert_b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while post(trusting(&cert_b, server.addr)).await.is_err() {
+        assert!(Instant::now() < deadline, "pair B never served");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        post(trusting(&cert_a, server.addr)).await.is_err(),
+        "pair A is gone"
+    );
+
+    // A broken certificate file: B stays in use.
+    replace(
+        &cert_path,
+        "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n",
+    );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let answer = post(trusting(&cert_b, server.addr))
+        .await
+        .expect("B still served");
+    assert_eq!(answer.status().as_u16(), 202);
+}
+
+#[test]
+fn a_certificate_that_cannot_load_stops_serve_at_start() {
+    let dir = Dir::new(SOURCES);
+    std::fs::write(dir.path("cert.pem"), "nothing").expect("write");
+    std::fs::write(dir.path("key.pem"), "nothing").expect("write");
+    let cert = dir.path("cert.pem").display().to_string();
+    let key = dir.path("key.pem").display().to_string();
+    let output = dir
+        .serve(&["--tls-cert", &cert, "--tls-key", &key])
+        .output()
+        .expect("run serve");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("cert.pem"), "{stderr}");
+    assert!(!dir.path("hookflow.db").exists(), "{stderr}");
+}

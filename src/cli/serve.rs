@@ -71,6 +71,12 @@ pub struct Args {
     /// the admin listener).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Serve HTTPS: the PEM certificate chain (with --tls-key).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<String>,
+    /// Serve HTTPS: the PEM private key (with --tls-cert).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<String>,
     /// text or json.
     #[arg(long, value_name = "FORMAT")]
     log_format: Option<String>,
@@ -112,6 +118,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .flag("admin_token", args.admin_token)
         .flag("admin_token_file", args.admin_token_file)
         .flag("public_url", args.public_url)
+        .flag(
+            "tls",
+            args.tls_cert
+                .zip(args.tls_key)
+                .map(|(cert, key)| format!("cert={cert},key={key}")),
+        )
         .flag("log_format", args.log_format)
         .flag("poll", args.poll.then_some("true"));
     let settings = args.common.resolve(flags)?;

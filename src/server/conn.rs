@@ -19,9 +19,10 @@ use axum::Router;
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::shutdown::Shutdown;
@@ -174,6 +175,7 @@ pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    tls: Option<TlsAcceptor>,
     tracker: Arc<Tracker>,
     mut shutdown: Shutdown,
 ) {
@@ -202,16 +204,28 @@ pub async fn serve(
         }
         let _ = stream.set_nodelay(true);
         let (id, conn) = tracker.add();
-        tasks.spawn(connection(
-            stream,
-            peer,
-            id,
-            conn,
-            app.clone(),
-            limits,
-            tracker.clone(),
-            shutdown.clone(),
-        ));
+        let (app, tracker, shutdown) = (app.clone(), tracker.clone(), shutdown.clone());
+        match tls.clone() {
+            None => tasks.spawn(connection(stream, peer, id, conn, app, limits, tracker, shutdown)),
+            Some(tls) => tasks.spawn(async move {
+                // The handshake counts as reading headers: same deadline,
+                // and the connection may be evicted meanwhile.
+                let handshake = tokio::time::timeout(limits.header_read, tls.accept(stream));
+                let evicted = conn.close.notified();
+                tokio::select! {
+                    done = handshake => match done {
+                        Ok(Ok(stream)) => {
+                            connection(stream, peer, id, conn, app, limits, tracker, shutdown).await;
+                            return;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    },
+                    () = evicted => {}
+                }
+                tracker.remove(id);
+            }),
+        };
     }
     drop(listener);
     // Connections end by themselves once idle; give the rest the grace.
@@ -231,9 +245,9 @@ pub async fn serve(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // one call site, all distinct
-async fn connection(
-    stream: TcpStream,
+#[allow(clippy::too_many_arguments)] // two call sites, all distinct
+async fn connection<Io>(
+    stream: Io,
     peer: SocketAddr,
     id: u64,
     conn: Arc<Conn>,
@@ -241,7 +255,9 @@ async fn connection(
     limits: Limits,
     tracker: Arc<Tracker>,
     mut shutdown: Shutdown,
-) {
+) where
+    Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let service = {
         let conn = conn.clone();
         let tracker = tracker.clone();

@@ -9,6 +9,7 @@ pub mod conn;
 mod health;
 pub mod openapi;
 pub mod receive;
+pub mod tls;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -183,8 +184,17 @@ pub async fn serve(
     state: Arc<AppState>,
     surface: Surface,
     limits: conn::Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     tracker: Arc<conn::Tracker>,
     shutdown: Shutdown,
 ) {
-    conn::serve(listener, router(state, surface), limits, tracker, shutdown).await;
+    conn::serve(
+        listener,
+        router(state, surface),
+        limits,
+        tls,
+        tracker,
+        shutdown,
+    )
+    .await;
 }
