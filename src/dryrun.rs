@@ -7,12 +7,17 @@ use serde_json::{Value, json};
 
 use crate::actions::render_step;
 use crate::delivery::Delivery;
+use crate::rules::schema::SchemaMismatch;
 use crate::rules::{RuleSet, Trace};
 use crate::template::TemplateContext;
 
 /// What the rules would do with a delivery.
 #[derive(Debug, Clone, Serialize)]
 pub struct DryRun {
+    /// Set when the source's schema refuses the payload (the server would
+    /// answer 422): then no rule sees it, and trace and runs are empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refused: Option<SchemaMismatch>,
     pub trace: Trace,
     /// The matching rules, with their steps rendered.
     pub runs: Vec<RunPreview>,
@@ -42,8 +47,22 @@ pub struct StepPreview {
 
 /// Matches `delivery` and renders the steps of every matching rule.
 pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
-    let trace = set.evaluate(&delivery.source, &delivery.match_input());
     let secrets = set.secrets();
+    if let Some(Err(mut mismatch)) = set
+        .source(&delivery.source)
+        .map(|s| s.check_schema(&delivery.payload))
+    {
+        mismatch.reason = secrets.redact(&mismatch.reason);
+        return DryRun {
+            refused: Some(mismatch),
+            trace: Trace {
+                event: secrets.redact(&delivery.event),
+                rules: Vec::new(),
+            },
+            runs: Vec::new(),
+        };
+    }
+    let trace = set.evaluate(&delivery.source, &delivery.match_input());
     let runs = trace
         .matched()
         .filter_map(|name| set.rule(name))
@@ -73,5 +92,9 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
             }
         })
         .collect();
-    DryRun { trace, runs }
+    DryRun {
+        refused: None,
+        trace,
+        runs,
+    }
 }

@@ -59,13 +59,29 @@ pub async fn replay(
             what: "delivery",
             id: delivery_id.to_owned(),
         })?;
-    if record.status == DeliveryStatus::Rejected {
+    // Only a 422 (payload against the schema) keeps its request; the other
+    // refusals were never verified, so nothing of theirs is kept.
+    if record.status == DeliveryStatus::Rejected && record.body.is_none() {
         return Err(OpsError::NotReplayable {
             id: delivery_id.to_owned(),
             reason: "it was rejected, so its body was not kept".to_owned(),
         });
     }
+    let rejected = record.status == DeliveryStatus::Rejected;
     let delivery = Delivery::from_record(record);
+    if rejected
+        && let Some(source) = rules.source(&delivery.source)
+        && let Err(mismatch) = source.check_schema(&delivery.payload)
+    {
+        return Err(OpsError::NotReplayable {
+            id: delivery_id.to_owned(),
+            reason: format!(
+                "{} (still, under the current schema of source `{}`)",
+                rules.secrets().redact(&mismatch.to_string()),
+                delivery.source
+            ),
+        });
+    }
     let trace = rules.evaluate(&delivery.source, &delivery.match_input());
     let matched: Vec<String> = trace.matched().map(str::to_owned).collect();
     let mut replay = Replay {
@@ -221,6 +237,62 @@ rules:
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn a_kept_422_replays_once_the_schema_admits_it_and_other_rejections_never() {
+        let f = fixture().await;
+        let rejected = |id: &str, status: u16, kept: bool| crate::store::Rejected {
+            id: id.into(),
+            source: "s".into(),
+            received_at: Utc::now().timestamp_millis(),
+            method: "POST".into(),
+            path: "/hooks/s".into(),
+            remote_addr: "127.0.0.1".into(),
+            status,
+            reason: "refused".into(),
+            kept: kept.then(|| crate::store::KeptRequest {
+                query: None,
+                headers: vec![("content-type".into(), "application/json".into())],
+                event: String::new(),
+                body: br#"{"total": "500"}"#.to_vec(),
+            }),
+        };
+        f.store
+            .record_rejected(rejected("R401", 401, false))
+            .await
+            .unwrap();
+        f.store
+            .record_rejected(rejected("R422", 422, true))
+            .await
+            .unwrap();
+        assert!(matches!(
+            replay(&f.store, &f.rules, "R401", false).await,
+            Err(OpsError::NotReplayable { .. })
+        ));
+
+        // Under the schema that refused it, it is still refused, and says where.
+        let dir = tempfile::tempdir().unwrap();
+        let strict = RULES.replace(
+            "    verify: { token: { header: X-T, value: abcdef } }",
+            "    verify: { token: { header: X-T, value: abcdef } }\n    schema: { properties: { total: { type: integer } } }",
+        );
+        std::fs::write(dir.path().join("r.yaml"), strict).unwrap();
+        let strict = crate::rules::load(dir.path()).unwrap();
+        let still = replay(&f.store, &strict, "R422", false).await;
+        match still {
+            Err(OpsError::NotReplayable { reason, .. }) => {
+                assert!(reason.contains("/total"), "{reason}")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+
+        // The schema fixed (here: gone), the kept body runs.
+        let done = replay(&f.store, &f.rules, "R422", false).await.unwrap();
+        assert_eq!(done.matched, ["all"]);
+        let runs = f.store.runs_for_delivery("R422").await.unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].rule, "all");
     }
 
     #[tokio::test]

@@ -89,6 +89,73 @@ tests:
 }
 
 #[test]
+fn a_rule_test_can_expect_the_schema_to_refuse_a_payload() {
+    let dir = tempfile::tempdir().expect("temp");
+    let rules = r#"
+sources:
+  orders:
+    verify: { token: { header: X-T, value: abcdef } }
+    schema:
+      type: object
+      required: [total]
+      properties: { total: { type: integer } }
+rules:
+  - name: book
+    source: orders
+    actions:
+      - http: { url: "http://127.0.0.1:9/book" }
+tests:
+  - name: a text total is refused
+    source: orders
+    payload: { total: "12" }
+    expect: { rejected: 422 }
+  - name: a valid order is refused (wrong on purpose)
+    source: orders
+    payload: { total: 12 }
+    expect: { rejected: 422 }
+  - name: a refused order matches (wrong on purpose)
+    source: orders
+    payload: { amount: 12 }
+    expect: { matched: [book] }
+"#;
+    std::fs::write(dir.path().join("r.yaml"), rules).expect("write");
+    let path = dir.path().to_string_lossy().into_owned();
+    let (code, stdout, stderr) = hookflow(&["test", &path]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stdout.contains("PASS  a text total is refused"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  a valid order is refused (wrong on purpose)")
+            && stdout.contains(
+                "accepted: the payload matches the schema of source `orders`; expected 422"
+            ),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("FAIL  a refused order matches (wrong on purpose)")
+            && stdout.contains("refused with 422: payload does not match the schema at / (the payload): \"total\" is a required property"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 passed, 2 failed"), "{stdout}");
+
+    // `explain` says the same for a payload file.
+    let payload = dir.path().join("order.json");
+    std::fs::write(&payload, r#"{"total": "12"}"#).expect("write");
+    let (code, stdout, stderr) = hookflow(&[
+        "explain",
+        "--rules",
+        &path,
+        "--source",
+        "orders",
+        &payload.to_string_lossy(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("refused with 422: payload does not match the schema at /total"),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn check_reports_every_error_with_its_location_and_exits_1() {
     let dir = tempfile::tempdir().expect("temp");
     std::fs::write(

@@ -229,6 +229,7 @@ async fn rejected_delivery_is_logged_without_body_or_headers() {
         remote_addr: "203.0.113.9:1234".to_owned(),
         status: 401,
         reason: "signature mismatch".to_owned(),
+        kept: None,
     };
     store
         .record_rejected(rejected.clone())

@@ -97,7 +97,8 @@ fn explain_stored(
             settings.database
         );
     };
-    if record.status == DeliveryStatus::Rejected {
+    // A kept 422 (payload against the schema) has its body: explain it.
+    if record.status == DeliveryStatus::Rejected && record.body.is_none() {
         bail!(
             "delivery {id} was rejected ({}) before any rule saw it, and its body was not kept.",
             record
@@ -199,6 +200,10 @@ pub fn render_text(source: &str, result: &DryRun) -> String {
         "source {source}, event {event}: {} rule(s)",
         result.trace.rules.len()
     );
+    if let Some(refused) = &result.refused {
+        let _ = writeln!(out, "  refused with 422: {refused}");
+        return out;
+    }
     if result.trace.rules.is_empty() {
         let _ = writeln!(out, "  no rule uses this source");
     }

@@ -69,9 +69,36 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
         test.event.clone(),
     ) {
         Ok(d) => d,
-        Err(e) => return vec![format!("the payload is not a valid body: {e}")],
+        Err(e) => {
+            return match test.expect_rejected {
+                Some(400) => Vec::new(),
+                Some(want) => vec![format!(
+                    "refused with 400 (the body does not parse: {e}), expected {want}"
+                )],
+                None => vec![format!("the payload is not a valid body: {e}")],
+            };
+        }
     };
     let result = dry_run(set, &delivery);
+    if let Some(want) = test.expect_rejected {
+        return match &result.refused {
+            Some(_) if want == 422 => Vec::new(),
+            Some(mismatch) => vec![format!("refused with 422 ({mismatch}), expected {want}")],
+            None if source.schema.is_none() => vec![format!(
+                "accepted: source `{}` has no `schema:`, so nothing refuses the payload; expected {want}",
+                source.name
+            )],
+            None => vec![format!(
+                "accepted: the payload matches the schema of source `{}`; expected {want}",
+                source.name
+            )],
+        };
+    }
+    if let Some(mismatch) = &result.refused {
+        return vec![format!(
+            "refused with 422: {mismatch} (expect `rejected: 422` if that is intended)"
+        )];
+    }
     let mut problems = Vec::new();
     if let Some(expected) = &test.expect_matched {
         let mut got: Vec<&str> = result.trace.matched().collect();

@@ -59,6 +59,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     // Names of sources that were declared, valid or not: a rule naming a
     // source that failed to decode must not get a second, misleading error.
     let mut declared: Vec<String> = Vec::new();
+    let mut defaulted_secrets = Vec::new();
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -92,6 +93,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
             &mut rules,
             &mut tests,
         );
+        defaulted_secrets.append(&mut dec.defaulted_secrets);
     }
 
     cross_check(&declared, &sources, &rules, &tests, &mut diagnostics);
@@ -133,6 +135,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         templates,
         secrets,
         warnings: diagnostics,
+        defaulted_secrets,
         files,
     })
 }
@@ -371,5 +374,43 @@ fn cross_check(
                 message: format!("source `{}` is not used by any rule", s.name),
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verifier_secrets_from_a_default_are_exposed_with_their_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            "sources:\n  gh:\n    verify:\n      github: { secret: \"${GH_SECRET:-dev}\" }\n  ok:\n    verify:\n      github: { secret: \"${SET:-dev}\" }\nrules:\n  - name: r\n    source: [gh, ok]\n    actions:\n      - http: { url: \"${URL:-http://127.0.0.1:9/}\" }\n",
+        )
+        .expect("write rules");
+        let env = |name: &str| (name == "SET").then(|| "from-the-env".to_string());
+        let set = load_with_env(dir.path(), &env).expect("loads");
+        let defaulted = set.defaulted_secrets();
+        assert_eq!(defaulted.len(), 1, "{defaulted:?}");
+        assert_eq!(defaulted[0].variable, "GH_SECRET");
+        assert_eq!(defaulted[0].source, "gh");
+        assert_eq!((defaulted[0].loc.line, defaulted[0].loc.column), (4, 25));
+        assert!(
+            defaulted[0]
+                .to_string()
+                .ends_with("r.yaml:4:25 (source `gh`)"),
+            "{}",
+            defaulted[0]
+        );
+        let warnings: Vec<String> = set.warnings().iter().map(|w| w.to_string()).collect();
+        assert!(
+            warnings.iter().any(
+                |w| w.contains("warning: the verifier secret of source `gh`")
+                    && w.contains("GH_SECRET is not set")
+            ),
+            "{warnings:?}"
+        );
+        assert!(!warnings.iter().any(|w| w.contains("URL")), "{warnings:?}");
     }
 }

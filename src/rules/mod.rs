@@ -7,6 +7,7 @@ pub mod index;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod schema;
 pub mod snapshot;
 
 use std::collections::{BTreeSet, HashMap};
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 pub use condition::{Failure, MatchInput};
-pub use decode::{Diagnostic, MAX_BODY_CAP, Severity};
+pub use decode::{DefaultedSecret, Diagnostic, MAX_BODY_CAP, Severity};
 pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
 
@@ -42,6 +43,8 @@ pub struct RuleSet {
     templates: Templates,
     secrets: Secrets,
     warnings: Vec<Diagnostic>,
+    /// Verifier secrets that came from a `${NAME:-default}` default.
+    defaulted_secrets: Vec<DefaultedSecret>,
     files: Vec<PathBuf>,
 }
 
@@ -88,6 +91,13 @@ impl RuleSet {
     /// Warnings found while loading (open endpoints, unused sources).
     pub fn warnings(&self) -> &[Diagnostic] {
         &self.warnings
+    }
+
+    /// Verifier secrets that came from a `${NAME:-default}` default because
+    /// the variable was not set (each is also a warning): `serve` refuses
+    /// to start with any unless it runs with `--dev`.
+    pub fn defaulted_secrets(&self) -> &[DefaultedSecret] {
+        &self.defaulted_secrets
     }
 
     /// The files the set was loaded from.

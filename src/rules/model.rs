@@ -9,6 +9,7 @@ use serde_json_path::JsonPath;
 
 use super::condition::Condition;
 use super::node::Loc;
+use super::schema::{PayloadSchema, SchemaMismatch};
 use crate::template::{JsonTemplate, Template};
 use crate::verify::VerifierConfig;
 
@@ -34,9 +35,19 @@ pub struct Source {
     /// Explicit dedupe-key rule; else the verifier kind's default.
     pub dedupe: Option<Extract>,
     pub response: Option<ResponseSpec>,
+    /// The payload contract (`schema:` / `schema_file:`), compiled.
+    pub schema: Option<PayloadSchema>,
 }
 
 impl Source {
+    /// Checks a parsed payload against the source's schema, if it has one.
+    pub fn check_schema(&self, payload: &Value) -> Result<(), SchemaMismatch> {
+        match &self.schema {
+            Some(schema) => schema.check(payload),
+            None => Ok(()),
+        }
+    }
+
     /// The verifier's kind (`github`, `stripe`, …), which decides the default
     /// event name and dedupe key.
     pub fn kind(&self) -> Option<&'static str> {
@@ -252,6 +263,9 @@ pub struct RuleTest {
     /// The body's bytes, exactly as a sender would POST them.
     pub body: Vec<u8>,
     pub expect_matched: Option<Vec<String>>,
+    /// `expect: { rejected: 422 }`: the delivery is refused (422 by the
+    /// source's schema, 400 for a body that does not parse).
+    pub expect_rejected: Option<u16>,
     /// `rule.step.field.path` → expected rendered value.
     pub expect_render: Vec<(String, Value, Loc)>,
 }

@@ -1,5 +1,5 @@
 //! The ingest pipeline of SPEC §4: known source → allowlist → rate limit →
-//! body size → signature → body parse → dedupe, then the delivery, its
+//! body size → signature → body parse → schema → dedupe, then the delivery, its
 //! queued runs and its match trace are committed in one transaction, and
 //! only then is the sender answered.
 
@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use super::AppState;
 use crate::delivery::{Delivery, dedupe_key, event_name, parse_body, parse_query};
 use crate::rules::{RuleSet, Source};
-use crate::store::{AcceptOutcome, NewDelivery, NewRun, Rejected};
+use crate::store::{AcceptOutcome, KeptRequest, NewDelivery, NewRun, Rejected};
 use crate::template::TemplateContext;
 use crate::verify::Incoming;
 
@@ -70,6 +70,7 @@ pub async fn receive(
             remote_addr: client.to_string(),
             status: status.as_u16(),
             reason: reason.clone(),
+            kept: None,
         });
         error(status, reason)
     };
@@ -158,6 +159,45 @@ pub async fn receive(
             .into_response();
     }
 
+    if let Err(mismatch) = source.check_schema(&payload) {
+        // Stored before answering, and not through the rate-limited reject
+        // log: the sender proved it holds the secret, and the request must
+        // be there to inspect and replay once the schema is fixed.
+        let rejected = Rejected {
+            id: id.clone(),
+            source: source.name.clone(),
+            received_at: received_at.timestamp_millis(),
+            method,
+            path: source.path.clone(),
+            remote_addr: client.to_string(),
+            status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
+            reason: rules.secrets().redact(&mismatch.to_string()),
+            kept: Some(KeptRequest {
+                query: parts.uri.query().map(|q| rules.secrets().redact(q)),
+                headers: stored_headers(&rules, &source, &headers),
+                event: event_name(&source, &headers, &payload),
+                body: bytes.to_vec(),
+            }),
+        };
+        return match app.store.record_rejected(rejected).await {
+            Ok(()) => {
+                crate::metrics::delivery(&source.name, "rejected_422");
+                tracing::warn!(delivery = %id, source = %source.name, at = %mismatch.at, "payload does not match the schema");
+                (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    axum::Json(json!({
+                        "error": "payload does not match the schema",
+                        "delivery": id,
+                        "at": mismatch.at,
+                        "reason": mismatch.reason,
+                    })),
+                )
+                    .into_response()
+            }
+            Err(e) => store_failed(&source, &e),
+        };
+    }
+
     let event = event_name(&source, &headers, &payload);
     let dedupe = dedupe_key(&source, &headers, &payload);
     let delivery = Delivery {
@@ -225,16 +265,19 @@ pub async fn receive(
             )
                 .into_response()
         }
-        Err(e) => {
-            crate::metrics::delivery(&source.name, "store_error");
-            tracing::error!(source = %source.name, error = %e, "could not store a delivery");
-            // Not a 2xx: the sender keeps the delivery and retries.
-            error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "the delivery could not be stored; retry later",
-            )
-        }
+        Err(e) => store_failed(&source, &e),
     }
+}
+
+/// 503: not a 2xx (or a 422 that was not kept), so the sender keeps the
+/// delivery and retries.
+fn store_failed(source: &Source, e: &crate::store::StoreError) -> Response {
+    crate::metrics::delivery(&source.name, "store_error");
+    tracing::error!(source = %source.name, error = %e, "could not store a delivery");
+    error(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "the delivery could not be stored; retry later",
+    )
 }
 
 enum ReadError {

@@ -7,7 +7,9 @@
 //!   per matching rule in ONE transaction, and returns only after the commit
 //!   succeeded — the server answers the sender only then.
 //! - Duplicates (same source and dedupe key inside the window) write nothing.
-//! - Rejected requests are logged without body or headers.
+//! - Rejected requests are logged without body or headers, except a 422
+//!   (payload against the source's schema): its sender proved it holds the
+//!   secret, so its request is kept to be inspected and replayed.
 //!
 //! Everything crossing this boundary is plain data: ids are ULID text,
 //! timestamps are unix milliseconds, JSON is a [`serde_json::Value`] (stored
@@ -64,7 +66,8 @@ pub trait Store: Send + Sync + 'static {
         dedupe_window_ms: i64,
     ) -> Result<AcceptOutcome>;
 
-    /// Log a request answered 401/403/413/429, without body or headers.
+    /// Log a request answered 401/403/413/429, without body or headers, or
+    /// a 422 with its request ([`Rejected::kept`]).
     async fn record_rejected(&self, rejected: Rejected) -> Result<()>;
 
     /// A stored delivery (accepted or rejected), with body and trace.
@@ -347,7 +350,8 @@ pub struct NewRun {
     pub concurrency: Option<u32>,
 }
 
-/// A request refused before it became a delivery (401/403/413/429).
+/// A request refused before it became a delivery (401/403/413/429, or 422
+/// for a payload against its source's schema).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Rejected {
     pub id: String,
@@ -360,6 +364,20 @@ pub struct Rejected {
     pub status: u16,
     /// Why, as told to the sender (e.g. "signature mismatch").
     pub reason: String,
+    /// The verified request of a 422, kept so it can be inspected and
+    /// replayed once the schema is fixed; `None` for everything else.
+    pub kept: Option<KeptRequest>,
+}
+
+/// What a rejected delivery keeps of its request: only for a verified one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct KeptRequest {
+    pub query: Option<String>,
+    /// As for an accepted delivery: credentials masked, secrets redacted.
+    pub headers: Vec<(String, String)>,
+    pub event: String,
+    #[serde(skip)]
+    pub body: Vec<u8>,
 }
 
 /// What [`Store::accept`] did.
@@ -412,13 +430,13 @@ pub struct DeliveryRecord {
     pub method: String,
     pub path: String,
     pub query: Option<String>,
-    /// Empty for rejected deliveries.
+    /// Empty for rejected deliveries, except a kept 422.
     pub headers: Vec<(String, String)>,
     pub remote_addr: String,
     pub event: String,
     pub dedupe_key: Option<String>,
-    /// `None` for rejected deliveries. Skipped by serde: the API decides how
-    /// to render bytes (it knows the content type).
+    /// `None` for rejected deliveries, except a kept 422. Skipped by serde:
+    /// the API decides how to render bytes (it knows the content type).
     #[serde(skip)]
     pub body: Option<Vec<u8>>,
     pub matched: Vec<String>,

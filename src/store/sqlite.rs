@@ -171,10 +171,9 @@ impl Store for SqliteStore {
     }
 
     async fn record_rejected(&self, rejected: Rejected) -> Result<()> {
+        let reject = deliveries::Reject::encode(rejected)?;
         self.writer
-            .call(deliveries::REJECT, move |conn| {
-                deliveries::insert_rejected(conn, &rejected)
-            })
+            .call(deliveries::REJECT, move |conn| reject.apply(conn))
             .await
     }
 

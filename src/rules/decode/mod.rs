@@ -44,6 +44,30 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// A verifier secret that came from a `${NAME:-default}` default because
+/// `NAME` was not set: the default is printed in the rule file, so anyone
+/// who can read the file can sign requests. `check` warns; `serve` refuses
+/// to start with one unless it runs with `--dev`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DefaultedSecret {
+    /// The environment variable that was not set.
+    pub variable: String,
+    /// The source whose verifier uses the secret.
+    pub source: String,
+    /// Where the secret is written.
+    pub loc: Loc,
+}
+
+impl fmt::Display for DefaultedSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at {} (source `{}`)",
+            self.variable, self.loc, self.source
+        )
+    }
+}
+
 /// Looks up environment variables; injected so tests need not touch the
 /// process environment.
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -58,6 +82,11 @@ pub struct Decoder<'a> {
     pub templates: &'a mut Templates,
     /// The directory of the file, for `payload_file:` paths.
     pub dir: std::path::PathBuf,
+    /// Variables whose `${NAME:-default}` default was used, since the last
+    /// time a verifier's secrets were read (which takes them).
+    defaults_used: Vec<String>,
+    /// Verifier secrets that came from a default, in file order.
+    pub defaulted_secrets: Vec<DefaultedSecret>,
 }
 
 impl<'a> Decoder<'a> {
@@ -76,7 +105,19 @@ impl<'a> Decoder<'a> {
             secrets,
             templates,
             dir,
+            defaults_used: Vec::new(),
+            defaulted_secrets: Vec::new(),
         }
+    }
+
+    /// Starts recording which `${NAME:-default}` defaults are used.
+    pub(super) fn track_defaults(&mut self) {
+        self.defaults_used.clear();
+    }
+
+    /// The variables whose default was used since `track_defaults`.
+    pub(super) fn defaults_used(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.defaults_used)
     }
 
     /// A template string: `${NAME}` substituted, then compiled.
@@ -225,6 +266,7 @@ impl<'a> Decoder<'a> {
             Ok(expanded) => {
                 self.secrets
                     .extend(expanded.secrets.into_iter().filter(|s| !s.is_empty()));
+                self.defaults_used.extend(expanded.defaulted);
                 Some(expanded.text)
             }
             Err(name) => {
@@ -407,6 +449,8 @@ pub struct Expanded {
     pub text: String,
     /// Values that came from the environment (defaults are not secrets).
     pub secrets: Vec<String>,
+    /// The variables that were unset, so that their default was used.
+    pub defaulted: Vec<String>,
 }
 
 /// Replaces `${NAME}` and `${NAME:-default}`; `$${` stands for a literal
@@ -415,6 +459,7 @@ pub struct Expanded {
 pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
     let mut out = String::with_capacity(text.len());
     let mut secrets = Vec::new();
+    let mut defaulted = Vec::new();
     let mut rest = text;
     while let Some(pos) = rest.find('$') {
         out.push_str(&rest[..pos]);
@@ -431,7 +476,10 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
                         out.push_str(&value);
                         secrets.push(value);
                     }
-                    (None, Some(default)) => out.push_str(default),
+                    (None, Some(default)) => {
+                        out.push_str(default);
+                        defaulted.push(name.to_string());
+                    }
                     (None, None) => return Err(name.to_string()),
                 }
                 rest = &after[consumed..];
@@ -443,7 +491,11 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
         }
     }
     out.push_str(rest);
-    Ok(Expanded { text: out, secrets })
+    Ok(Expanded {
+        text: out,
+        secrets,
+        defaulted,
+    })
 }
 
 /// Parses `${NAME}` or `${NAME:-default}` at the start of `s`:
@@ -486,6 +538,7 @@ mod tests {
         let e = expand_env("${NOPE:-fallback}/${TOKEN:-x}", &env).unwrap();
         assert_eq!(e.text, "fallback/s3cret");
         assert_eq!(e.secrets, vec!["s3cret".to_string()]);
+        assert_eq!(e.defaulted, vec!["NOPE".to_string()]);
     }
 
     #[test]

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use serde_json_path::JsonPath;
 
-use super::Decoder;
+use super::{Decoder, DefaultedSecret, Diagnostic, Severity};
 use crate::rules::model::{Extract, RateLimit, ResponseSpec, Source};
 use crate::rules::node::{Kind, Node, key_text};
+use crate::rules::schema::PayloadSchema;
 use crate::verify::{Encoding, HmacAlgorithm, Secret, TokenLocation, VerifierConfig};
 
 const SOURCE_KEYS: &[&str] = &[
@@ -20,6 +21,8 @@ const SOURCE_KEYS: &[&str] = &[
     "event",
     "dedupe",
     "response",
+    "schema",
+    "schema_file",
 ];
 
 const VERIFIERS: &[&str] = &[
@@ -80,6 +83,7 @@ impl Decoder<'_> {
             None => vec!["POST".to_string()],
         };
         let mut verifier = None;
+        let defaulted_before = self.defaulted_secrets.len();
         let verify = f.get("verify").and_then(|n| {
             let config = self.verifier(n);
             ok &= config.is_some();
@@ -94,6 +98,7 @@ impl Decoder<'_> {
             }
             config
         });
+        self.name_defaulted_secrets(defaulted_before, &name);
         let mut allow_ips = Vec::new();
         if let Some(n) = f.get("allow_ips") {
             for text in self.string_list(n).unwrap_or_default() {
@@ -139,6 +144,24 @@ impl Decoder<'_> {
             ok &= r.is_some();
             r
         });
+        let schema = match (f.get("schema"), f.get("schema_file")) {
+            (None, None) => None,
+            (Some(n), None) => {
+                let r = self.compile_schema(n, &n.to_json(), None);
+                ok &= r.is_some();
+                r
+            }
+            (None, Some(n)) => {
+                let r = self.schema_file(n);
+                ok &= r.is_some();
+                r
+            }
+            (Some(_), Some(n)) => {
+                self.error(n, "a source takes `schema` or `schema_file`, not both");
+                ok = false;
+                None
+            }
+        };
         f.finish(self, &format!("source `{name}`"), SOURCE_KEYS);
         if verify.is_none() && ok {
             self.warning(
@@ -159,7 +182,64 @@ impl Decoder<'_> {
             event,
             dedupe,
             response,
+            schema,
         })
+    }
+
+    /// `schema_file:` — a JSON file, relative to the rule file. Not YAML: a
+    /// `.yaml` file in the rules directory is read as rules.
+    fn schema_file(&mut self, node: &Node) -> Option<PayloadSchema> {
+        let rel = self.string(node)?;
+        let path = self.dir.join(&rel);
+        if matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("yaml" | "yml")
+        ) {
+            self.error(
+                node,
+                format!("schema_file {rel} must be a JSON file (a .yaml file among the rules is read as rules); write the schema inline with `schema:`, or as JSON"),
+            );
+            return None;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                self.error(
+                    node,
+                    format!("cannot read schema_file {}: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        let value = match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.error(
+                    node,
+                    format!("schema_file {} is not valid JSON: {e}", path.display()),
+                );
+                return None;
+            }
+        };
+        self.compile_schema(node, &value, Some(&path))
+    }
+
+    fn compile_schema(
+        &mut self,
+        node: &Node,
+        schema: &serde_json::Value,
+        file: Option<&std::path::Path>,
+    ) -> Option<PayloadSchema> {
+        match PayloadSchema::compile(schema) {
+            Ok(compiled) => Some(compiled),
+            Err(e) => {
+                let whose = file
+                    .map(|p| format!(" in {}", p.display()))
+                    .unwrap_or_default();
+                self.error(node, format!("invalid JSON Schema{whose}: {e}"));
+                None
+            }
+        }
     }
 
     fn methods(&mut self, node: &Node) -> Option<Vec<String>> {
@@ -342,10 +422,43 @@ impl Decoder<'_> {
         })
     }
 
-    /// A required secret, or a list of them for rotation.
+    /// Warns about the secrets recorded since `from` that came from a
+    /// default, and names their source.
+    fn name_defaulted_secrets(&mut self, from: usize, source: &str) {
+        let found: Vec<DefaultedSecret> = self.defaulted_secrets[from..]
+            .iter_mut()
+            .map(|d| {
+                d.source = source.to_string();
+                d.clone()
+            })
+            .collect();
+        for d in found {
+            let variable = &d.variable;
+            self.diagnostics.push(Diagnostic {
+                loc: d.loc.clone(),
+                severity: Severity::Warning,
+                message: format!(
+                    "the verifier secret of source `{source}` is the default written here, because {variable} is not set: anyone who can read this file can sign requests; set {variable} (`serve` refuses to start with a defaulted secret unless run with --dev)"
+                ),
+            });
+        }
+    }
+
+    /// A required secret, or a list of them for rotation. A value that came
+    /// from a `${NAME:-default}` default is recorded in `defaulted_secrets`.
     fn secrets(&mut self, f: &mut super::Fields<'_>, key: &str, what: &str) -> Option<Vec<Secret>> {
         let node = f.require(self, key, what)?;
-        let values = self.string_list(node)?;
+        self.track_defaults();
+        let values = self.string_list(node);
+        for variable in self.defaults_used() {
+            let loc = self.loc(node);
+            self.defaulted_secrets.push(DefaultedSecret {
+                variable,
+                source: String::new(),
+                loc,
+            });
+        }
+        let values = values?;
         if values.is_empty() || values.iter().any(String::is_empty) {
             self.error(node, format!("`{key}` of {what} must not be empty"));
             return None;

@@ -68,7 +68,7 @@ impl Decoder<'_> {
                 None
             }
         };
-        let (expect_matched, expect_render) = match f.get("expect") {
+        let (expect_matched, expect_render, expect_rejected) = match f.get("expect") {
             Some(n) => self.expectations(n)?,
             None => {
                 self.error(
@@ -89,6 +89,7 @@ impl Decoder<'_> {
             body: body?,
             expect_matched,
             expect_render,
+            expect_rejected,
         })
     }
 
@@ -111,8 +112,26 @@ impl Decoder<'_> {
     ) -> Option<(
         Option<Vec<String>>,
         Vec<(String, serde_json::Value, crate::rules::node::Loc)>,
+        Option<u16>,
     )> {
-        let mut f = self.map(node, "`expect` (a mapping with matched and/or render)")?;
+        let mut f = self.map(
+            node,
+            "`expect` (a mapping with matched and/or render, or rejected)",
+        )?;
+        let rejected = match f.get("rejected") {
+            Some(n) => match self.u32(n) {
+                Some(status @ (400 | 422)) => u16::try_from(status).ok().map(Some),
+                Some(other) => {
+                    self.error(
+                        n,
+                        format!("a test can expect `rejected: 422` (the source's schema refuses the payload) or `rejected: 400` (the body does not parse), not {other}"),
+                    );
+                    None
+                }
+                None => None,
+            },
+            None => Some(None),
+        };
         let matched = match f.get("matched") {
             Some(n) => match &n.kind {
                 Kind::Seq(_) => self.string_list(n).map(Some),
@@ -141,15 +160,22 @@ impl Decoder<'_> {
                 }
             }
         }
-        f.finish(self, "`expect`", &["matched", "render"]);
-        let matched = matched?;
-        if matched.is_none() && render.is_empty() && ok {
+        f.finish(self, "`expect`", &["matched", "render", "rejected"]);
+        let (matched, rejected) = (matched?, rejected?);
+        if rejected.is_some() && (matched.is_some() || !render.is_empty()) {
             self.error(
                 node,
-                "`expect` needs `matched` or `render`, or the test checks nothing",
+                "`expect: { rejected: … }` stands alone: a refused delivery matches and renders nothing",
             );
             return None;
         }
-        ok.then_some((matched, render))
+        if matched.is_none() && render.is_empty() && rejected.is_none() && ok {
+            self.error(
+                node,
+                "`expect` needs `matched`, `render` or `rejected`, or the test checks nothing",
+            );
+            return None;
+        }
+        ok.then_some((matched, render, rejected))
     }
 }

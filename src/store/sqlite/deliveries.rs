@@ -109,26 +109,51 @@ impl Accept {
     }
 }
 
-pub(super) fn insert_rejected(conn: &Connection, r: &Rejected) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO deliveries (id, source, received_at, status, reject_status, reject_reason,
-                                 method, path, remote_addr)
-         VALUES (?1, ?2, ?3, 'rejected', ?4, ?5, ?6, ?7, ?8)",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute(params![
-            r.id,
-            r.source,
-            r.received_at,
-            r.status,
-            r.reason,
-            r.method,
-            r.path,
-            r.remote_addr,
-        ])
-    })
-    .ctx(REJECT)?;
-    Ok(())
+/// A rejected request with its kept headers already encoded (`"[]"` when
+/// nothing is kept), ready for the writer.
+pub(super) struct Reject {
+    rejected: Rejected,
+    headers: String,
+}
+
+impl Reject {
+    pub(super) fn encode(rejected: Rejected) -> Result<Reject> {
+        let headers = match &rejected.kept {
+            Some(kept) => to_json(REJECT, "headers", &kept.headers)?,
+            None => "[]".to_owned(),
+        };
+        Ok(Reject { rejected, headers })
+    }
+
+    /// No dedupe key is stored: a corrected resend of a kept 422 must not
+    /// be taken for a duplicate of it.
+    pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
+        let r = &self.rejected;
+        let kept = r.kept.as_ref();
+        conn.prepare_cached(
+            "INSERT INTO deliveries (id, source, received_at, status, reject_status, reject_reason,
+                                     method, path, remote_addr, query, headers, event, body)
+             VALUES (?1, ?2, ?3, 'rejected', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                r.id,
+                r.source,
+                r.received_at,
+                r.status,
+                r.reason,
+                r.method,
+                r.path,
+                r.remote_addr,
+                kept.and_then(|k| k.query.as_deref()),
+                self.headers,
+                kept.map_or("", |k| k.event.as_str()),
+                kept.map(|k| k.body.as_slice()),
+            ])
+        })
+        .ctx(REJECT)?;
+        Ok(())
+    }
 }
 
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>> {
