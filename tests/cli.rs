@@ -18,11 +18,34 @@ fn hookflow(args: &[&str]) -> (i32, String, String) {
 }
 
 #[test]
-fn the_example_rules_check_clean() {
-    let (code, stdout, stderr) = hookflow(&["check", "rules"]);
-    assert_eq!(code, 0, "{stdout}{stderr}");
-    assert!(stdout.contains("ok"), "{stdout}");
+fn the_example_rules_check_clean_but_for_their_development_secrets() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["check", "rules"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env_remove("HOOKFLOW_RULES")
+        .env_remove("GITHUB_WEBHOOK_SECRET")
+        .env_remove("STRIPE_WEBHOOK_SECRET")
+        .env("SLACK_SIGNING_SECRET", "a-real-one")
+        .output()
+        .expect("run hookflow");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("2 warning(s) — ok"), "{stdout}");
     assert!(!stderr.contains("error"), "{stderr}");
+    // Each defaulted verifier secret is named, with its place; a secret
+    // taken from the environment is not.
+    assert!(
+        stderr.contains("rules/sources.yaml:8:25: warning: the verifier secret of source `github` is the default written here, because GITHUB_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("STRIPE_WEBHOOK_SECRET is not set"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("SLACK_SIGNING_SECRET"), "{stderr}");
 }
 
 #[test]
