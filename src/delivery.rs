@@ -100,13 +100,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .map(|(_, v)| v.as_str())
 }
 
-fn string_at(payload: &Value, pointer: &str) -> Option<String> {
-    payload
-        .pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
 fn extract(rule: &Extract, headers: &[(String, String)], payload: &Value) -> Option<String> {
     match rule {
         Extract::Header(name) => header(headers, name).map(str::to_string),
@@ -118,28 +111,22 @@ fn extract(rule: &Extract, headers: &[(String, String)], payload: &Value) -> Opt
     }
 }
 
-/// The delivery's event name, as SPEC §2.1 defines it per sender.
+/// The delivery's event name, as SPEC §2.1 defines it: the source's
+/// `event:` rule, else what its sender's scheme says, else empty.
 pub fn event_name(source: &Source, headers: &[(String, String)], payload: &Value) -> String {
     if let Some(rule) = &source.event {
         return extract(rule, headers, payload).unwrap_or_default();
     }
-    let name = match source.kind() {
-        Some("github") => header(headers, "x-github-event").map(|e| match payload.get("action") {
-            Some(Value::String(action)) => format!("{e}.{action}"),
-            _ => e.to_string(),
-        }),
-        Some("gitlab") => header(headers, "x-gitlab-event").map(str::to_string),
-        Some("shopify") => header(headers, "x-shopify-topic").map(str::to_string),
-        Some("stripe" | "standard") => string_at(payload, "/type"),
-        Some("slack") => string_at(payload, "/event/type")
-            .or_else(|| string_at(payload, "/type"))
-            .or_else(|| string_at(payload, "/command")),
-        _ => None,
-    };
-    name.unwrap_or_default()
+    let delivered = crate::verify::Delivered { headers, payload };
+    source
+        .verifier
+        .as_ref()
+        .and_then(|scheme| scheme.event(&delivered))
+        .unwrap_or_default()
 }
 
-/// The key that recognises a resend of the same delivery, if any.
+/// The key that recognises a resend of the same delivery, if any: the
+/// source's `dedupe:` rule, else its sender's, else `Idempotency-Key`.
 pub fn dedupe_key(
     source: &Source,
     headers: &[(String, String)],
@@ -148,17 +135,11 @@ pub fn dedupe_key(
     if let Some(rule) = &source.dedupe {
         return extract(rule, headers, payload);
     }
-    let key = match source.kind() {
-        Some("github") => header(headers, "x-github-delivery").map(str::to_string),
-        Some("stripe") => string_at(payload, "/id"),
-        Some("standard") => header(headers, "webhook-id")
-            .or_else(|| header(headers, "svix-id"))
-            .map(str::to_string),
-        Some("shopify") => header(headers, "x-shopify-webhook-id").map(str::to_string),
-        Some("gitlab") => header(headers, "x-gitlab-event-uuid").map(str::to_string),
-        Some("slack") => string_at(payload, "/event_id"),
-        _ => None,
-    };
+    let delivered = crate::verify::Delivered { headers, payload };
+    let key = source
+        .verifier
+        .as_ref()
+        .and_then(|scheme| scheme.dedupe_key(&delivered));
     key.or_else(|| header(headers, "idempotency-key").map(str::to_string))
         .filter(|k| !k.is_empty())
 }

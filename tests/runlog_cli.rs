@@ -275,8 +275,8 @@ async fn show_gives_a_delivery_with_its_trace_and_a_run_with_every_attempt() {
     assert!(out.contains("MATCH  deploy-master"), "{out}");
     assert!(out.contains("miss   release-tag"), "{out}");
     assert!(
-        out.contains("\"ref\":\"refs/heads/master\""),
-        "the body: {out}"
+        out.contains("\n    \"ref\": \"refs/heads/master\",\n"),
+        "the body, pretty-printed: {out}"
     );
     assert!(out.contains(&s.failed_run), "its runs: {out}");
 
@@ -474,4 +474,97 @@ async fn diff_reports_deliveries_that_would_newly_match_or_stop_matching() {
     let (code, out, _) = hookflow(&s.app, &["diff", "--rules", &base, "--base", &base]).await;
     assert_eq!(code, 0);
     assert!(out.contains("0 would change"), "{out}");
+}
+
+/// `hookflow backup FILE` while deliveries keep arriving: the copy is one
+/// consistent file that passes `integrity_check` and holds everything
+/// acknowledged before the backup began.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backup_copies_a_live_run_log_consistently() {
+    let Scenario { app, .. } = scenario().await;
+    let acked_before = app
+        .store
+        .list_deliveries(Default::default())
+        .await
+        .unwrap()
+        .len();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let stop = stop.clone();
+        let (client, url) = (app.client.clone(), app.url("/hooks/gh"));
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let answer = client
+                    .post(&url)
+                    .header("X-Token", TOKEN)
+                    .header("X-GitHub-Event", "ping")
+                    .body(format!("{{\"zen\":\"{n}\"}}"))
+                    .send()
+                    .await
+                    .expect("the server answers");
+                assert_eq!(answer.status(), 202);
+                n += 1;
+            }
+            n
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.db");
+    let (code, out, err) = hookflow(&app, &["backup", copy.to_str().unwrap()]).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let sent_during = flood.await.unwrap();
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("integrity_check ok"), "{out}");
+    assert!(sent_during > 0, "deliveries arrived during the backup");
+    let conn = rusqlite::Connection::open(&copy).unwrap();
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "delete", "a single self-contained file");
+    let copied: i64 = conn
+        .query_row("SELECT COUNT(*) FROM deliveries", [], |r| r.get(0))
+        .unwrap();
+    assert!(copied as usize >= acked_before, "{copied} < {acked_before}");
+    assert!(!copy.with_extension("db-wal").exists());
+    // A second backup to the same path is refused, not overwritten.
+    let (code, _, err) = hookflow(&app, &["backup", copy.to_str().unwrap()]).await;
+    assert_ne!(code, 0);
+    assert!(err.contains("exists"), "{err}");
+}
+
+/// A template change shows as the fields it changes, before → after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_names_each_rendered_field_that_changes() {
+    let s = scenario().await;
+    let candidate = s.app.rules_dir.parent().unwrap().join("candidate-render");
+    std::fs::create_dir_all(&candidate).unwrap();
+    let rules = RULES
+        .replace("SINK", &s.sink_url)
+        .replace("sha: \"{{payload.after}}\"", "sha: \"{{payload.ref}}\"");
+    std::fs::write(candidate.join("gh.yaml"), rules).unwrap();
+    let base = s.app.rules_dir.display().to_string();
+    let candidate = candidate.display().to_string();
+    let (code, out, err) =
+        hookflow(&s.app, &["diff", "--rules", &candidate, "--base", &base]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("1 render differently"), "{out}");
+    assert!(
+        out.contains(&format!("{}  gh push  ~deploy-master", s.master)),
+        "{out}"
+    );
+    let push: Value =
+        serde_json::from_slice(&fixture("signatures/payloads/github-push.json")).unwrap();
+    let after = push["after"].as_str().unwrap();
+    assert!(
+        out.contains(&format!(
+            "deploy-master.build.json.sha: \"{after}\" → \"refs/heads/master\""
+        )),
+        "{out}"
+    );
 }

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand; this file parses arguments
 //! and turns errors into one or two plain sentences on stderr.
 
+mod backup;
 mod check;
 mod deliveries;
 mod diff;
@@ -36,7 +37,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: receive webhooks, match them, run the actions.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
     /// Load and validate the rules; print every problem as file:line:column.
     Check(check::Args),
     /// Run the rules' `tests:` entries (nothing is executed).
@@ -59,6 +60,8 @@ enum Command {
     Replay(replay::Args),
     /// Re-queue a failed run from its failed step.
     Retry(retry::Args),
+    /// Write a consistent copy of a live SQLite run log.
+    Backup(backup::Args),
     /// Print every request received and answer 200: a local stand-in for
     /// the targets of the rules' actions.
     Sink(sink::Args),
@@ -82,7 +85,7 @@ struct RulesArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(*args),
         Command::Check(args) => check::run(args),
         Command::Test(args) => test::run(args),
         Command::Explain(args) => explain::run(args),
@@ -94,6 +97,7 @@ pub fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Retry(args) => retry::run(args),
         Command::Sink(args) => sink::run(args),
+        Command::Backup(args) => backup::run(args),
     };
     match result {
         Ok(code) => code,
@@ -102,6 +106,12 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// One line on stdout, ignoring a closed pipe.
+fn say_out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 /// One line on stderr. Unlike `eprintln!`, a closed stderr (`hookflow …

@@ -118,23 +118,17 @@ fn guess_content_type(body: &[u8]) -> &'static str {
 /// and a fresh delivery id where the sender has them.
 fn sender_headers(source: &Source, event: Option<&str>) -> Vec<(String, String)> {
     let id = ulid::Ulid::new().to_string();
-    let mut out = Vec::new();
-    let event_header = match (&source.event, source.kind()) {
-        (Some(Extract::Header(name)), _) => Some(name.clone()),
-        (Some(Extract::Path(..)), _) => None,
-        (None, Some("github")) => Some("X-GitHub-Event".into()),
-        (None, Some("gitlab")) => Some("X-Gitlab-Event".into()),
-        (None, Some("shopify")) => Some("X-Shopify-Topic".into()),
-        _ => None,
+    // A source's own `event:` rule says where the name goes (a header it
+    // names, or the body, which the payload file already holds).
+    let (mut out, scheme_event) = match (&source.event, event) {
+        (Some(Extract::Header(name)), Some(event)) => {
+            (vec![(name.clone(), event.to_string())], None)
+        }
+        (Some(_), _) => (Vec::new(), None),
+        (None, event) => (Vec::new(), event),
     };
-    if let (Some(name), Some(event)) = (event_header, event) {
-        out.push((name, event.to_string()));
-    }
-    match source.kind() {
-        Some("github") => out.push(("X-GitHub-Delivery".into(), id)),
-        Some("gitlab") => out.push(("X-Gitlab-Event-UUID".into(), id)),
-        Some("shopify") => out.push(("X-Shopify-Webhook-Id".into(), id)),
-        _ => {}
+    if let Some(scheme) = &source.verifier {
+        out.extend(scheme.sender_headers(scheme_event, &id));
     }
     out
 }

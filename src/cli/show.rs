@@ -115,15 +115,21 @@ fn render_delivery(d: &DeliveryRecord, runs: &[RunRecord]) -> String {
     }
     if let Some(body) = &d.body {
         let _ = writeln!(out, "\nbody ({} bytes):", body.len());
-        let text = body_text(&body[..body.len().min(BODY_SHOWN)]);
-        for line in text.lines() {
+        // JSON is shown pretty-printed (whole, up to the limit in lines of
+        // the pretty text); anything else as it came.
+        let text = match serde_json::from_slice::<Value>(body) {
+            Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_else(|_| body_text(body)),
+            Err(_) => body_text(body),
+        };
+        let shown: String = text.chars().take(BODY_SHOWN).collect();
+        for line in shown.lines() {
             let _ = writeln!(out, "  {line}");
         }
-        if body.len() > BODY_SHOWN {
+        if text.len() > shown.len() {
             let _ = writeln!(
                 out,
                 "  … ({} more bytes; --json shows all)",
-                body.len() - BODY_SHOWN
+                text.len() - shown.len()
             );
         }
     }

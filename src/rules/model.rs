@@ -25,7 +25,7 @@ pub struct Source {
     /// `None` is an open endpoint (`hookflow check` warns).
     pub verify: Option<VerifierConfig>,
     /// `verify` built once at load time.
-    pub verifier: Option<std::sync::Arc<dyn crate::verify::Verify>>,
+    pub verifier: Option<std::sync::Arc<dyn crate::verify::Scheme>>,
     pub allow_ips: Vec<IpNet>,
     pub rate_limit: Option<RateLimit>,
     /// Overrides the server's `max_body` for this source.
@@ -51,7 +51,7 @@ impl Source {
     /// The verifier's kind (`github`, `stripe`, …), which decides the default
     /// event name and dedupe key.
     pub fn kind(&self) -> Option<&'static str> {
-        self.verify.as_ref().map(VerifierConfig::kind)
+        self.verifier.as_ref().map(|scheme| scheme.name())
     }
 }
 

@@ -606,6 +606,9 @@ pub enum StoreError {
         "{op}: run {run} is no longer leased by this node (its lease expired and it was taken over)"
     )]
     LeaseLost { op: &'static str, run: String },
+
+    #[error("backup to {target}: {message}")]
+    Backup { target: String, message: String },
 }
 
 /// Attach the operation name to a backend error.

@@ -26,6 +26,7 @@ use super::{
 };
 
 mod attempts;
+mod backup;
 mod checkpoint;
 mod connection;
 mod deliveries;
@@ -36,6 +37,7 @@ mod readers;
 mod runs;
 mod writer;
 
+pub use backup::{BackupReport, backup};
 use readers::Readers;
 use writer::Writer;
 

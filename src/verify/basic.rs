@@ -6,7 +6,7 @@
 use subtle::{Choice, ConstantTimeEq};
 
 use super::mac::{Keys, decode_base64, encode_base64, header};
-use super::{BuildError, Incoming, Secret, Verify, VerifyError};
+use super::{BuildError, Incoming, Scheme, Secret, Verify, VerifyError};
 
 const HEADER: &str = "Authorization";
 
@@ -63,6 +63,16 @@ impl Verify for Basic {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+}
+
+impl Scheme for Basic {
+    fn name(&self) -> &'static str {
+        "basic"
+    }
+
+    fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Basic::sign(self)
     }
 }
 

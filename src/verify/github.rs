@@ -4,7 +4,9 @@
 //! request cannot downgrade itself by sending a bad sha256 and a good sha1.
 
 use super::mac::{Keys, header, optional_header};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{
+    BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
+};
 
 const SHA256_HEADER: &str = "X-Hub-Signature-256";
 const SHA1_HEADER: &str = "X-Hub-Signature";
@@ -64,6 +66,39 @@ impl Verify for Github {
         }
         // Name the header GitHub documents, not the legacy one.
         header(req, SHA256_HEADER).map(|_| ())
+    }
+}
+
+impl Scheme for Github {
+    fn name(&self) -> &'static str {
+        "github"
+    }
+
+    fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Github::sign(self, body)
+    }
+
+    /// `X-GitHub-Event`, plus `.<action>` when the body has a string
+    /// `action` (`pull_request.opened`).
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        let event = delivery.header("X-GitHub-Event")?;
+        Some(match delivery.payload.get("action") {
+            Some(serde_json::Value::String(action)) => format!("{event}.{action}"),
+            _ => event,
+        })
+    }
+
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.header("X-GitHub-Delivery")
+    }
+
+    fn sender_headers(&self, event: Option<&str>, id: &str) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = event
+            .map(|e| ("X-GitHub-Event".to_owned(), e.to_owned()))
+            .into_iter()
+            .collect();
+        headers.push(("X-GitHub-Delivery".to_owned(), id.to_owned()));
+        headers
     }
 }
 

@@ -3,7 +3,7 @@
 //! this only proves the sender knows the token.
 
 use super::mac::{Keys, header};
-use super::{BuildError, Incoming, Secret, Verify, VerifyError};
+use super::{BuildError, Delivered, Incoming, Scheme, Secret, Verify, VerifyError};
 
 const HEADER: &str = "X-Gitlab-Token";
 
@@ -33,6 +33,33 @@ impl Verify for Gitlab {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+}
+
+impl Scheme for Gitlab {
+    fn name(&self) -> &'static str {
+        "gitlab"
+    }
+
+    fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Gitlab::sign(self)
+    }
+
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.header("X-Gitlab-Event")
+    }
+
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.header("X-Gitlab-Event-UUID")
+    }
+
+    fn sender_headers(&self, event: Option<&str>, id: &str) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = event
+            .map(|e| ("X-Gitlab-Event".to_owned(), e.to_owned()))
+            .into_iter()
+            .collect();
+        headers.push(("X-Gitlab-Event-UUID".to_owned(), id.to_owned()));
+        headers
     }
 }
 

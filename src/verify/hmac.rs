@@ -4,7 +4,7 @@
 //! case-insensitively because senders differ, base64 exactly (standard alphabet).
 
 use super::mac::{Keys, header};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError};
 
 #[derive(Debug)]
 pub(crate) struct GenericHmac {
@@ -62,6 +62,16 @@ impl Verify for GenericHmac {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+}
+
+impl Scheme for GenericHmac {
+    fn name(&self) -> &'static str {
+        "hmac"
+    }
+
+    fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
+        GenericHmac::sign(self, body)
     }
 }
 

@@ -155,21 +155,66 @@ pub trait Verify: Send + Sync + fmt::Debug {
     fn verify(&self, req: &Incoming<'_>) -> Result<(), VerifyError>;
 }
 
-impl VerifierConfig {
-    /// The verifier's name as written in a `verify:` block.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            VerifierConfig::Github { .. } => "github",
-            VerifierConfig::Stripe { .. } => "stripe",
-            VerifierConfig::Slack { .. } => "slack",
-            VerifierConfig::Standard { .. } => "standard",
-            VerifierConfig::Shopify { .. } => "shopify",
-            VerifierConfig::Twilio { .. } => "twilio",
-            VerifierConfig::Gitlab { .. } => "gitlab",
-            VerifierConfig::Hmac { .. } => "hmac",
-            VerifierConfig::Token { .. } => "token",
-            VerifierConfig::Basic { .. } => "basic",
-        }
+/// Everything hookflow knows about one kind of sender, in its own file:
+/// how to check a request ([`Verify`]), how to sign one like the sender
+/// (`hookflow send`), how it names a delivery's event and marks a resend
+/// (SPEC §2.1), and a handshake it expects answered. Only `name` and `sign`
+/// are required; a generic scheme (hmac, token, basic) keeps the defaults,
+/// and the source's `event:` / `dedupe:` settings decide instead.
+pub trait Scheme: Verify {
+    /// The scheme's name as written in a `verify:` block.
+    fn name(&self) -> &'static str;
+
+    /// The headers a genuine sender adds for `body` at unix time `now`;
+    /// a scheme that signs through the URL changes `url` too.
+    fn sign(&self, body: &[u8], now: i64, url: &mut String) -> Vec<(String, String)>;
+
+    /// The delivery's event name, where this sender gives one.
+    fn event(&self, _delivery: &Delivered<'_>) -> Option<String> {
+        None
+    }
+
+    /// The key that recognises a resend of the same delivery.
+    fn dedupe_key(&self, _delivery: &Delivered<'_>) -> Option<String> {
+        None
+    }
+
+    /// What `hookflow send` adds besides the signature, as the sender does:
+    /// the event name where it travels in a header, a fresh delivery id.
+    fn sender_headers(&self, _event: Option<&str>, _id: &str) -> Vec<(String, String)> {
+        Vec::new()
+    }
+
+    /// A verified request the sender expects hookflow itself to answer
+    /// instead of treating it as a delivery: the 200 body (text/plain).
+    fn handshake(&self, _payload: &serde_json::Value) -> Option<String> {
+        None
+    }
+}
+
+/// A verified, parsed delivery as a [`Scheme`] reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct Delivered<'a> {
+    /// Request headers in arrival order (names in any case).
+    pub headers: &'a [(String, String)],
+    pub payload: &'a serde_json::Value,
+}
+
+impl Delivered<'_> {
+    /// A header's value, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+
+    /// A string of the body at a JSON pointer (`/event/type`).
+    pub fn string_at(&self, pointer: &str) -> Option<String> {
+        self.payload
+            .pointer(pointer)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_string)
     }
 }
 
@@ -198,8 +243,9 @@ pub enum BuildError {
     InvalidPublicUrl,
 }
 
-/// Builds the verifier a source's `verify:` block describes.
-pub fn build(config: &VerifierConfig) -> Result<Box<dyn Verify>, BuildError> {
+/// Builds the scheme a source's `verify:` block describes: the registry of
+/// senders, one arm each.
+pub fn build(config: &VerifierConfig) -> Result<Box<dyn Scheme>, BuildError> {
     Ok(match config {
         VerifierConfig::Github {
             secrets,
@@ -310,7 +356,10 @@ mod tests {
 
     #[test]
     fn kind_names_are_the_yaml_keys() {
-        let kinds: Vec<_> = every_kind().iter().map(VerifierConfig::kind).collect();
+        let kinds: Vec<_> = every_kind()
+            .iter()
+            .map(|c| build(c).expect("builds").name())
+            .collect();
         assert_eq!(
             kinds,
             [
@@ -360,8 +409,7 @@ mod tests {
                 }
                 assert!(
                     req.verify(&config).is_err(),
-                    "{} accepted {value:?}",
-                    config.kind()
+                    "{config:?} accepted {value:?}"
                 );
             }
         }

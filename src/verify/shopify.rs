@@ -4,7 +4,9 @@
 //! we do too. Like the SDK we compare base64 text, so a hex digest fails.
 
 use super::mac::{Keys, first_header};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{
+    BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
+};
 
 const HEADERS: [&str; 2] = ["X-Shopify-Hmac-Sha256", "Shopify-Hmac-Sha256"];
 
@@ -41,6 +43,33 @@ impl Verify for Shopify {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+}
+
+impl Scheme for Shopify {
+    fn name(&self) -> &'static str {
+        "shopify"
+    }
+
+    fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Shopify::sign(self, body)
+    }
+
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.header("X-Shopify-Topic")
+    }
+
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.header("X-Shopify-Webhook-Id")
+    }
+
+    fn sender_headers(&self, event: Option<&str>, id: &str) -> Vec<(String, String)> {
+        let mut headers: Vec<(String, String)> = event
+            .map(|e| ("X-Shopify-Topic".to_owned(), e.to_owned()))
+            .into_iter()
+            .collect();
+        headers.push(("X-Shopify-Webhook-Id".to_owned(), id.to_owned()));
+        headers
     }
 }
 

@@ -5,10 +5,7 @@
 
 use std::fmt;
 
-use super::{
-    BuildError, VerifierConfig, basic, github, gitlab, hmac, shopify, slack, standard, stripe,
-    token, twilio,
-};
+use super::{BuildError, VerifierConfig};
 
 /// What to add to a request so the configured verifier accepts it.
 #[derive(Clone, PartialEq, Eq)]
@@ -52,41 +49,7 @@ pub fn sign(
     url: &str,
 ) -> Result<Signed, SignError> {
     let mut url = url.to_owned();
-    let headers = match config {
-        VerifierConfig::Github {
-            secrets,
-            allow_sha1,
-        } => github::Github::new(secrets, *allow_sha1)?.sign(body),
-        VerifierConfig::Stripe { secrets, tolerance } => {
-            stripe::Stripe::new(secrets, *tolerance)?.sign(body, now)
-        }
-        VerifierConfig::Slack { secrets, tolerance } => {
-            slack::Slack::new(secrets, *tolerance)?.sign(body, now)
-        }
-        VerifierConfig::Standard { secrets, tolerance } => {
-            standard::Standard::new(secrets, *tolerance)?.sign(body, now)
-        }
-        VerifierConfig::Shopify { secrets } => shopify::Shopify::new(secrets)?.sign(body),
-        VerifierConfig::Twilio {
-            secrets,
-            public_url,
-        } => twilio::Twilio::new(secrets, public_url)?.sign(&mut url, body),
-        VerifierConfig::Gitlab { tokens } => gitlab::Gitlab::new(tokens)?.sign(),
-        VerifierConfig::Hmac {
-            header,
-            algorithm,
-            encoding,
-            prefix,
-            secrets,
-        } => hmac::GenericHmac::new(header, *algorithm, *encoding, prefix, secrets)?.sign(body),
-        VerifierConfig::Token { location, values } => {
-            token::Token::new(location, values)?.sign(&mut url)
-        }
-        VerifierConfig::Basic {
-            username,
-            passwords,
-        } => basic::Basic::new(username, passwords)?.sign(),
-    };
+    let headers = super::build(config)?.sign(body, now, &mut url);
     Ok(Signed { headers, url })
 }
 

@@ -10,7 +10,9 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, header, parse_timestamp};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{
+    BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
+};
 
 const SIGNATURE: &str = "X-Slack-Signature";
 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
@@ -59,6 +61,42 @@ impl Verify for Slack {
             return Err(VerifyError::Mismatch);
         }
         check_window(Window::Both, self.tolerance, req.now, timestamp)
+    }
+}
+
+impl Scheme for Slack {
+    fn name(&self) -> &'static str {
+        "slack"
+    }
+
+    fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Slack::sign(self, body, now)
+    }
+
+    /// Events API `event.type`, else `type`, else a slash command's name.
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery
+            .string_at("/event/type")
+            .or_else(|| delivery.string_at("/type"))
+            .or_else(|| delivery.string_at("/command"))
+    }
+
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.string_at("/event_id")
+    }
+
+    /// The Events API's `url_verification`: answer the challenge.
+    fn handshake(&self, payload: &serde_json::Value) -> Option<String> {
+        if payload.get("type").and_then(serde_json::Value::as_str) != Some("url_verification") {
+            return None;
+        }
+        Some(
+            payload
+                .get("challenge")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+        )
     }
 }
 

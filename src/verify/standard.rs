@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, decode_base64, first_header, parse_timestamp};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{
+    BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
+};
 
 // The standard's names first: a missing header is reported by them.
 const ID: [&str; 2] = ["webhook-id", "svix-id"];
@@ -71,6 +73,26 @@ impl Verify for Standard {
             return Err(VerifyError::Mismatch);
         }
         check_window(Window::Both, self.tolerance, req.now, timestamp)
+    }
+}
+
+impl Scheme for Standard {
+    fn name(&self) -> &'static str {
+        "standard"
+    }
+
+    fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Standard::sign(self, body, now)
+    }
+
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.string_at("/type")
+    }
+
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery
+            .header("webhook-id")
+            .or_else(|| delivery.header("svix-id"))
     }
 }
 

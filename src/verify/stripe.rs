@@ -8,7 +8,9 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, header, parse_timestamp};
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{
+    BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
+};
 
 const HEADER: &str = "Stripe-Signature";
 
@@ -64,6 +66,25 @@ impl Verify for Stripe {
             return Ok(());
         }
         check_window(Window::PastOnly, self.tolerance, req.now, timestamp)
+    }
+}
+
+impl Scheme for Stripe {
+    fn name(&self) -> &'static str {
+        "stripe"
+    }
+
+    fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
+        Stripe::sign(self, body, now)
+    }
+
+    fn event(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.string_at("/type")
+    }
+
+    /// The event object's id (`evt_…`): Stripe resends it unchanged.
+    fn dedupe_key(&self, delivery: &Delivered<'_>) -> Option<String> {
+        delivery.string_at("/id")
     }
 }
 

@@ -4,7 +4,7 @@
 //! nothing else; a missing parameter is a plain mismatch since it is no header.
 
 use super::mac::{Keys, header};
-use super::{BuildError, Incoming, Secret, TokenLocation, Verify, VerifyError};
+use super::{BuildError, Incoming, Scheme, Secret, TokenLocation, Verify, VerifyError};
 
 #[derive(Debug)]
 pub(crate) struct Token {
@@ -67,6 +67,16 @@ impl Verify for Token {
         } else {
             Err(VerifyError::Mismatch)
         }
+    }
+}
+
+impl Scheme for Token {
+    fn name(&self) -> &'static str {
+        "token"
+    }
+
+    fn sign(&self, _body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {
+        Token::sign(self, url)
     }
 }
 

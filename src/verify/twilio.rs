@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::mac::{Keys, ct_eq, header, optional_header, sha256_hex};
 use super::sign::append_query;
-use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Secret, Verify, VerifyError};
+use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError};
 
 const SIGNATURE: &str = "X-Twilio-Signature";
 const SETTINGS: &str = "X-Twilio-Webhooks-Signature-Settings";
@@ -171,6 +171,16 @@ fn toggle_default_port(url: &str) -> Option<String> {
                 .then(|| format!("{scheme}://{userinfo}{host}{tail}"))
         }
         None => Some(format!("{scheme}://{userinfo}{host_port}:{default}{tail}")),
+    }
+}
+
+impl Scheme for Twilio {
+    fn name(&self) -> &'static str {
+        "twilio"
+    }
+
+    fn sign(&self, body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {
+        Twilio::sign(self, url, body)
     }
 }
 
