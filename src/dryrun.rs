@@ -80,7 +80,10 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
                     StepPreview {
                         step: step.label(),
                         kind: step.action.kind(),
-                        condition: step.condition.as_ref().map(|c| c.describe()),
+                        condition: step
+                            .condition
+                            .as_ref()
+                            .map(|c| secrets.redact(&c.describe())),
                         rendered,
                         error,
                     }

@@ -1,13 +1,26 @@
-//! Secrets never leave the process: after a run whose rule uses `${SECRET}`
-//! in a header, the URL and the body, neither the database files, the
-//! server's logs, the API nor the CLI's output contains the value.
+//! Secrets never leave the process: after deliveries and runs whose rules
+//! use `${SECRET}` in a condition operand, a header, a URL (echoed back by
+//! the target), a body and a shell step's output, neither the database
+//! files (main and WAL), the server's logs, the API nor the CLI's output
+//! holds the value — as written, URL-encoded or base64-encoded.
 
 use std::net::TcpListener;
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use serde_json::Value;
+
+/// Used by the verifier, an outgoing header, URL and body.
 const SECRET: &str = "s3cr3t-4c9e1f7b2d";
+/// Used as a condition operand, in an echoed URL and in a shell step. It
+/// has a space and URL-special characters, so its URL-encoded forms differ
+/// from it (`%20` and `+` styles).
+const TEAM: &str = "Team s3cr3t/4c9e+1f7b=2d:x";
+const ADMIN_TOKEN: &str = "admin-token-for-the-test";
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -17,35 +30,125 @@ fn free_port() -> u16 {
         .port()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_secret_appears_nowhere_but_at_its_destination() {
-    // The sink is the destination: it must receive the secret.
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let sink = {
+/// Every form of `secret` that must not be stored: as written, URL-encoded
+/// (strict, form `+` style, and a URL parser's `%20` style), and base64
+/// (standard and URL-safe, with and without padding).
+fn forms(secret: &str) -> Vec<String> {
+    let parsed = reqwest::Url::parse(&format!("http://h/?k={secret}")).expect("url");
+    let mut forms = vec![
+        secret.to_string(),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+            .to_string(),
+        form_urlencoded::byte_serialize(secret.as_bytes()).collect(),
+        parsed.query().expect("query")["k=".len()..].to_string(),
+    ];
+    for engine in [&STANDARD, &URL_SAFE, &STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        forms.push(engine.encode(secret));
+    }
+    forms.sort();
+    forms.dedup();
+    forms
+}
+
+fn holds(bytes: &[u8], form: &str) -> bool {
+    bytes.windows(form.len()).any(|w| w == form.as_bytes())
+}
+
+/// The database file and its WAL as bytes, named for messages.
+fn database_files(dir: &Path, when: &str) -> Vec<(String, Vec<u8>)> {
+    ["h.db", "h.db-wal"]
+        .iter()
+        .map(|name| {
+            let bytes = std::fs::read(dir.join(name)).unwrap_or_default();
+            (format!("{name} ({when})"), bytes)
+        })
+        .collect()
+}
+
+/// Polls `check` every 50 ms until it holds, or fails the test at the deadline.
+async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A local peer: `/deploy` records what it got and answers 500 (so an
+/// error text is stored too); `/echo` answers with its request URL, and
+/// the `form` query value base64-encoded: alone, and inside a longer
+/// base64 text (`user:VALUE`, as in Basic auth).
+async fn start_peer(seen: Arc<Mutex<Vec<String>>>) -> u16 {
+    let deploy = move |headers: axum::http::HeaderMap, body: String| {
         let seen = seen.clone();
-        axum::Router::new().route(
-            "/deploy",
-            axum::routing::post(move |headers: axum::http::HeaderMap, body: String| {
-                let seen = seen.clone();
-                async move {
-                    let auth = headers
-                        .get("authorization")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or("")
-                        .to_string();
-                    seen.lock().expect("lock").push(format!("{auth} {body}"));
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR // so the error text is stored too
-                }
-            }),
-        )
+        async move {
+            let auth = headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            seen.lock().expect("lock").push(format!("{auth} {body}"));
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR
+        }
     };
+    let echo = |uri: axum::http::Uri| async move {
+        let uri = uri.to_string();
+        let form = uri
+            .split_once('?')
+            .map(|(_, q)| q)
+            .into_iter()
+            .flat_map(|q| form_urlencoded::parse(q.as_bytes()))
+            .find(|(k, _)| k == "form")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default();
+        axum::Json(serde_json::json!({
+            "uri": uri,
+            "form_b64": STANDARD.encode(&form),
+            "basic": STANDARD.encode(format!("user:{form}")),
+            "form_b64url": URL_SAFE_NO_PAD.encode(&form),
+        }))
+    };
+    let app = axum::Router::new()
+        .route("/deploy", axum::routing::post(deploy))
+        .route("/echo", axum::routing::get(echo));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let sink_port = listener.local_addr().expect("addr").port();
+    let port = listener.local_addr().expect("addr").port();
     tokio::spawn(async move {
-        let _ = axum::serve(listener, sink).await;
+        let _ = axum::serve(listener, app).await;
     });
+    port
+}
+
+/// Runs the CLI on the test's rules and database; it must succeed.
+fn cli(dir: &Path, args: &[&str]) -> String {
+    let out: Output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .args(["--rules", "rules", "--db", "sqlite://h.db"])
+        .current_dir(dir)
+        .env("DEPLOY_SECRET", SECRET)
+        .env("TEAM_SECRET", TEAM)
+        .output()
+        .expect("cli");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "hookflow {args:?} failed ({}): {stdout}{stderr}",
+        out.status
+    );
+    stdout + &stderr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_appears_nowhere_but_at_its_destination() {
+    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
+    let peer = start_peer(seen.clone()).await;
 
     let dir = tempfile::tempdir().expect("temp");
     std::fs::create_dir(dir.path().join("rules")).expect("dir");
@@ -59,12 +162,26 @@ sources:
 rules:
   - name: deploy
     source: ci
+    when: {{ header: X-Kind, equals: deploy }}
     actions:
       - http:
-          url: "http://127.0.0.1:{sink_port}/deploy?key=${{DEPLOY_SECRET}}"
+          url: "http://127.0.0.1:{peer}/deploy?key=${{DEPLOY_SECRET}}"
           headers: {{ Authorization: "Bearer ${{DEPLOY_SECRET}}" }}
           json: {{ token: "${{DEPLOY_SECRET}}", ref: "{{{{payload.ref}}}}" }}
           retry: {{ attempts: 1 }}
+  - name: team
+    source: ci
+    when: {{ header: X-Team, equals: "${{TEAM_SECRET}}" }}
+    actions:
+      - id: echo
+        http:
+          method: GET
+          url: "http://127.0.0.1:{peer}/echo?raw=${{TEAM_SECRET}}"
+          query: {{ form: "${{TEAM_SECRET}}" }}
+      - id: sh
+        shell:
+          script: 'printf "%s\n" "$T"; printf "%s" "$T" | base64'
+          env: {{ T: "${{TEAM_SECRET}}" }}
 "#
         ),
     )
@@ -76,6 +193,10 @@ rules:
             "serve",
             "--listen",
             &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--admin-token",
+            ADMIN_TOKEN,
             "--rules",
             "rules",
             "--db",
@@ -83,6 +204,7 @@ rules:
         ])
         .current_dir(dir.path())
         .env("DEPLOY_SECRET", SECRET)
+        .env("TEAM_SECRET", TEAM)
         .env("RUST_LOG", "hookflow=debug")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
@@ -90,80 +212,163 @@ rules:
         .expect("serve");
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while client.get(format!("{base}/readyz")).send().await.is_err() {
-        assert!(Instant::now() < deadline, "server never became ready");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let api = |path: &str| {
+        client
+            .get(format!("{base}{path}"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+    };
+    wait_for("the server to be ready", Duration::from_secs(20), || {
+        let ready = client.get(format!("{base}/readyz")).send();
+        async move { ready.await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+
+    // One delivery matches both rules; the other neither (its X-Team is
+    // wrong, so the trace records the failed condition and its operand).
+    let mut deliveries = Vec::new();
+    for (team, kind, n) in [(TEAM, "deploy", 1), ("wrong-team", "none", 2)] {
+        let resp = client
+            .post(format!("{base}/hooks/ci"))
+            .header("X-Token", SECRET)
+            .header("X-Team", team)
+            .header("X-Kind", kind)
+            .header("content-type", "application/json")
+            .body(format!(r#"{{"ref":"refs/heads/main","n":{n}}}"#))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(resp.status().as_u16(), 202);
+        let body: Value = resp.json().await.expect("json");
+        deliveries.push(body["delivery"].as_str().expect("delivery id").to_string());
     }
-    let resp = client
-        .post(format!("{base}/hooks/ci"))
-        .header("X-Token", SECRET)
-        .header("content-type", "application/json")
-        .body(r#"{"ref":"refs/heads/main"}"#)
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(resp.status().as_u16(), 202);
-    while seen.lock().expect("lock").is_empty() {
-        assert!(Instant::now() < deadline, "the action never ran");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (matching, missing) = (deliveries[0].as_str(), deliveries[1].as_str());
+
+    // Both runs (deploy, team) end: deploy fails at the 500, team succeeds.
+    let runs = Arc::new(Mutex::new(Value::Null));
+    wait_for("both runs to finish", Duration::from_secs(20), || {
+        let runs = runs.clone();
+        let page = api("/api/runs");
+        async move {
+            let Ok(resp) = page.await else {
+                return false;
+            };
+            let Ok(page) = resp.json::<Value>().await else {
+                return false;
+            };
+            let items = page["items"].as_array().cloned().unwrap_or_default();
+            let done = items.len() == 2
+                && items
+                    .iter()
+                    .all(|r| matches!(r["status"].as_str(), Some("succeeded" | "failed")));
+            *runs.lock().expect("lock") = page;
+            done
+        }
+    })
+    .await;
     assert!(
         seen.lock().expect("lock")[0].contains(SECRET),
         "the destination gets the real value"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await; // the failed attempt is recorded
+    let runs = runs.lock().expect("lock").clone();
+    let run_of = |rule: &str| {
+        runs["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|r| r["rule"] == rule))
+            .and_then(|r| r["id"].as_str())
+            .unwrap_or_else(|| panic!("no {rule} run: {runs}"))
+            .to_string()
+    };
+    let (deploy_run, team_run) = (run_of("deploy"), run_of("team"));
 
-    let mut api = String::new();
-    for path in ["/api/deliveries", "/api/runs", "/api/rules"] {
-        api += &client
-            .get(format!("{base}{path}"))
-            .send()
-            .await
-            .expect("api")
-            .text()
-            .await
-            .expect("text");
+    let mut api_text = String::new();
+    for path in [
+        "/api/deliveries".to_string(),
+        "/api/runs".to_string(),
+        "/api/rules".to_string(),
+        format!("/api/deliveries/{matching}"),
+        format!("/api/deliveries/{missing}"),
+        format!("/api/runs/{deploy_run}"),
+    ] {
+        let resp = api(&path).await.expect("api");
+        assert!(resp.status().is_success(), "{path}: {}", resp.status());
+        api_text += &resp.text().await.expect("text");
     }
-    let runs: serde_json::Value = client
-        .get(format!("{base}/api/runs"))
-        .send()
+    let team: Value = api(&format!("/api/runs/{team_run}"))
         .await
         .expect("api")
         .json()
         .await
         .expect("json");
-    let run_id = runs["items"][0]["id"].as_str().expect("a run").to_string();
-    api += &client
-        .get(format!("{base}/api/runs/{run_id}"))
-        .send()
+    api_text += &team.to_string();
+    assert_eq!(team["status"], "succeeded", "{team}");
+    // The echo and the shell step really did carry the secret: what came
+    // back is stored with the secret's every form as `***`.
+    let echo = &team["outputs"]["echo"]["json"];
+    assert_eq!(echo["uri"], "/echo?raw=***&form=***", "{team}");
+    assert_eq!(echo["form_b64"], "***", "{team}");
+    assert_eq!(echo["form_b64url"], "***", "{team}");
+    assert!(
+        echo["basic"].as_str().is_some_and(|s| s.contains("***")),
+        "the secret inside a longer base64 text is redacted: {team}"
+    );
+    assert_eq!(team["outputs"]["sh"]["stdout"], "***\n***\n", "{team}");
+    let attempts = team["attempts"].as_array().expect("attempts");
+    assert_eq!(attempts.len(), 2, "{team}");
+    assert!(
+        attempts[0]["request"]["url"]
+            .as_str()
+            .is_some_and(|u| u.ends_with("/echo?raw=***&form=***")),
+        "{team}"
+    );
+    assert_eq!(attempts[1]["stdout"], "***\n***\n", "{team}");
+
+    // The trace of the delivery that missed names the condition, not the value.
+    let detail: Value = api(&format!("/api/deliveries/{missing}"))
         .await
         .expect("api")
-        .text()
+        .json()
         .await
-        .expect("text");
+        .expect("json");
+    let trace = detail["trace"].to_string();
     assert!(
-        api.contains("***"),
-        "the attempt shows the redaction: {api}"
+        trace.contains("***") && trace.contains("wrong-team"),
+        "{trace}"
     );
 
-    let mut cli = String::new();
-    for args in [
-        vec!["runs", "--json"],
-        vec!["show", run_id.as_str()],
-        vec!["deliveries", "--json"],
-        vec!["explain", run_id.as_str()],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(&args)
-            .args(["--rules", "rules", "--db", "sqlite://h.db"])
-            .current_dir(dir.path())
-            .env("DEPLOY_SECRET", SECRET)
-            .output()
-            .expect("cli");
-        cli += &String::from_utf8_lossy(&out.stdout);
-        cli += &String::from_utf8_lossy(&out.stderr);
+    // The WAL as the server wrote it: the CLI's own connections would
+    // checkpoint it into the database and truncate it.
+    let mut files = database_files(dir.path(), "while serving");
+    assert!(
+        holds(&files[1].1, "wrong-team"),
+        "the WAL holds the run log, so checking it means something"
+    );
+
+    let mut cli_text = String::new();
+    cli_text += &cli(dir.path(), &["runs", "--json"]);
+    cli_text += &cli(dir.path(), &["deliveries", "--json"]);
+    cli_text += &cli(dir.path(), &["show", &team_run]);
+    cli_text += &cli(dir.path(), &["show", &deploy_run]);
+    let shown = cli(dir.path(), &["show", missing]);
+    assert!(shown.contains("trace") && shown.contains("miss"), "{shown}");
+    cli_text += &shown;
+    // `explain` takes a DELIVERY id and gives a real explanation.
+    for (delivery, expected) in [(matching, "MATCH  team"), (missing, "miss   team")] {
+        let explained = cli(dir.path(), &["explain", delivery]);
+        assert!(
+            explained.contains(&format!("delivery {delivery}"))
+                && explained.contains("as matched on arrival:")
+                && explained.contains("with the current rules")
+                && explained.contains(expected),
+            "explain {delivery}: {explained}"
+        );
+        cli_text += &explained;
     }
+    assert!(
+        cli_text.contains("equals \"***\""),
+        "the missed condition is shown, its operand redacted: {cli_text}"
+    );
+
     child.kill().expect("stop");
     let _ = child.wait();
 
@@ -172,19 +377,24 @@ rules:
         logs.contains("delivery accepted"),
         "the log has the delivery line: {logs}"
     );
-    for (what, text) in [
-        ("the API", api.as_str()),
-        ("the CLI output", cli.as_str()),
-        ("the logs", logs.as_str()),
-    ] {
-        assert!(!text.contains(SECRET), "{what} leaked the secret");
-    }
-    for name in ["h.db", "h.db-wal", "h.db-shm"] {
-        if let Ok(bytes) = std::fs::read(dir.path().join(name)) {
-            assert!(
-                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
-                "{name} holds the secret"
-            );
+    let at_end = database_files(dir.path(), "at the end");
+    assert!(
+        holds(&at_end[0].1, "wrong-team"),
+        "the database file holds the run log, so checking it means something"
+    );
+    files.extend(at_end);
+    for secret in [SECRET, TEAM] {
+        for form in forms(secret) {
+            for (what, text) in [
+                ("the API", api_text.as_str()),
+                ("the CLI output", cli_text.as_str()),
+                ("the logs", logs.as_str()),
+            ] {
+                assert!(!text.contains(&form), "{what} holds {form:?}");
+            }
+            for (name, bytes) in &files {
+                assert!(!holds(bytes, &form), "{name} holds {form:?}");
+            }
         }
     }
 }

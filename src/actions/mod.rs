@@ -129,8 +129,21 @@ impl Captured {
     /// The text as stored: at most [`TEXT_LIMIT`] bytes (lossy UTF-8), then
     /// `\n[… truncated N bytes]` when there was more.
     pub fn text(&self) -> String {
-        let shown = &self.kept[..self.kept.len().min(TEXT_LIMIT)];
-        let mut text = String::from_utf8_lossy(shown).into_owned();
+        self.shown(self.kept.len().min(TEXT_LIMIT), &Secrets::default())
+    }
+
+    /// [`Captured::text`] with the secrets replaced by `***`, the cut moved
+    /// past a secret that straddles it (so no prefix of one is kept).
+    pub fn redacted_text(&self, secrets: &Secrets) -> String {
+        self.shown(secrets.cut_point(&self.kept, TEXT_LIMIT), secrets)
+    }
+
+    /// The first `end` bytes kept, redacted, and how many more there were.
+    fn shown(&self, end: usize, secrets: &Secrets) -> String {
+        let shown = &self.kept[..end.min(self.kept.len())];
+        let mut text = secrets
+            .redact_cow(&String::from_utf8_lossy(shown))
+            .into_owned();
         let cut = self.total - shown.len();
         if cut > 0 {
             text.push_str(&format!("\n[… truncated {cut} bytes]"));
@@ -230,4 +243,33 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stored_text_keeps_no_part_of_a_secret_at_its_cut() {
+        let secret = "0123456789abcdef";
+        let secrets = Secrets::new([secret.to_string()].into_iter().collect());
+        let mut captured = Captured::default();
+        // The secret straddles the 64 KiB cut.
+        captured.push(&vec![b'x'; TEXT_LIMIT - 5]);
+        captured.push(secret.as_bytes());
+        captured.push(b"tail");
+        let plain = captured.text();
+        assert!(plain.contains("01234"), "the unredacted cut keeps a prefix");
+        let stored = captured.redacted_text(&secrets);
+        assert!(
+            !stored.contains("01234"),
+            "{}",
+            &stored[stored.len() - 40..]
+        );
+        assert!(
+            stored.ends_with("***\n[… truncated 4 bytes]"),
+            "{}",
+            &stored[stored.len() - 40..]
+        );
+    }
 }

@@ -230,13 +230,16 @@ async fn run_step(
         "attempt"
     );
     crate::metrics::attempt(step.action.kind(), result.as_str(), outcome.duration);
+    // Redacted as the row is built: a secret never reaches the store.
+    let mut request = outcome.request;
+    secrets.redact_value_in_place(&mut request);
     let record = AttemptRecord {
         duration_ms: Some(millis(outcome.duration)),
-        request: outcome.request,
+        request,
         status_code: outcome.status,
-        response: outcome.body.map(|b| secrets.redact(&b.text())),
-        stdout: outcome.stdout.map(|b| secrets.redact(&b.text())),
-        stderr: outcome.stderr.map(|b| secrets.redact(&b.text())),
+        response: outcome.body.map(|b| b.redacted_text(secrets)),
+        stdout: outcome.stdout.map(|b| b.redacted_text(secrets)),
+        stderr: outcome.stderr.map(|b| b.redacted_text(secrets)),
         error,
         ..attempt_record(run, step, attempt, started_at, result)
     };
@@ -245,7 +248,8 @@ async fn run_step(
 
 impl Progress {
     /// `steps.<id>`: status, body, json, stdout, stderr, duration_ms. Only
-    /// steps with an id can be referred to; `false` for the others.
+    /// steps with an id can be referred to; `false` for the others. Stored
+    /// with the run, so redacted: later steps see `***` too.
     fn set_output(&mut self, step: &Step, outcome: &Outcome, secrets: &Secrets) -> bool {
         let Some(id) = &step.id else {
             return false;
@@ -258,22 +262,28 @@ impl Progress {
         // A reply's body, or a command's stdout, may be JSON.
         let mut json = None;
         if let Some(body) = &outcome.body {
-            out.insert("body".into(), Value::String(body.text()));
+            out.insert("body".into(), Value::String(body.redacted_text(secrets)));
             json = body.json();
         }
         if let Some(stdout) = &outcome.stdout {
-            out.insert("stdout".into(), Value::String(stdout.text()));
+            out.insert(
+                "stdout".into(),
+                Value::String(stdout.redacted_text(secrets)),
+            );
             json = stdout.json();
         }
         if let Some(stderr) = &outcome.stderr {
-            out.insert("stderr".into(), Value::String(stderr.text()));
+            out.insert(
+                "stderr".into(),
+                Value::String(stderr.redacted_text(secrets)),
+            );
         }
-        if let Some(json) = json {
+        if let Some(mut json) = json {
+            secrets.redact_value_in_place(&mut json);
             out.insert("json".into(), json);
         }
         out.insert("duration_ms".into(), Value::from(millis(outcome.duration)));
-        self.outputs
-            .insert(id.clone(), secrets.redact_value(&Value::Object(out)));
+        self.outputs.insert(id.clone(), Value::Object(out));
         true
     }
 }
@@ -307,6 +317,8 @@ fn attempt_record(
 /// A run that cannot start its steps (its definition no longer compiles):
 /// failed, with why.
 fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRecord {
+    // The rule's own secrets are unknown here: those of the loaded set.
+    let error = shared.rules.load().secrets().redact(&error);
     tracing::error!(error = %error, "run failed before its first step");
     crate::metrics::run_finished(&run.rule, RunStatus::Failed.as_str());
     StepRecord {

@@ -8,9 +8,10 @@ pub mod load;
 pub mod model;
 pub mod node;
 pub mod schema;
+pub mod secrets;
 pub mod snapshot;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,6 +21,8 @@ pub use condition::{Failure, MatchInput};
 pub use decode::{DefaultedSecret, Diagnostic, MAX_BODY_CAP, Severity};
 pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
+pub use schema::{PayloadSchema, SchemaMismatch};
+pub use secrets::Secrets;
 
 use crate::template::Templates;
 use index::Index;
@@ -120,6 +123,8 @@ impl RuleSet {
     pub fn evaluate(&self, source: &str, input: &MatchInput<'_>) -> Trace {
         let candidates = self.index.candidates(&self.rules, source, input.event);
         let mut next = candidates.iter().peekable();
+        // Redacted here, where the trace is built: it is stored and shown.
+        let event = self.secrets.redact(input.event);
         let rules = self
             .index
             .rules_of(source)
@@ -132,14 +137,21 @@ impl RuleSet {
                 }
                 let miss = if !candidate {
                     Some(Miss::Event {
-                        event: input.event.to_string(),
-                        expected: rule.events.iter().map(|p| p.as_str().to_string()).collect(),
+                        event: event.clone(),
+                        expected: rule
+                            .events
+                            .iter()
+                            .map(|p| self.secrets.redact(p.as_str()))
+                            .collect(),
                     })
                 } else {
                     rule.when
                         .as_ref()
                         .and_then(|c| c.eval(input).err())
-                        .map(Miss::Condition)
+                        .map(|mut failure| {
+                            self.secrets.redact_failure(&mut failure);
+                            Miss::Condition(failure)
+                        })
                 };
                 RuleTrace {
                     rule: rule.name.clone(),
@@ -148,10 +160,7 @@ impl RuleSet {
                 }
             })
             .collect();
-        Trace {
-            event: input.event.to_string(),
-            rules,
-        }
+        Trace { event, rules }
     }
 }
 
@@ -202,62 +211,5 @@ impl std::fmt::Display for Miss {
             }
             Miss::Condition(failure) => write!(f, "{failure}"),
         }
-    }
-}
-
-/// Values that came from the environment. They are replaced by `***`
-/// wherever text leaves the process: logs, the run log, the API, errors.
-#[derive(Debug, Clone, Default)]
-pub struct Secrets {
-    /// Longest first, so a secret containing another is replaced whole.
-    values: Vec<String>,
-}
-
-impl Secrets {
-    /// Secrets shorter than this are not redacted: replacing every `1` or
-    /// `on` in the output would make it unreadable and protect nothing.
-    const MIN_LEN: usize = 4;
-
-    pub fn new(values: BTreeSet<String>) -> Self {
-        let mut values: Vec<String> = values
-            .into_iter()
-            .filter(|v| v.len() >= Self::MIN_LEN)
-            .collect();
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        Secrets { values }
-    }
-
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for secret in &self.values {
-            if out.contains(secret.as_str()) {
-                out = out.replace(secret.as_str(), "***");
-            }
-        }
-        out
-    }
-
-    /// Redacts every string inside a JSON value.
-    pub fn redact_value(&self, value: &serde_json::Value) -> serde_json::Value {
-        use serde_json::Value;
-        if self.values.is_empty() {
-            return value.clone();
-        }
-        match value {
-            Value::String(s) => Value::String(self.redact(s)),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| self.redact_value(v)).collect())
-            }
-            Value::Object(map) => Value::Object(
-                map.iter()
-                    .map(|(k, v)| (self.redact(k), self.redact_value(v)))
-                    .collect(),
-            ),
-            other => other.clone(),
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
     }
 }
