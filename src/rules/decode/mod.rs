@@ -14,6 +14,7 @@ use crate::template::{JsonTemplate, Template, Templates};
 
 mod condition;
 mod rule;
+mod schema;
 mod shell;
 mod source;
 pub use source::{MAX_BODY_CAP, parse_byte_size};

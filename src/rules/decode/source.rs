@@ -8,7 +8,6 @@ use serde_json_path::JsonPath;
 use super::{Decoder, DefaultedSecret, Diagnostic, Severity};
 use crate::rules::model::{Extract, RateLimit, ResponseSpec, Source};
 use crate::rules::node::{Kind, Node, key_text};
-use crate::rules::schema::PayloadSchema;
 use crate::verify::{Encoding, HmacAlgorithm, Secret, TokenLocation, VerifierConfig};
 
 const SOURCE_KEYS: &[&str] = &[
@@ -144,24 +143,12 @@ impl Decoder<'_> {
             ok &= r.is_some();
             r
         });
-        let schema = match (f.get("schema"), f.get("schema_file")) {
-            (None, None) => None,
-            (Some(n), None) => {
-                let r = self.compile_schema(n, &n.to_json(), None);
-                ok &= r.is_some();
-                r
-            }
-            (None, Some(n)) => {
-                let r = self.schema_file(n);
-                ok &= r.is_some();
-                r
-            }
-            (Some(_), Some(n)) => {
-                self.error(n, "a source takes `schema` or `schema_file`, not both");
+        let schema = self
+            .payload_schema(f.get("schema"), f.get("schema_file"))
+            .unwrap_or_else(|| {
                 ok = false;
                 None
-            }
-        };
+            });
         f.finish(self, &format!("source `{name}`"), SOURCE_KEYS);
         if verify.is_none() && ok {
             self.warning(
@@ -184,62 +171,6 @@ impl Decoder<'_> {
             response,
             schema,
         })
-    }
-
-    /// `schema_file:` — a JSON file, relative to the rule file. Not YAML: a
-    /// `.yaml` file in the rules directory is read as rules.
-    fn schema_file(&mut self, node: &Node) -> Option<PayloadSchema> {
-        let rel = self.string(node)?;
-        let path = self.dir.join(&rel);
-        if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            self.error(
-                node,
-                format!("schema_file {rel} must be a JSON file (a .yaml file among the rules is read as rules); write the schema inline with `schema:`, or as JSON"),
-            );
-            return None;
-        }
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) => {
-                self.error(
-                    node,
-                    format!("cannot read schema_file {}: {e}", path.display()),
-                );
-                return None;
-            }
-        };
-        let value = match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) => v,
-            Err(e) => {
-                self.error(
-                    node,
-                    format!("schema_file {} is not valid JSON: {e}", path.display()),
-                );
-                return None;
-            }
-        };
-        self.compile_schema(node, &value, Some(&path))
-    }
-
-    fn compile_schema(
-        &mut self,
-        node: &Node,
-        schema: &serde_json::Value,
-        file: Option<&std::path::Path>,
-    ) -> Option<PayloadSchema> {
-        match PayloadSchema::compile(schema) {
-            Ok(compiled) => Some(compiled),
-            Err(e) => {
-                let whose = file
-                    .map(|p| format!(" in {}", p.display()))
-                    .unwrap_or_default();
-                self.error(node, format!("invalid JSON Schema{whose}: {e}"));
-                None
-            }
-        }
     }
 
     fn methods(&mut self, node: &Node) -> Option<Vec<String>> {
