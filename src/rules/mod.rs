@@ -22,7 +22,6 @@ pub use decode::{DefaultedSecret, Diagnostic, MAX_BODY_CAP, Severity};
 pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
 pub use schema::{PayloadSchema, SchemaMismatch};
-pub use schema::{PayloadSchema, SchemaMismatch};
 pub use secrets::Secrets;
 
 use crate::template::Templates;

@@ -1,23 +1,26 @@
-//! The ingest pipeline of SPEC §4: known source → allowlist → rate limit →
-//! body size → signature → body parse → schema → dedupe, then the delivery, its
-//! queued runs and its match trace are committed in one transaction, and
-//! only then is the sender answered.
+//! The ingest pipeline of SPEC §4 as typed stages, each a function from one
+//! stage's value to the next or a [`Rejection`]:
+//!
+//! admit (known source, method, allowlist, rate limit) → read (body size)
+//! → verify (signature) → parse (body, sender handshake, schema) → match
+//! (trace and runs) → commit (dedupe, then the delivery, its queued runs
+//! and its trace in one transaction — only then is the sender answered).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header, request};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
 use crate::delivery::{Delivery, dedupe_key, event_name, parse_body, parse_query};
-use crate::rules::{RuleSet, Source};
+use crate::rules::{RuleSet, SchemaMismatch, Source, Trace};
 use crate::store::{AcceptOutcome, KeptRequest, NewDelivery, NewRun, Rejected};
 use crate::template::TemplateContext;
 use crate::verify::Incoming;
@@ -35,199 +38,323 @@ const CREDENTIAL_HEADERS: &[&str] = &[
     "x-gitlab-token",
 ];
 
+/// `POST /hooks/<source>`: the stages in order.
 pub async fn receive(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     req: Request,
 ) -> Response {
-    // The request keeps the rule set it started with, whatever reloads do.
-    let rules = app.rules.load_full();
-    let Some(source) = rules.source_by_path(req.uri().path()).cloned() else {
-        return super::not_found(&app, super::Surface::Webhooks);
+    let answer = async {
+        let admitted = admit(&app, peer, req)?;
+        let read = read(admitted).await?;
+        let verified = verify(read)?;
+        let parsed = parse(verified)?;
+        let matched = match_rules(&app, parsed);
+        commit(&app, matched).await
     };
-    let method = req.method().as_str().to_string();
-    if !source.methods.contains(&method) {
-        let mut response = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} not allowed"),
-        );
-        if let Ok(allow) = HeaderValue::from_str(&source.methods.join(", ")) {
-            response.headers_mut().insert(header::ALLOW, allow);
+    match answer.await {
+        Ok(response) => response,
+        Err(rejection) => rejection.respond(&app).await,
+    }
+}
+
+/// Why a request did not become a delivery, and how it is answered.
+#[derive(Debug)]
+pub enum Rejection {
+    /// No source at this path: 404 naming what exists.
+    NotFound,
+    /// 405 with `Allow`.
+    Method { allowed: String },
+    /// 401/403/413/429: counted, logged (rate-limited) without the body.
+    Refused {
+        head: Box<Head>,
+        status: StatusCode,
+        reason: String,
+        retry_after: Option<u64>,
+    },
+    /// 400: the body could not be read or parsed.
+    BadRequest { source: String, reason: String },
+    /// A sender's handshake, answered 200 with this text; nothing stored.
+    Handshake(String),
+    /// 422: stored with its request, then answered.
+    Schema(Box<Verified>, SchemaMismatch),
+    /// 503: the store failed; the sender keeps the delivery and retries.
+    Unavailable { source: String, error: String },
+}
+
+/// What every stage after `admit` knows of the request.
+#[derive(Debug)]
+pub struct Head {
+    /// The rule set the request started with, whatever reloads do.
+    pub rules: Arc<RuleSet>,
+    pub source: Arc<Source>,
+    pub id: String,
+    pub received_at: DateTime<Utc>,
+    pub client: IpAddr,
+    pub parts: request::Parts,
+}
+
+/// A request for a known source from an allowed client within its rate.
+#[derive(Debug)]
+pub struct Admitted {
+    pub head: Head,
+    pub body: Body,
+    /// The source's `max_body`, else the server's.
+    pub max_body: u64,
+}
+
+/// Its body, read within the size limit.
+#[derive(Debug)]
+pub struct Read {
+    pub head: Head,
+    pub bytes: bytes::Bytes,
+}
+
+/// Its signature checked.
+#[derive(Debug)]
+pub struct Verified {
+    pub head: Head,
+    pub bytes: bytes::Bytes,
+    pub headers: Vec<(String, String)>,
+}
+
+/// Its body parsed and its payload within the source's schema.
+#[derive(Debug)]
+pub struct Parsed {
+    pub head: Head,
+    pub bytes: bytes::Bytes,
+    pub delivery: Delivery,
+}
+
+/// The rules that match it, with the runs to queue and the trace.
+#[derive(Debug)]
+pub struct Matched {
+    pub head: Head,
+    pub bytes: bytes::Bytes,
+    pub delivery: Delivery,
+    pub trace: Trace,
+    pub matched: Vec<String>,
+    pub runs: Vec<NewRun>,
+}
+
+impl Head {
+    fn refuse(self, status: StatusCode, reason: impl Into<String>) -> Rejection {
+        Rejection::Refused {
+            head: Box::new(self),
+            status,
+            reason: reason.into(),
+            retry_after: None,
         }
-        return response;
+    }
+}
+
+/// Known source, allowed method, allowed client, within the rate limit.
+pub fn admit(app: &AppState, peer: SocketAddr, req: Request) -> Result<Admitted, Rejection> {
+    let rules = app.rules.load_full();
+    let source = rules
+        .source_by_path(req.uri().path())
+        .cloned()
+        .ok_or(Rejection::NotFound)?;
+    if !source.methods.iter().any(|m| m == req.method().as_str()) {
+        return Err(Rejection::Method {
+            allowed: source.methods.join(", "),
+        });
     }
     let client = super::client::client_ip(peer.ip(), req.headers(), &app.settings.trusted_proxies);
-    let received_at = Utc::now();
-    let id = app.new_id();
-    let reject = |status: StatusCode, reason: String| {
-        crate::metrics::delivery(&source.name, &format!("rejected_{}", status.as_u16()));
-        app.log_rejected(Rejected {
-            id: id.clone(),
-            source: source.name.clone(),
-            received_at: received_at.timestamp_millis(),
-            method: method.clone(),
-            path: source.path.clone(),
-            remote_addr: client.to_string(),
-            status: status.as_u16(),
-            reason: reason.clone(),
-            kept: None,
-        });
-        error(status, reason)
+    let (parts, body) = req.into_parts();
+    let head = Head {
+        rules,
+        source,
+        id: app.new_id(),
+        received_at: Utc::now(),
+        client,
+        parts,
     };
-
+    let source = &head.source;
     if !source.allow_ips.is_empty() && !source.allow_ips.iter().any(|n| n.contains(&client)) {
-        return reject(
+        return Err(head.refuse(
             StatusCode::FORBIDDEN,
             format!("client address {client} is not allowed"),
-        );
+        ));
     }
     if let Some(limit) = source.rate_limit
         && let Err(wait) = app.limiters.check(&source.name, limit)
     {
-        let mut response = reject(StatusCode::TOO_MANY_REQUESTS, "rate limit exceeded".into());
         let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
-        return response;
+        return Err(Rejection::Refused {
+            head: Box::new(head),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            reason: "rate limit exceeded".into(),
+            retry_after: Some(seconds.max(1)),
+        });
     }
-
     let max_body = source.max_body.unwrap_or(app.settings.max_body.0);
-    let (parts, body) = req.into_parts();
-    let declared = parts
+    Ok(Admitted {
+        head,
+        body,
+        max_body,
+    })
+}
+
+/// The body, refused past the source's `max_body` without reading further
+/// (a declared `Content-Length` over it is refused before reading at all).
+pub async fn read(admitted: Admitted) -> Result<Read, Rejection> {
+    let Admitted {
+        head,
+        body,
+        max_body,
+    } = admitted;
+    let too_large = format!("body larger than {max_body} bytes");
+    let declared = head
+        .parts
         .headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > max_body) {
-        return reject(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body larger than {max_body} bytes"),
-        );
+        return Err(head.refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large));
     }
-    let bytes = match read_limited(body, max_body).await {
-        Ok(bytes) => bytes,
-        Err(ReadError::TooLarge) => {
-            return reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                format!("body larger than {max_body} bytes"),
-            );
-        }
-        Err(ReadError::Broken) => {
-            return error(StatusCode::BAD_REQUEST, "could not read the request body");
-        }
-    };
+    match read_limited(body, max_body).await {
+        Ok(bytes) => Ok(Read { head, bytes }),
+        Err(ReadError::TooLarge) => Err(head.refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large)),
+        Err(ReadError::Broken) => Err(Rejection::BadRequest {
+            source: head.source.name.clone(),
+            reason: "could not read the request body".into(),
+        }),
+    }
+}
 
-    if let Some(verifier) = &source.verifier {
+/// The source's verifier, over the raw request.
+pub fn verify(read: Read) -> Result<Verified, Rejection> {
+    let Read { head, bytes } = read;
+    if let Some(scheme) = &head.source.verifier {
         let incoming = Incoming {
-            method: &method,
-            headers: &parts.headers,
-            query: parts.uri.query(),
+            method: head.parts.method.as_str(),
+            headers: &head.parts.headers,
+            query: head.parts.uri.query(),
             body: &bytes,
-            now: received_at.timestamp(),
+            now: head.received_at.timestamp(),
         };
-        if let Err(e) = verifier.verify(&incoming) {
-            return reject(StatusCode::UNAUTHORIZED, e.to_string());
+        if let Err(e) = scheme.verify(&incoming) {
+            return Err(head.refuse(StatusCode::UNAUTHORIZED, e.to_string()));
         }
     }
+    let headers = header_pairs(&head.parts.headers);
+    Ok(Verified {
+        head,
+        bytes,
+        headers,
+    })
+}
 
-    let headers = header_pairs(&parts.headers);
-    let content_type = parts
+/// The body parsed by its content type; a sender's handshake answered;
+/// the payload checked against the source's schema.
+pub fn parse(verified: Verified) -> Result<Parsed, Rejection> {
+    let content_type = verified
+        .head
+        .parts
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload = match parse_body(content_type, &bytes) {
-        Ok(p) => p,
+    let payload = match parse_body(content_type, &verified.bytes) {
+        Ok(payload) => payload,
         Err(e) => {
-            crate::metrics::delivery(&source.name, "invalid_body");
-            return error(StatusCode::BAD_REQUEST, e.to_string());
+            return Err(Rejection::BadRequest {
+                source: verified.head.source.name.clone(),
+                reason: e.to_string(),
+            });
         }
     };
-    // A handshake the sender expects answered (Slack's url_verification):
-    // answered here, nothing stored or run.
+    let source = &verified.head.source;
     if let Some(answer) = source.verifier.as_ref().and_then(|s| s.handshake(&payload)) {
-        return (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], answer).into_response();
+        return Err(Rejection::Handshake(answer));
     }
-
     if let Err(mismatch) = source.check_schema(&payload) {
-        // Stored before answering, and not through the rate-limited reject
-        // log: the sender proved it holds the secret, and the request must
-        // be there to inspect and replay once the schema is fixed.
-        let rejected = Rejected {
-            id: id.clone(),
-            source: source.name.clone(),
-            received_at: received_at.timestamp_millis(),
-            method,
-            path: source.path.clone(),
-            remote_addr: client.to_string(),
-            status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
-            reason: rules.secrets().redact(&mismatch.to_string()),
-            kept: Some(KeptRequest {
-                query: parts.uri.query().map(|q| rules.secrets().redact(q)),
-                headers: stored_headers(&rules, &source, &headers),
-                event: event_name(&source, &headers, &payload),
-                body: bytes.to_vec(),
-            }),
-        };
-        return match app.store.record_rejected(rejected).await {
-            Ok(()) => {
-                crate::metrics::delivery(&source.name, "rejected_422");
-                tracing::warn!(delivery = %id, source = %source.name, at = %mismatch.at, "payload does not match the schema");
-                (
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    axum::Json(json!({
-                        "error": "payload does not match the schema",
-                        "delivery": id,
-                        "at": mismatch.at,
-                        "reason": mismatch.reason,
-                    })),
-                )
-                    .into_response()
-            }
-            Err(e) => store_failed(&source, &e),
-        };
+        return Err(Rejection::Schema(Box::new(verified), mismatch));
     }
-
-    let event = event_name(&source, &headers, &payload);
-    let dedupe = dedupe_key(&source, &headers, &payload);
-    let delivery = Delivery {
-        id: id.clone(),
-        source: source.name.clone(),
-        received_at,
-        method: method.clone(),
+    let Verified {
+        head,
+        bytes,
         headers,
-        query: parse_query(parts.uri.query()),
+    } = verified;
+    let event = event_name(&head.source, &headers, &payload);
+    let delivery = Delivery {
+        id: head.id.clone(),
+        source: head.source.name.clone(),
+        received_at: head.received_at,
+        method: head.parts.method.as_str().to_string(),
+        headers,
+        query: parse_query(head.parts.uri.query()),
         raw: bytes.to_vec(),
         payload,
         event,
-        source_ip: Some(client),
+        source_ip: Some(head.client),
     };
-    let trace = rules.evaluate(&source.name, &delivery.match_input());
+    Ok(Parsed {
+        head,
+        bytes,
+        delivery,
+    })
+}
+
+/// Every rule of the source evaluated (the trace), one run per match.
+pub fn match_rules(app: &AppState, parsed: Parsed) -> Matched {
+    let Parsed {
+        head,
+        bytes,
+        delivery,
+    } = parsed;
+    let trace = head
+        .rules
+        .evaluate(&head.source.name, &delivery.match_input());
     let matched: Vec<String> = trace.matched().map(str::to_string).collect();
-    let runs: Vec<NewRun> = matched
+    let created_at = head.received_at.timestamp_millis();
+    let runs = matched
         .iter()
-        .filter_map(|name| rules.rule(name))
+        .filter_map(|name| head.rules.rule(name))
         .map(|rule| NewRun {
             id: app.new_id(),
-            delivery_id: id.clone(),
+            delivery_id: head.id.clone(),
             rule: rule.name.clone(),
-            created_at: received_at.timestamp_millis(),
+            created_at,
             definition: rule.definition.clone(),
             concurrency: rule.concurrency,
         })
         .collect();
+    Matched {
+        head,
+        bytes,
+        delivery,
+        trace,
+        matched,
+        runs,
+    }
+}
+
+/// Dedupe, then the delivery, its runs and its trace in one transaction;
+/// the answer only after the commit.
+pub async fn commit(app: &AppState, matched: Matched) -> Result<Response, Rejection> {
+    let Matched {
+        head,
+        bytes,
+        delivery,
+        trace,
+        matched,
+        runs,
+    } = matched;
+    let (rules, source) = (&head.rules, &head.source);
     let queued = !runs.is_empty();
     let record = NewDelivery {
-        id: id.clone(),
+        id: head.id.clone(),
         source: source.name.clone(),
-        received_at: received_at.timestamp_millis(),
-        method,
+        received_at: head.received_at.timestamp_millis(),
+        method: delivery.method.clone(),
         path: source.path.clone(),
-        query: parts.uri.query().map(|q| rules.secrets().redact(q)),
-        headers: stored_headers(&rules, &source, &delivery.headers),
-        remote_addr: client.to_string(),
+        query: head.parts.uri.query().map(|q| rules.secrets().redact(q)),
+        headers: stored_headers(rules, source, &delivery.headers),
+        remote_addr: head.client.to_string(),
         event: delivery.event.clone(),
-        dedupe_key: dedupe,
+        dedupe_key: dedupe_key(source, &delivery.headers, &delivery.payload),
         body: bytes.to_vec(),
         matched: matched.clone(),
         trace: serde_json::value::to_raw_value(&trace)
@@ -243,27 +370,141 @@ pub async fn receive(
             if queued {
                 (app.on_queued)();
             }
-            tracing::info!(delivery = %id, source = %source.name, event = %delivery.event, matched = ?matched, "delivery accepted");
-            accepted_response(&rules, &source, &delivery, &matched)
+            tracing::info!(delivery = %head.id, source = %source.name, event = %delivery.event, matched = ?matched, "delivery accepted");
+            Ok(accepted_response(rules, source, &delivery, &matched))
         }
         Ok(AcceptOutcome::Duplicate { first_delivery }) => {
             crate::metrics::delivery(&source.name, "duplicate");
             tracing::info!(source = %source.name, first = %first_delivery, "duplicate delivery ignored");
-            (
+            Ok((
                 StatusCode::OK,
                 axum::Json(json!({ "status": "duplicate", "delivery": first_delivery })),
             )
+                .into_response())
+        }
+        Err(e) => Err(Rejection::Unavailable {
+            source: source.name.clone(),
+            error: e.to_string(),
+        }),
+    }
+}
+
+impl Rejection {
+    /// The answer, after counting, logging and storing what must be.
+    async fn respond(self, app: &AppState) -> Response {
+        match self {
+            Rejection::NotFound => super::not_found(app, super::Surface::Webhooks),
+            Rejection::Method { allowed } => {
+                let mut response = error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+                if let Ok(allow) = HeaderValue::from_str(&allowed) {
+                    response.headers_mut().insert(header::ALLOW, allow);
+                }
+                response
+            }
+            Rejection::Refused {
+                head,
+                status,
+                reason,
+                retry_after,
+            } => {
+                crate::metrics::delivery(
+                    &head.source.name,
+                    &format!("rejected_{}", status.as_u16()),
+                );
+                app.log_rejected(Rejected {
+                    id: head.id.clone(),
+                    source: head.source.name.clone(),
+                    received_at: head.received_at.timestamp_millis(),
+                    method: head.parts.method.as_str().to_string(),
+                    path: head.source.path.clone(),
+                    remote_addr: head.client.to_string(),
+                    status: status.as_u16(),
+                    reason: reason.clone(),
+                    kept: None,
+                });
+                let mut response = error(status, reason);
+                if let Some(seconds) = retry_after {
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+                }
+                response
+            }
+            Rejection::BadRequest { source, reason } => {
+                crate::metrics::delivery(&source, "invalid_body");
+                error(StatusCode::BAD_REQUEST, reason)
+            }
+            Rejection::Handshake(answer) => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "text/plain")],
+                answer,
+            )
+                .into_response(),
+            Rejection::Schema(verified, mismatch) => keep_refused(app, *verified, mismatch).await,
+            Rejection::Unavailable { source, error: e } => store_failed(&source, &e),
+        }
+    }
+}
+
+/// A payload against its source's schema: stored before answering, and not
+/// through the rate-limited reject log — the sender proved it holds the
+/// secret, and the request must be there to inspect and replay once the
+/// schema is fixed.
+async fn keep_refused(app: &AppState, verified: Verified, mismatch: SchemaMismatch) -> Response {
+    let Verified {
+        head,
+        bytes,
+        headers,
+    } = verified;
+    let (rules, source) = (&head.rules, &head.source);
+    let payload = parse_body(
+        head.parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        &bytes,
+    )
+    .unwrap_or(Value::Null);
+    let rejected = Rejected {
+        id: head.id.clone(),
+        source: source.name.clone(),
+        received_at: head.received_at.timestamp_millis(),
+        method: head.parts.method.as_str().to_string(),
+        path: source.path.clone(),
+        remote_addr: head.client.to_string(),
+        status: StatusCode::UNPROCESSABLE_ENTITY.as_u16(),
+        reason: rules.secrets().redact(&mismatch.to_string()),
+        kept: Some(KeptRequest {
+            query: head.parts.uri.query().map(|q| rules.secrets().redact(q)),
+            headers: stored_headers(rules, source, &headers),
+            event: event_name(source, &headers, &payload),
+            body: bytes.to_vec(),
+        }),
+    };
+    match app.store.record_rejected(rejected).await {
+        Ok(()) => {
+            crate::metrics::delivery(&source.name, "rejected_422");
+            tracing::warn!(delivery = %head.id, source = %source.name, at = %mismatch.at, "payload does not match the schema");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(json!({
+                    "error": "payload does not match the schema",
+                    "delivery": head.id,
+                    "at": mismatch.at,
+                    "reason": mismatch.reason,
+                })),
+            )
                 .into_response()
         }
-        Err(e) => store_failed(&source, &e),
+        Err(e) => store_failed(&source.name, &e.to_string()),
     }
 }
 
 /// 503: not a 2xx (or a 422 that was not kept), so the sender keeps the
 /// delivery and retries.
-fn store_failed(source: &Source, e: &crate::store::StoreError) -> Response {
-    crate::metrics::delivery(&source.name, "store_error");
-    tracing::error!(source = %source.name, error = %e, "could not store a delivery");
+fn store_failed(source: &str, e: &str) -> Response {
+    crate::metrics::delivery(source, "store_error");
+    tracing::error!(source = %source, error = %e, "could not store a delivery");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
         "the delivery could not be stored; retry later",
@@ -315,13 +556,11 @@ fn stored_headers(
     source: &Source,
     headers: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let token_header = match &source.verify {
-        Some(crate::verify::VerifierConfig::Token {
-            location: crate::verify::TokenLocation::Header(name),
-            ..
-        }) => Some(name.to_ascii_lowercase()),
-        _ => None,
-    };
+    let token_header = source
+        .verifier
+        .as_ref()
+        .and_then(|scheme| scheme.credential_header())
+        .map(str::to_ascii_lowercase);
     headers
         .iter()
         .map(|(k, v)| {
@@ -384,4 +623,225 @@ fn accepted_response(
         }
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each stage on its own, over a real rule set and SQLite store.
+    use super::*;
+    use crate::config::Settings;
+
+    const RULES: &str = r#"
+sources:
+  hooks:
+    verify: { token: { header: X-T, value: t0ken } }
+    allow_ips: [127.0.0.0/8]
+    max_body: 64
+    schema: { type: object, required: [n], properties: { n: { type: integer } } }
+  chat:
+    verify: { slack: { secret: s3cret } }
+  limited:
+    verify: { token: { header: X-T, value: t0ken } }
+    rate_limit: 1/m # burst 2
+rules:
+  - name: big
+    source: hooks
+    when: { path: $.n, gt: 10 }
+    actions: [{ http: { url: "http://127.0.0.1:9/x" } }]
+"#;
+
+    struct Fixture {
+        app: AppState,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let rules_dir = dir.path().join("rules");
+        std::fs::create_dir(&rules_dir).unwrap();
+        std::fs::write(rules_dir.join("r.yaml"), RULES).unwrap();
+        let rules = crate::rules::load(&rules_dir).unwrap();
+        let url = format!("sqlite://{}", dir.path().join("h.db").display());
+        let store = crate::store::open(&url).await.unwrap();
+        let reloader = crate::reload::Reloader::new(rules_dir, rules);
+        let app = AppState::new(
+            reloader,
+            store,
+            Arc::new(Settings::default()),
+            Arc::new(|| {}),
+        );
+        Fixture { app, _dir: dir }
+    }
+
+    fn request(path: &str, headers: &[(&str, &str)], body: &str) -> Request {
+        let mut builder = Request::builder().method("POST").uri(path);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(Body::from(body.to_owned())).unwrap()
+    }
+
+    fn peer(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
+    async fn through_parse(
+        f: &Fixture,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> Result<Parsed, Rejection> {
+        let admitted = admit(
+            &f.app,
+            peer("127.0.0.1"),
+            request("/hooks/hooks", headers, body),
+        )?;
+        parse(verify(read(admitted).await?)?)
+    }
+
+    fn status(rejection: &Rejection) -> Option<u16> {
+        match rejection {
+            Rejection::Refused { status, .. } => Some(status.as_u16()),
+            _ => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn admit_knows_the_source_method_client_and_rate() {
+        let f = fixture().await;
+        let r = admit(&f.app, peer("127.0.0.1"), request("/hooks/nope", &[], ""));
+        assert!(matches!(r, Err(Rejection::NotFound)));
+        let get = Request::builder()
+            .method("GET")
+            .uri("/hooks/hooks")
+            .body(Body::empty())
+            .unwrap();
+        assert!(matches!(
+            admit(&f.app, peer("127.0.0.1"), get),
+            Err(Rejection::Method { .. })
+        ));
+        let far = admit(
+            &f.app,
+            peer("203.0.113.9"),
+            request("/hooks/hooks", &[], ""),
+        );
+        assert_eq!(far.err().as_ref().and_then(status), Some(403));
+        for _ in 0..2 {
+            assert!(admit(&f.app, peer("127.0.0.1"), request("/hooks/limited", &[], "")).is_ok());
+        }
+        let limited = admit(&f.app, peer("127.0.0.1"), request("/hooks/limited", &[], "")).err();
+        assert_eq!(limited.as_ref().and_then(status), Some(429));
+        assert!(matches!(limited, Some(Rejection::Refused { retry_after: Some(s), .. }) if s >= 1));
+    }
+
+    #[tokio::test]
+    async fn read_refuses_a_body_over_max_body_declared_or_not() {
+        let f = fixture().await;
+        let big = "x".repeat(65);
+        let admitted = admit(
+            &f.app,
+            peer("127.0.0.1"),
+            request("/hooks/hooks", &[], &big),
+        )
+        .unwrap();
+        assert_eq!(
+            read(admitted).await.err().as_ref().and_then(status),
+            Some(413)
+        );
+        let lying = request("/hooks/hooks", &[("Content-Length", "10")], "");
+        let admitted = admit(&f.app, peer("127.0.0.1"), lying).unwrap();
+        assert!(
+            read(admitted).await.is_ok(),
+            "a short declared length is read as sent"
+        );
+        let declared = request("/hooks/hooks", &[("Content-Length", "100000")], "");
+        let admitted = admit(&f.app, peer("127.0.0.1"), declared).unwrap();
+        assert_eq!(
+            read(admitted).await.err().as_ref().and_then(status),
+            Some(413)
+        );
+    }
+
+    #[tokio::test]
+    async fn verify_then_parse_then_the_schema() {
+        let f = fixture().await;
+        let wrong = through_parse(&f, &[("X-T", "nope")], r#"{"n":1}"#).await;
+        assert_eq!(wrong.err().as_ref().and_then(status), Some(401));
+        let broken = through_parse(
+            &f,
+            &[("X-T", "t0ken"), ("Content-Type", "application/json")],
+            "{",
+        )
+        .await;
+        assert!(matches!(broken, Err(Rejection::BadRequest { .. })));
+    }
+
+    #[tokio::test]
+    async fn the_schema_refuses_with_a_pointer_and_a_delivery_is_built_otherwise() {
+        let f = fixture().await;
+        let json = [("X-T", "t0ken"), ("Content-Type", "application/json")];
+        match through_parse(&f, &json, r#"{"n":"one"}"#).await {
+            Err(Rejection::Schema(_, mismatch)) => assert_eq!(mismatch.at, "/n"),
+            other => panic!("expected a schema refusal, got {other:?}"),
+        }
+        let parsed = through_parse(&f, &json, r#"{"n":42}"#).await.unwrap();
+        assert_eq!(parsed.delivery.payload["n"], 42);
+        assert_eq!(parsed.delivery.source, "hooks");
+    }
+
+    #[tokio::test]
+    async fn a_sender_handshake_is_answered_not_stored() {
+        let f = fixture().await;
+        let body = r#"{"type":"url_verification","challenge":"abc"}"#;
+        let now = Utc::now().timestamp();
+        let config = crate::verify::VerifierConfig::Slack {
+            secrets: vec![crate::verify::Secret::new("s3cret")],
+            tolerance: std::time::Duration::from_secs(300),
+        };
+        let signed = crate::verify::sign(&config, body.as_bytes(), now, "").unwrap();
+        let mut headers: Vec<(&str, &str)> = signed
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        headers.push(("Content-Type", "application/json"));
+        let admitted = admit(
+            &f.app,
+            peer("127.0.0.1"),
+            request("/hooks/chat", &headers, body),
+        )
+        .unwrap();
+        let result = parse(verify(read(admitted).await.unwrap()).unwrap());
+        assert!(
+            matches!(result, Err(Rejection::Handshake(ref c)) if c == "abc"),
+            "{result:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn match_then_commit_then_a_resend_is_a_duplicate() {
+        let f = fixture().await;
+        let headers = [
+            ("X-T", "t0ken"),
+            ("Content-Type", "application/json"),
+            ("Idempotency-Key", "k-1"),
+        ];
+        let parsed = through_parse(&f, &headers, r#"{"n":42}"#).await.unwrap();
+        let matched = match_rules(&f.app, parsed);
+        assert_eq!(matched.matched, ["big"]);
+        assert_eq!(matched.runs.len(), 1);
+        let id = matched.head.id.clone();
+        let response = commit(&f.app, matched).await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        assert!(
+            f.app.store.get_delivery(&id).await.unwrap().is_some(),
+            "committed before the answer"
+        );
+        let again = match_rules(
+            &f.app,
+            through_parse(&f, &headers, r#"{"n":42}"#).await.unwrap(),
+        );
+        assert!(again.head.id != id);
+        let response = commit(&f.app, again).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "a duplicate");
+    }
 }

@@ -185,6 +185,12 @@ pub trait Scheme: Verify {
         Vec::new()
     }
 
+    /// A request header that carries the credential itself (not a MAC of
+    /// the body), masked as `***` in the run log.
+    fn credential_header(&self) -> Option<&str> {
+        None
+    }
+
     /// A verified request the sender expects hookflow itself to answer
     /// instead of treating it as a delivery: the 200 body (text/plain).
     fn handshake(&self, _payload: &serde_json::Value) -> Option<String> {

@@ -78,6 +78,13 @@ impl Scheme for Token {
     fn sign(&self, _body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {
         Token::sign(self, url)
     }
+
+    fn credential_header(&self) -> Option<&str> {
+        match &self.location {
+            TokenLocation::Header(name) => Some(name),
+            TokenLocation::Query(_) => None,
+        }
+    }
 }
 
 #[cfg(test)]
