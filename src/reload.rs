@@ -111,6 +111,9 @@ pub struct Reloader {
     status: Mutex<Status>,
     /// One reload at a time: a watcher event, SIGHUP and the API may race.
     loading: Mutex<()>,
+    /// Refuse a set whose verifier secrets come from a public
+    /// `${NAME:-default}` (SPEC §10: `serve` without `--dev`).
+    refuse_defaulted_secrets: std::sync::atomic::AtomicBool,
 }
 
 impl Reloader {
@@ -129,7 +132,16 @@ impl Reloader {
                 failed: 0,
             }),
             loading: Mutex::new(()),
+            refuse_defaulted_secrets: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// From now on, a reload that brings a verifier secret from its public
+    /// default is rejected like an invalid set (`serve` without `--dev`
+    /// refuses such a set at start, and a reload must not sneak one in).
+    pub fn refuse_defaulted_secrets(&self, refuse: bool) {
+        self.refuse_defaulted_secrets
+            .store(refuse, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The shared handle every reader uses.
@@ -169,6 +181,22 @@ impl Reloader {
         let now = Utc::now();
         let mut status = self.status.lock().unwrap_or_else(|p| p.into_inner());
         status.last_reload_at = Some(now);
+        let refuse = self
+            .refuse_defaulted_secrets
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let result = result.map_err(|e| e.errors().map(ToString::to_string).collect::<Vec<_>>());
+        let result = result.and_then(|set| match set.defaulted_secrets() {
+            defaulted if refuse && !defaulted.is_empty() => Err(defaulted
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: the verifier secret of source `{}` comes from the public default of ${{{}}}; set {} (without --dev, serve runs no rules with a defaulted secret)",
+                        d.loc, d.source, d.variable, d.variable
+                    )
+                })
+                .collect()),
+            _ => Ok(set),
+        });
         let report = match result {
             Ok(set) => {
                 let warnings: Vec<String> =
@@ -191,8 +219,7 @@ impl Reloader {
                     duration_ms: 0,
                 }
             }
-            Err(e) => {
-                let errors: Vec<String> = e.errors().map(ToString::to_string).collect();
+            Err(errors) => {
                 for error in &errors {
                     tracing::error!("{error}");
                 }

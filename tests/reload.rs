@@ -271,3 +271,32 @@ async fn deliveries_never_fail_stall_or_see_a_mixed_set_during_100_reloads() {
     );
     eprintln!("{sent} deliveries during 100 rewrites; slowest {slowest:?}; sets seen {seen:?}");
 }
+
+/// `serve` without `--dev` refuses verifier secrets from public defaults at
+/// start; a reload must not bring one in either.
+#[tokio::test]
+async fn a_reload_that_brings_a_defaulted_verifier_secret_is_refused_without_dev() {
+    let app = spawn_app(&[("sources.yaml", SOURCES), ("r.yaml", &rules("kept"))]).await;
+    app.reloader.refuse_defaulted_secrets(true);
+    app.write_rule_file(
+        "sources.yaml",
+        "sources:\n  hooks:\n    verify: { token: { header: X-T, value: \"${HOOKFLOW_TEST_NEVER_SET:-public}\" } }\n",
+    );
+    let reloader = app.reloader.clone();
+    let report = tokio::task::spawn_blocking(move || reloader.reload())
+        .await
+        .expect("join");
+    assert!(!report.ok, "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("HOOKFLOW_TEST_NEVER_SET") && e.contains("sources.yaml:")),
+        "{report:?}"
+    );
+    assert_eq!(
+        matched(&app).await,
+        ["kept-1", "kept-2"],
+        "the running rules stay"
+    );
+}

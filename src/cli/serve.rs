@@ -137,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    runtime.block_on(serve(settings, rules))?;
+    runtime.block_on(serve(settings, rules, args.dev))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -181,8 +181,9 @@ fn guard_development_defaults(
     Ok(())
 }
 
-async fn serve(settings: Settings, rules: crate::rules::RuleSet) -> anyhow::Result<()> {
+async fn serve(settings: Settings, rules: crate::rules::RuleSet, dev: bool) -> anyhow::Result<()> {
     let app = App::build(settings, rules).await?;
+    app.reloader.refuse_defaulted_secrets(!dev);
     let trigger = app.trigger();
     tokio::spawn(async move {
         wait_for_stop_signal().await;
