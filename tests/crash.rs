@@ -2,11 +2,12 @@
 //! stream of deliveries and is killed with SIGKILL mid-stream. Every
 //! delivery that got a 2xx must be in the database with its queued run.
 
-use std::net::TcpListener;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod child;
+
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use child::{Server, rules_dir};
 
 const RULES: &str = r#"
 sources:
@@ -19,55 +20,15 @@ rules:
       - http: { url: "http://127.0.0.1:9/never-reached/{{payload.n}}" }
 "#;
 
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    listener.local_addr().expect("addr").port()
-}
-
-fn start_server(dir: &Path, port: u16) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--rules",
-            "rules",
-            "--db",
-            "sqlite://hookflow.db",
-        ])
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start hookflow serve")
-}
-
-async fn wait_ready(client: &reqwest::Client, port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if let Ok(resp) = client
-            .get(format!("http://127.0.0.1:{port}/readyz"))
-            .send()
-            .await
-            && resp.status().is_success()
-        {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the server did not become ready");
-}
+const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_delivery_survives_sigkill() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
-    std::fs::write(dir.path().join("rules/rules.yaml"), RULES).expect("rules");
-    let port = free_port();
-    let mut child = start_server(dir.path(), port);
+    let dir = rules_dir(RULES);
+    let mut child = Server::start(dir.path(), &ARGS, &[]);
     let client = reqwest::Client::new();
-    wait_ready(&client, port).await;
+    child.wait_ready(&client).await;
+    let url = child.url("/hooks/ingest");
 
     let acknowledged: Arc<Mutex<Vec<String>>> = Arc::default();
     let stop_at = Instant::now() + Duration::from_secs(30);
@@ -75,6 +36,7 @@ async fn every_acknowledged_delivery_survives_sigkill() {
     for sender in 0..8 {
         let client = client.clone();
         let acknowledged = acknowledged.clone();
+        let url = url.clone();
         senders.push(tokio::spawn(async move {
             for n in 0..100_000 {
                 if Instant::now() > stop_at {
@@ -82,7 +44,7 @@ async fn every_acknowledged_delivery_survives_sigkill() {
                 }
                 let body = format!(r#"{{"sender":{sender},"n":{n}}}"#);
                 let resp = client
-                    .post(format!("http://127.0.0.1:{port}/hooks/ingest"))
+                    .post(&url)
                     .header("content-type", "application/json")
                     .header("X-Token", "crash-test-token")
                     .body(body)
@@ -105,8 +67,7 @@ async fn every_acknowledged_delivery_survives_sigkill() {
     while acknowledged.lock().expect("lock").len() < 300 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    child.kill().expect("SIGKILL"); // std's kill is SIGKILL on Unix
-    let _ = child.wait();
+    child.kill();
     for s in senders {
         let _ = s.await;
     }
@@ -142,10 +103,8 @@ async fn every_acknowledged_delivery_survives_sigkill() {
     drop(store);
 
     // And the server starts again on the same file.
-    let mut child = start_server(dir.path(), port);
-    wait_ready(&client, port).await;
-    child.kill().expect("stop");
-    let _ = child.wait();
+    let child = Server::start(dir.path(), &ARGS, &[]);
+    child.wait_ready(&client).await;
 }
 
 /// A sink standing in for a CI API: fails with 503 until told otherwise,
@@ -184,8 +143,6 @@ async fn start_sink(sink: Arc<Sink>) -> u16 {
 async fn runs_interrupted_by_sigkill_reach_the_sink_after_restart() {
     let sink = Arc::new(Sink::default());
     let sink_port = start_sink(sink.clone()).await;
-    let dir = tempfile::tempdir().expect("temp dir");
-    std::fs::create_dir_all(dir.path().join("rules")).expect("rules dir");
     let rules = format!(
         r#"
 sources:
@@ -200,16 +157,15 @@ rules:
           retry: {{ attempts: 100, backoff: 100ms, max_backoff: 300ms }}
 "#
     );
-    std::fs::write(dir.path().join("rules/rules.yaml"), rules).expect("rules");
-    let port = free_port();
+    let dir = rules_dir(&rules);
     let client = reqwest::Client::new();
-    let mut child = start_server(dir.path(), port);
-    wait_ready(&client, port).await;
+    let mut child = Server::start(dir.path(), &ARGS, &[]);
+    child.wait_ready(&client).await;
 
     let mut accepted = Vec::new();
     for n in 0..60 {
         let resp = client
-            .post(format!("http://127.0.0.1:{port}/hooks/ingest"))
+            .post(child.url("/hooks/ingest"))
             .header("content-type", "application/json")
             .header("X-Token", "crash-test-token")
             .body(format!(r#"{{"n":{n}}}"#))
@@ -222,8 +178,7 @@ rules:
     }
     // Let the workers fail and reschedule for a while, then kill mid-run.
     tokio::time::sleep(Duration::from_millis(700)).await;
-    child.kill().expect("SIGKILL");
-    let _ = child.wait();
+    child.kill();
     assert!(
         sink.delivered.lock().expect("lock").is_empty(),
         "nothing got through a failing sink"
@@ -231,8 +186,8 @@ rules:
 
     sink.healthy
         .store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut child = start_server(dir.path(), port);
-    wait_ready(&client, port).await;
+    let child = Server::start(dir.path(), &ARGS, &[]);
+    child.wait_ready(&client).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let missing: Vec<&String> = {
@@ -253,6 +208,4 @@ rules:
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    child.kill().expect("stop");
-    let _ = child.wait();
 }

@@ -35,6 +35,7 @@ mod prune;
 mod queue;
 mod readers;
 mod runs;
+mod space;
 mod writer;
 
 pub use backup::{BackupReport, backup};
@@ -205,6 +206,7 @@ impl Store for SqliteStore {
 
     async fn check_writable(&self) -> Result<()> {
         const OP: &str = "check database writable";
+        space::ensure_room(&self.path)?;
         self.writer
             .call(OP, |conn| {
                 conn.prepare_cached(
