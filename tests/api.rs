@@ -803,3 +803,101 @@ async fn with_a_token_the_admin_surface_is_on_both_listeners_behind_it() {
     let delivered = app.post("/hooks/hooks", &[("X-T", "t0ken")], "{}").await;
     assert_eq!(delivered.status().as_u16(), 202);
 }
+
+// ------------------------------------- the document against the API (schemathesis)
+
+/// The schema of a documented query parameter.
+fn param_schema(doc: &Value, path: &str, method: &str, name: &str) -> Value {
+    doc["paths"][path][method]["parameters"]
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == name))
+        .map(|p| p["schema"].clone())
+        .unwrap_or_else(|| panic!("{method} {path} documents no `{name}`"))
+}
+
+/// Found by bench/schemathesis.sh: a blank filter (as an HTML form sends
+/// it) is no filter, and `limit` is bounded in the document as in the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blank_filters_are_no_filters_and_limit_is_bounded_as_documented() {
+    let (app, _sink, delivered) = processed_app(1).await;
+    let (status, page) = get_json(&app, "/api/deliveries?since=&source=&before=").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page), delivered);
+    let (status, page) = get_json(&app, "/api/runs?status=&rule=&before=").await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(ids(&page).len(), 2);
+    for bad in ["limit=0", "limit=1001", "limit=", "status=nope"] {
+        let (status, body) = get_json(&app, &format!("/api/runs?{bad}")).await;
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (_, doc) = get_json(&app, "/api/openapi.json").await;
+    for path in ["/api/deliveries", "/api/runs"] {
+        let limit = param_schema(&doc, path, "get", "limit");
+        assert_eq!(limit["minimum"].as_f64(), Some(1.0), "{path}: {limit}");
+        assert_eq!(limit["maximum"].as_f64(), Some(1000.0), "{path}: {limit}");
+    }
+    let status = param_schema(&doc, "/api/runs", "get", "status");
+    assert!(status["pattern"].is_string(), "{status}");
+}
+
+/// Found by bench/schemathesis.sh: replay's 400 for a non-boolean
+/// `dry_run` was not in the document, and `dry_run=` (which the document
+/// calls invalid) was taken as true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_with_a_bad_dry_run_is_a_documented_400() {
+    let (app, _sink, delivered) = processed_app(1).await;
+    for bad in ["maybe", "", "1"] {
+        let path = format!("/api/deliveries/{}/replay?dry_run={bad}", delivered[0]);
+        let (status, body) = post_json(&app, &path).await;
+        assert_eq!(status, 400, "dry_run={bad}: {body}");
+        assert!(
+            body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("dry_run"))
+        );
+    }
+    let (_, doc) = get_json(&app, "/api/openapi.json").await;
+    let documented = &doc["paths"]["/api/deliveries/{id}/replay"]["post"]["responses"];
+    assert!(documented["400"].is_object(), "{documented}");
+}
+
+/// Found by bench/schemathesis.sh: the document demanded a bearer token
+/// in the mode that serves without one. Each mode now says what it does.
+#[tokio::test]
+async fn the_document_declares_bearer_auth_only_when_a_token_is_set() {
+    let open = spawn_app(&[("sources.yaml", OPEN_SOURCE)]).await;
+    let (status, doc) = get_json(&open, "/api/openapi.json").await;
+    assert_eq!(status, 200, "{doc}");
+    assert!(doc.get("security").is_none(), "{}", doc["security"]);
+    assert!(doc["components"].get("securitySchemes").is_none());
+    let (status, _) = get_json(&open, "/api/rules").await;
+    assert_eq!(status, 200, "served without authentication, as documented");
+
+    let guarded = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+        s.admin_token = Some(hookflow::config::Secret::new("d0c-token"));
+    })
+    .await;
+    let doc: Value = guarded
+        .client
+        .get(guarded.url("/api/openapi.json"))
+        .bearer_auth("d0c-token")
+        .send()
+        .await
+        .expect("document")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(doc["security"], json!([{"admin_token": []}]));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["admin_token"]["scheme"],
+        "bearer"
+    );
+    let refused = guarded
+        .client
+        .get(guarded.url("/api/rules"))
+        .send()
+        .await
+        .expect("rules");
+    assert_eq!(refused.status().as_u16(), 401);
+    assert!(doc["paths"]["/api/rules"]["get"]["responses"]["401"].is_object());
+}

@@ -23,6 +23,7 @@ use crate::server::AppState;
     ),
     responses(
         (status = 200, description = "Matched against the current rules; one run queued per matching rule", body = ReplayResult),
+        (status = 400, description = "`dry_run` is neither `true` nor `false`", body = ErrorBody),
         (status = 404, description = "No such delivery", body = ErrorBody),
         (status = 409, description = "The delivery cannot be replayed (a rejected request has no body)", body = ErrorBody),
     )
@@ -36,8 +37,10 @@ pub async fn replay(
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         if key == "dry_run" {
             dry_run = match value.as_ref() {
-                "" | "true" | "1" => true,
-                "false" | "0" => false,
+                // Exactly the document's boolean: a value it calls invalid
+                // is refused, not guessed at.
+                "true" => true,
+                "false" => false,
                 other => {
                     return Err(ApiError::bad_request(format!(
                         "dry_run must be true or false, not `{other}`"

@@ -1,12 +1,16 @@
 //! Reading the run log: deliveries and runs, listed (newest first, paged
 //! by cursor) and one by one with everything recorded about them.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use regex::Regex;
+use utoipa::openapi::schema::{
+    AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
+};
 
 use super::ApiError;
 use super::dto::{DeliveryDetail, DeliveryPage, ErrorBody, Redact, RunDetail, RunPage};
@@ -20,8 +24,8 @@ use crate::store::{DeliveryFilter, RunFilter, RunStatus};
     tag = "run log",
     params(
         ("source" = Option<String>, Query, description = "Only this source's deliveries"),
-        ("since" = Option<String>, Query, description = "Only deliveries received since: a duration back from now (`1h`, `7d`) or an RFC 3339 time"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("since" = Option<String>, Query, description = "Only deliveries received since: a duration back from now (`90m`, `7d`, `1d12h`) or an RFC 3339 time (empty: any time)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
         ("before" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
     ),
     responses(
@@ -85,9 +89,9 @@ pub async fn get_delivery(
     path = "/api/runs",
     tag = "run log",
     params(
-        ("status" = Option<String>, Query, description = "queued, running, succeeded, failed or cancelled"),
+        ("status" = Option<String>, Query, pattern = "^(queued|running|succeeded|failed|cancelled)?$", description = "Only runs in this state (empty: any)"),
         ("rule" = Option<String>, Query, description = "Only this rule's runs"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 1000 (default 100)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
         ("before" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
     ),
     responses(
@@ -151,9 +155,12 @@ pub async fn get_run(
     Ok(Json(Redact(rules.secrets()).run(run, attempts)))
 }
 
-/// The query string's pairs, percent-decoded.
+/// The query string's pairs, percent-decoded. An empty filter is no filter
+/// (`?since=&rule=`, as an HTML form sends its blank fields); `limit` is a
+/// number or nothing at all.
 fn pairs(query: Option<&str>) -> Vec<(String, String)> {
     form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .filter(|(k, v)| !v.is_empty() || k == "limit")
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
@@ -177,9 +184,32 @@ fn parse_limit(value: &str) -> Result<u32, ApiError> {
     }
 }
 
+/// The durations `since` takes: whole numbers of ms, s, m, h, d or w, one
+/// after another (`90m`, `1d12h`), at most six digits each so that none
+/// overflows. The document says the same (`since_schema`); the empty
+/// string is there because a blank filter is no filter.
+pub(crate) const SINCE_DURATION: &str = "^([0-9]{1,6}(ms|s|m|h|d|w))*$";
+
+static SINCE_DURATION_RE: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(SINCE_DURATION).expect("a constant pattern (tested)"));
+
+/// `since` as documented: an RFC 3339 time (`format: date-time`) or a
+/// duration matching [`SINCE_DURATION`].
+pub(crate) fn since_schema() -> Schema {
+    let time = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)));
+    let duration = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(SINCE_DURATION));
+    Schema::AnyOf(AnyOfBuilder::new().item(time).item(duration).build())
+}
+
 /// `since`: a duration back from now (`90m`, `7d`) or an RFC 3339 time.
 fn parse_since(value: &str) -> Result<i64, ApiError> {
-    if let Ok(ago) = humantime::parse_duration(value) {
+    if SINCE_DURATION_RE.is_match(value)
+        && let Ok(ago) = humantime::parse_duration(value)
+    {
         let ago = chrono::Duration::from_std(ago).unwrap_or(chrono::Duration::MAX);
         let at = chrono::Utc::now()
             .checked_sub_signed(ago)
@@ -190,7 +220,7 @@ fn parse_since(value: &str) -> Result<i64, ApiError> {
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
             ApiError::bad_request(format!(
-                "since must be a duration (`1h`, `7d`) or an RFC 3339 time, not `{value}`"
+                "since must be a duration (`90m`, `7d`, `1d12h`) or an RFC 3339 time, not `{value}`"
             ))
         })
 }
@@ -220,6 +250,51 @@ impl ApiError {
         ApiError {
             status: StatusCode::NOT_FOUND,
             message: format!("there is no {what} with id {id}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_takes_documented_durations_and_rfc3339_times() {
+        let now = chrono::Utc::now().timestamp_millis();
+        for (value, ago_ms) in [
+            ("90m", 90 * 60_000),
+            ("7d", 7 * 86_400_000),
+            ("1d12h", 36 * 3_600_000),
+            ("0s", 0),
+        ] {
+            let at = parse_since(value).expect(value);
+            assert!((now - ago_ms - at).abs() < 60_000, "{value}: {at}");
+        }
+        assert_eq!(
+            parse_since("2026-01-02T03:04:05Z").expect("rfc 3339"),
+            1_767_323_045_000
+        );
+        assert!(
+            parse_since("999999w").is_ok(),
+            "the largest documented duration"
+        );
+    }
+
+    #[test]
+    fn since_refuses_what_the_document_does_not_allow() {
+        for value in [
+            "1 hour",
+            "h",
+            "1234567h",
+            "99999999999999999999d",
+            "soon",
+            "2026-13-01T00:00:00Z",
+        ] {
+            assert!(parse_since(value).is_err(), "{value} was accepted");
+            assert!(
+                !SINCE_DURATION_RE.is_match(value) || value.is_empty(),
+                "{value} matches the documented pattern"
+            );
         }
     }
 }
