@@ -66,14 +66,25 @@ struct Server {
 
 impl Server {
     fn start(mut cmd: Command) -> Server {
-        let mut child = cmd.spawn().expect("spawn hookflow serve");
-        let mut stderr = BufReader::new(child.stderr.take().expect("stderr piped"));
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        // Owned by `Server` from the start, so a failed start still kills it.
+        let mut server = Server {
+            child: cmd.spawn().expect("spawn hookflow serve"),
+            addr: unknown,
+            admin: unknown,
+            stderr: None,
+        };
+        let mut stderr = BufReader::new(server.child.stderr.take().expect("stderr piped"));
         let deadline = Instant::now() + Duration::from_secs(30);
         let mut line = String::new();
         loop {
             line.clear();
             let n = stderr.read_line(&mut line).expect("read the log");
-            assert!(n > 0, "serve exited before listening: {:?}", child.wait());
+            assert!(
+                n > 0,
+                "serve exited before listening: {:?}",
+                server.child.try_wait()
+            );
             assert!(Instant::now() < deadline, "no start line in time");
             let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
                 continue;
@@ -81,12 +92,10 @@ impl Server {
             if json["fields"]["message"] == "hookflow listening" {
                 let addr = json["fields"]["address"].as_str().expect("address");
                 let admin = json["fields"]["admin"].as_str().expect("admin");
-                return Server {
-                    addr: addr.parse().expect("an address"),
-                    admin: admin.parse().expect("an admin address"),
-                    child,
-                    stderr: Some(stderr),
-                };
+                server.addr = addr.parse().expect("an address");
+                server.admin = admin.parse().expect("an admin address");
+                server.stderr = Some(stderr);
+                return server;
             }
         }
     }

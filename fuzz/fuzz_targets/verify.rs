@@ -3,7 +3,9 @@
 //!
 //! Input: a first line `<verifier> <now> <method> [query]`, then headers and
 //! body as in `hookflow_fuzz::Request`. `<verifier>` is one of [`NAMES`]
-//! (anything else picks one by its bytes). Besides "never panics", every
+//! (anything else picks one by its bytes). The scheme's readers of a
+//! delivery (event name, dedupe key, handshake) run on every input too.
+//! Besides "never panics", every
 //! input checks the round trip: what `sign` produces for the fuzzed body at
 //! the fuzzed clock must verify.
 
@@ -12,8 +14,10 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use hookflow::delivery::parse_body;
 use hookflow::verify::{
-    Encoding, HmacAlgorithm, Incoming, Secret, TokenLocation, VerifierConfig, Verify, build, sign,
+    Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, TokenLocation, VerifierConfig,
+    build, sign,
 };
 use hookflow_fuzz::Request;
 use libfuzzer_sys::fuzz_target;
@@ -132,7 +136,7 @@ fn config(name: &str) -> VerifierConfig {
 }
 
 /// The configs and their verifiers, built once.
-static VERIFIERS: LazyLock<Vec<(VerifierConfig, Box<dyn Verify>)>> = LazyLock::new(|| {
+static VERIFIERS: LazyLock<Vec<(VerifierConfig, Box<dyn Scheme>)>> = LazyLock::new(|| {
     NAMES
         .iter()
         .map(|name| {
@@ -174,8 +178,19 @@ fuzz_target!(|data: &[u8]| {
         body: req.body,
         now,
     };
-    // The verdict may be anything; it must not panic.
+    // The verdict may be anything; it must not panic. Neither may what the
+    // scheme reads from a delivery (event, dedupe key, handshake), whatever
+    // the headers and body hold: asked of every input, verified or not.
     let _ = verifier.verify(&incoming);
+    let headers = req.text_headers();
+    let payload = parse_body(req.header("content-type"), req.body).unwrap_or_default();
+    let delivered = Delivered {
+        headers: &headers,
+        payload: &payload,
+    };
+    let _ = verifier.event(&delivered);
+    let _ = verifier.dedupe_key(&delivered);
+    let _ = verifier.handshake(&payload);
 
     // The sender's side of the same body at the same clock must verify.
     let url = match config {
@@ -192,10 +207,7 @@ fuzz_target!(|data: &[u8]| {
             http::HeaderName::from_bytes(n.as_bytes()),
             http::HeaderValue::from_str(v),
         ) else {
-            panic!(
-                "{}: sign produced an unsendable header {n:?}",
-                config.kind()
-            );
+            panic!("{name}: sign produced an unsendable header {n:?}");
         };
         signed_headers.append(n, v);
     }
