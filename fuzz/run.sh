@@ -36,7 +36,14 @@ if ! command -v cargo-fuzz >/dev/null; then
 fi
 
 mkdir -p logs
-nice -n 19 cargo fuzz build -s "$sanitizer" "${targets[@]}" || exit 2
+# `cargo fuzz build` takes one target or all of them.
+if [[ $# -eq 0 ]]; then
+    nice -n 19 cargo fuzz build -s "$sanitizer" || exit 2
+else
+    for target in "${targets[@]}"; do
+        nice -n 19 cargo fuzz build -s "$sanitizer" "$target" || exit 2
+    done
+fi
 
 failed=0
 summary=()
