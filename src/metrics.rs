@@ -75,9 +75,34 @@ fn describe() {
     );
 }
 
-/// A request to a source path: `accepted`, `duplicate`, `rejected_401`…
-pub fn delivery(source: &str, outcome: &str) {
-    counter!("hookflow_deliveries_total", "source" => source.to_string(), "outcome" => outcome.to_string()).increment(1);
+/// What became of a request to a source path: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryOutcome {
+    Accepted,
+    Duplicate,
+    /// Refused with this status (`rejected_401`, `rejected_422`, …).
+    Rejected(u16),
+    /// The body could not be read or parsed (400).
+    InvalidBody,
+    /// The store failed; the sender got a 503.
+    StoreError,
+}
+
+impl DeliveryOutcome {
+    fn label(self) -> std::borrow::Cow<'static, str> {
+        match self {
+            DeliveryOutcome::Accepted => "accepted".into(),
+            DeliveryOutcome::Duplicate => "duplicate".into(),
+            DeliveryOutcome::Rejected(status) => format!("rejected_{status}").into(),
+            DeliveryOutcome::InvalidBody => "invalid_body".into(),
+            DeliveryOutcome::StoreError => "store_error".into(),
+        }
+    }
+}
+
+/// A request to a source path, by source and outcome.
+pub fn delivery(source: &str, outcome: DeliveryOutcome) {
+    counter!("hookflow_deliveries_total", "source" => source.to_string(), "outcome" => outcome.label()).increment(1);
 }
 
 pub fn matched(rule: &str) {
@@ -85,25 +110,36 @@ pub fn matched(rule: &str) {
 }
 
 /// A run reached a final state (`succeeded`, `failed`, `cancelled`).
-pub fn run_finished(rule: &str, outcome: &str) {
-    counter!("hookflow_runs_total", "rule" => rule.to_string(), "outcome" => outcome.to_string())
+pub fn run_finished(rule: &str, outcome: crate::store::RunStatus) {
+    counter!("hookflow_runs_total", "rule" => rule.to_string(), "outcome" => outcome.as_str())
         .increment(1);
 }
 
 /// One attempt of a step (`http`, `slack`, `shell`), and how it went.
-pub fn attempt(kind: &str, outcome: &str, took: Duration) {
-    counter!("hookflow_attempts_total", "action" => kind.to_string(), "outcome" => outcome.to_string()).increment(1);
-    histogram!("hookflow_attempt_duration_seconds", "action" => kind.to_string())
-        .record(took.as_secs_f64());
+pub fn attempt(kind: &'static str, outcome: crate::store::AttemptOutcome, took: Duration) {
+    counter!("hookflow_attempts_total", "action" => kind, "outcome" => outcome.as_str())
+        .increment(1);
+    histogram!("hookflow_attempt_duration_seconds", "action" => kind).record(took.as_secs_f64());
 }
 
 pub fn queue_depth(depth: u64) {
     gauge!("hookflow_queue_depth").set(depth as f64);
 }
 
-/// A reload: `ok` or `error`.
-pub fn reload(outcome: &str) {
-    counter!("hookflow_reloads_total", "outcome" => outcome.to_string()).increment(1);
+/// How a reload went: the `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Ok,
+    Error,
+}
+
+/// A reload, by outcome.
+pub fn reload(outcome: ReloadOutcome) {
+    let label = match outcome {
+        ReloadOutcome::Ok => "ok",
+        ReloadOutcome::Error => "error",
+    };
+    counter!("hookflow_reloads_total", "outcome" => label).increment(1);
 }
 
 /// One group commit of the store's writer: how many commands, how long.

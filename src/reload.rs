@@ -208,7 +208,7 @@ impl Reloader {
                 status.errors.clear();
                 status.warnings = warnings.clone();
                 status.succeeded += 1;
-                crate::metrics::reload("ok");
+                crate::metrics::reload(crate::metrics::ReloadOutcome::Ok);
                 tracing::info!(rules, sources, "rules reloaded");
                 Report {
                     ok: true,
@@ -230,7 +230,7 @@ impl Reloader {
                 status.last_outcome = Some("error");
                 status.errors = errors.clone();
                 status.failed += 1;
-                crate::metrics::reload("error");
+                crate::metrics::reload(crate::metrics::ReloadOutcome::Error);
                 let current = self.rules.load();
                 Report {
                     ok: false,

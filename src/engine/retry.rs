@@ -4,7 +4,6 @@
 //! needs is arithmetic: [`next_delay`] is that arithmetic, pure, with the
 //! randomness passed in.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -110,14 +109,9 @@ pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
     )
 }
 
-/// A uniform draw in `[0, 1)` for the jitter. Randomly keyed hashers are
-/// random enough to spread retries, and need no RNG crate.
+/// A uniform draw in `[0, 1)` for the jitter.
 pub fn random_jitter() -> f64 {
-    let bits = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    // The top 53 bits, as a fraction.
-    (bits >> 11) as f64 / (1u64 << 53) as f64
+    fastrand::f64()
 }
 
 #[cfg(test)]

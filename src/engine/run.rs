@@ -76,7 +76,7 @@ async fn execute_run(
         };
         if !matches!(record.progress, RunProgress::Continue { .. }) {
             if let RunProgress::Finished { status, .. } = &record.progress {
-                crate::metrics::run_finished(&run.rule, status.as_str());
+                crate::metrics::run_finished(&run.rule, *status);
             }
             return Some(record);
         }
@@ -229,7 +229,7 @@ async fn run_step(
         error = error.as_deref(),
         "attempt"
     );
-    crate::metrics::attempt(step.action.kind(), result.as_str(), outcome.duration);
+    crate::metrics::attempt(step.action.kind(), result, outcome.duration);
     // Redacted as the row is built: a secret never reaches the store.
     let mut request = outcome.request;
     secrets.redact_value_in_place(&mut request);
@@ -320,7 +320,7 @@ fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRec
     // The rule's own secrets are unknown here: those of the loaded set.
     let error = shared.rules.load().secrets().redact(&error);
     tracing::error!(error = %error, "run failed before its first step");
-    crate::metrics::run_finished(&run.rule, RunStatus::Failed.as_str());
+    crate::metrics::run_finished(&run.rule, RunStatus::Failed);
     StepRecord {
         run_id: run.id.clone(),
         node: shared.node_id.clone(),

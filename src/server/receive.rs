@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::delivery::{Delivery, dedupe_key, event_name, parse_body, parse_query};
+use crate::metrics::DeliveryOutcome;
 use crate::rules::{RuleSet, SchemaMismatch, Source, Trace};
 use crate::store::{AcceptOutcome, KeptRequest, NewDelivery, NewRun, Rejected};
 use crate::template::TemplateContext;
@@ -363,7 +364,7 @@ pub async fn commit(app: &AppState, matched: Matched) -> Result<Response, Reject
     let window_ms = i64::try_from(app.settings.dedupe_window.as_millis()).unwrap_or(i64::MAX);
     match app.store.accept(record, runs, window_ms).await {
         Ok(AcceptOutcome::Accepted) => {
-            crate::metrics::delivery(&source.name, "accepted");
+            crate::metrics::delivery(&source.name, DeliveryOutcome::Accepted);
             for rule in &matched {
                 crate::metrics::matched(rule);
             }
@@ -374,7 +375,7 @@ pub async fn commit(app: &AppState, matched: Matched) -> Result<Response, Reject
             Ok(accepted_response(rules, source, &delivery, &matched))
         }
         Ok(AcceptOutcome::Duplicate { first_delivery }) => {
-            crate::metrics::delivery(&source.name, "duplicate");
+            crate::metrics::delivery(&source.name, DeliveryOutcome::Duplicate);
             tracing::info!(source = %source.name, first = %first_delivery, "duplicate delivery ignored");
             Ok((
                 StatusCode::OK,
@@ -409,7 +410,7 @@ impl Rejection {
             } => {
                 crate::metrics::delivery(
                     &head.source.name,
-                    &format!("rejected_{}", status.as_u16()),
+                    DeliveryOutcome::Rejected(status.as_u16()),
                 );
                 app.log_rejected(Rejected {
                     id: head.id.clone(),
@@ -431,7 +432,7 @@ impl Rejection {
                 response
             }
             Rejection::BadRequest { source, reason } => {
-                crate::metrics::delivery(&source, "invalid_body");
+                crate::metrics::delivery(&source, DeliveryOutcome::InvalidBody);
                 error(StatusCode::BAD_REQUEST, reason)
             }
             Rejection::Handshake(answer) => (
@@ -483,7 +484,7 @@ async fn keep_refused(app: &AppState, verified: Verified, mismatch: SchemaMismat
     };
     match app.store.record_rejected(rejected).await {
         Ok(()) => {
-            crate::metrics::delivery(&source.name, "rejected_422");
+            crate::metrics::delivery(&source.name, DeliveryOutcome::Rejected(422));
             tracing::warn!(delivery = %head.id, source = %source.name, at = %mismatch.at, "payload does not match the schema");
             (
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -503,7 +504,7 @@ async fn keep_refused(app: &AppState, verified: Verified, mismatch: SchemaMismat
 /// 503: not a 2xx (or a 422 that was not kept), so the sender keeps the
 /// delivery and retries.
 fn store_failed(source: &str, e: &str) -> Response {
-    crate::metrics::delivery(source, "store_error");
+    crate::metrics::delivery(source, DeliveryOutcome::StoreError);
     tracing::error!(source = %source, error = %e, "could not store a delivery");
     error(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -726,9 +727,21 @@ rules:
         );
         assert_eq!(far.err().as_ref().and_then(status), Some(403));
         for _ in 0..2 {
-            assert!(admit(&f.app, peer("127.0.0.1"), request("/hooks/limited", &[], "")).is_ok());
+            assert!(
+                admit(
+                    &f.app,
+                    peer("127.0.0.1"),
+                    request("/hooks/limited", &[], "")
+                )
+                .is_ok()
+            );
         }
-        let limited = admit(&f.app, peer("127.0.0.1"), request("/hooks/limited", &[], "")).err();
+        let limited = admit(
+            &f.app,
+            peer("127.0.0.1"),
+            request("/hooks/limited", &[], ""),
+        )
+        .err();
         assert_eq!(limited.as_ref().and_then(status), Some(429));
         assert!(matches!(limited, Some(Rejection::Refused { retry_after: Some(s), .. }) if s >= 1));
     }
