@@ -272,3 +272,167 @@ fn every_example_recipe_checks_and_its_tests_pass() {
         );
     }
 }
+
+/// Rules whose one test names a payload file that is not there: what
+/// copying `rules/` out of the repository without its payloads gives.
+fn rules_with_a_missing_payload_file(dir: &std::path::Path) {
+    std::fs::write(
+        dir.join("r.yaml"),
+        "sources:\n  gh: {}\nrules:\n  - name: r\n    source: gh\n    actions:\n      - http: { url: \"http://127.0.0.1:9/\" }\ntests:\n  - name: pushes build\n    source: gh\n    payload_file: payloads/push.json\n    expect: { matched: [r] }\n",
+    )
+    .expect("write rules");
+}
+
+#[test]
+fn serve_starts_with_a_test_payload_file_missing() {
+    use std::io::{BufRead, BufReader};
+    let dir = tempfile::tempdir().expect("temp");
+    let rules = dir.path().join("rules");
+    std::fs::create_dir(&rules).expect("mkdir");
+    rules_with_a_missing_payload_file(&rules);
+    let db = format!("sqlite://{}", dir.path().join("h.db").display());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
+        .args(["--admin-listen", "127.0.0.1:0", "--db", &db, "--rules"])
+        .arg(&rules)
+        .current_dir(dir.path())
+        .env_remove("HOOKFLOW_RULES")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn serve");
+    // Both streams go to one channel; whoever says "listening" wins, and
+    // an exit (both streams closed) ends the wait.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    for stream in [
+        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
+        Box::new(child.stderr.take().expect("stderr")),
+    ] {
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let mut listening = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                listening |= line.contains("hookflow listening");
+                seen.push(line);
+                if listening {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(listening, "serve did not start:\n{}", seen.join("\n"));
+    // It says why the test cannot run, as a warning.
+    assert!(
+        seen.iter()
+            .any(|l| l.contains("warning") && l.contains("payloads/push.json")),
+        "{}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn check_and_test_fail_on_a_missing_test_payload_file_with_its_place() {
+    let dir = tempfile::tempdir().expect("temp");
+    rules_with_a_missing_payload_file(dir.path());
+    let path = dir.path().to_string_lossy().into_owned();
+    let (code, stdout, stderr) = hookflow(&["check", &path]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("r.yaml:11:19: test \"pushes build\": cannot read payload_file"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("payloads/push.json"), "{stderr}");
+    assert!(
+        !stderr.contains("warning: test"),
+        "printed once, as an error: {stderr}"
+    );
+    let (code, stdout, stderr) = hookflow(&["test", &path]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("r.yaml:11:19: test \"pushes build\""),
+        "{stderr}"
+    );
+    assert!(stdout.contains("0 passed, 1 failed"), "{stdout}");
+}
+
+/// Runs hookflow in `dir` with no HOOKFLOW_* settings from the outside.
+fn hookflow_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("HOOKFLOW_RULES")
+        .env_remove("HOOKFLOW_DATABASE")
+        .output()
+        .expect("run hookflow");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_and_test_read_the_rules_directory_from_the_settings_file() {
+    let dir = tempfile::tempdir().expect("temp");
+    let good = dir.path().join("good");
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&good).expect("mkdir");
+    std::fs::create_dir(&bad).expect("mkdir");
+    std::fs::write(
+        good.join("r.yaml"),
+        "sources:\n  gh: {}\nrules:\n  - name: r\n    source: gh\n    actions:\n      - http: { url: \"http://127.0.0.1:9/\" }\ntests:\n  - name: it matches\n    source: gh\n    payload: {}\n    expect: { matched: [r] }\n",
+    )
+    .expect("write");
+    std::fs::write(bad.join("r.yaml"), "rules:\n  - name: Bad\n").expect("write");
+    std::fs::write(dir.path().join("hookflow.yaml"), "rules: good\n").expect("write");
+    std::fs::write(dir.path().join("other.yaml"), "rules: bad\n").expect("write");
+
+    // ./hookflow.yaml is read when present, as `serve` reads it.
+    let (code, stdout, stderr) = hookflow_in(dir.path(), &["check"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.starts_with("good: 1 source(s), 1 rule(s), 1 test(s)"),
+        "{stdout}"
+    );
+    let (code, stdout, stderr) = hookflow_in(dir.path(), &["test"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("PASS  it matches"), "{stdout}");
+
+    // --config names another settings file.
+    let (code, _, stderr) = hookflow_in(dir.path(), &["check", "--config", "other.yaml"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad/r.yaml:2:"), "{stderr}");
+    let (code, _, stderr) = hookflow_in(dir.path(), &["test", "--config", "other.yaml"]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("bad/r.yaml:2:"), "{stderr}");
+
+    // --rules beats the file; a positional DIR beats both.
+    let (code, _, _) = hookflow_in(dir.path(), &["check", "--rules", "bad"]);
+    assert_eq!(code, 1);
+    let (code, stdout, stderr) =
+        hookflow_in(dir.path(), &["check", "--config", "other.yaml", "good"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // --db is accepted like every command's (SPEC §6).
+    let (code, stdout, stderr) =
+        hookflow_in(dir.path(), &["test", "--db", "sqlite://unused.db", "good"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    // A settings file that is not there is an error, not the defaults.
+    let (code, _, stderr) = hookflow_in(dir.path(), &["check", "--config", "nope.yaml"]);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(stderr.contains("nope.yaml"), "{stderr}");
+}

@@ -15,7 +15,6 @@ mod show;
 mod sink;
 mod test;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -65,20 +64,6 @@ enum Command {
     /// Print every request received and answer 200: a local stand-in for
     /// the targets of the rules' actions.
     Sink(sink::Args),
-}
-
-/// Where the rules are: a positional DIR wins over `--rules`, which wins
-/// over `HOOKFLOW_RULES`, then `./rules`.
-#[derive(Debug, clap::Args)]
-struct RulesArgs {
-    /// The rules directory.
-    #[arg(
-        long = "rules",
-        env = "HOOKFLOW_RULES",
-        value_name = "DIR",
-        default_value = "rules"
-    )]
-    rules: PathBuf,
 }
 
 /// Parses the command line and runs it.

@@ -13,21 +13,23 @@ use crate::rules::{RuleSet, RuleTest};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// The rules directory (default: --rules, HOOKFLOW_RULES, ./rules).
+    /// The rules directory (default: --rules, HOOKFLOW_RULES, `rules` of
+    /// the settings file, ./rules).
     dir: Option<PathBuf>,
     /// Only tests whose name contains this text.
     #[arg(long)]
     filter: Option<String>,
     #[command(flatten)]
-    rules: super::RulesArgs,
+    settings: super::serve::SettingsArgs,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let dir = args.dir.unwrap_or(args.rules.rules);
-    let Some(set) = super::load_rules(&dir) else {
+    let dir = super::check::rules_dir(args.dir, &args.settings)?;
+    let Some(set) = super::check::load_with_tests(&dir) else {
         return Ok(ExitCode::FAILURE);
     };
-    let (mut passed, mut failed) = (0, 0);
+    // A test that cannot run (printed above) fails.
+    let (mut passed, mut failed) = (0, set.test_problems().len());
     for test in set.tests() {
         if args
             .filter

@@ -60,6 +60,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     // source that failed to decode must not get a second, misleading error.
     let mut declared: Vec<String> = Vec::new();
     let mut defaulted_secrets = Vec::new();
+    let mut test_problems = Vec::new();
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -94,10 +95,23 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
             &mut tests,
         );
         defaulted_secrets.append(&mut dec.defaulted_secrets);
+        test_problems.append(&mut dec.test_problems);
     }
 
     cross_check(&declared, &sources, &rules, &tests, &mut diagnostics);
     let secrets = Secrets::new(secrets);
+    for d in &mut test_problems {
+        d.message = secrets.redact(&d.message);
+    }
+    test_problems.sort_by(|a, b| {
+        (&a.loc.file, a.loc.line, a.loc.column).cmp(&(&b.loc.file, b.loc.line, b.loc.column))
+    });
+    // A test that cannot run does not stop `serve`: a warning in the set,
+    // an error for `check` and `test` (`RuleSet::test_problems`).
+    diagnostics.extend(test_problems.iter().map(|d| Diagnostic {
+        severity: Severity::Warning,
+        ..d.clone()
+    }));
     for d in &mut diagnostics {
         d.message = secrets.redact(&d.message);
     }
@@ -136,6 +150,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         secrets,
         warnings: diagnostics,
         defaulted_secrets,
+        test_problems,
         files,
     })
 }

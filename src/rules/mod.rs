@@ -48,6 +48,8 @@ pub struct RuleSet {
     warnings: Vec<Diagnostic>,
     /// Verifier secrets that came from a `${NAME:-default}` default.
     defaulted_secrets: Vec<DefaultedSecret>,
+    /// Tests that cannot run (an unreadable `payload_file`), as errors.
+    test_problems: Vec<Diagnostic>,
     files: Vec<PathBuf>,
 }
 
@@ -101,6 +103,13 @@ impl RuleSet {
     /// to start with any unless it runs with `--dev`.
     pub fn defaulted_secrets(&self) -> &[DefaultedSecret] {
         &self.defaulted_secrets
+    }
+
+    /// Tests that cannot run, such as one whose `payload_file` cannot be
+    /// read: errors for `check` and `test`, only warnings (in `warnings`)
+    /// for `serve`, which needs no test files.
+    pub fn test_problems(&self) -> &[Diagnostic] {
+        &self.test_problems
     }
 
     /// The files the set was loaded from.

@@ -88,6 +88,9 @@ pub struct Decoder<'a> {
     defaults_used: Vec<String>,
     /// Verifier secrets that came from a default, in file order.
     pub defaulted_secrets: Vec<DefaultedSecret>,
+    /// Problems only `check` and `test` fail on (a test's `payload_file`
+    /// that cannot be read): `serve` needs no test files.
+    pub test_problems: Vec<Diagnostic>,
 }
 
 impl<'a> Decoder<'a> {
@@ -108,6 +111,7 @@ impl<'a> Decoder<'a> {
             dir,
             defaults_used: Vec::new(),
             defaulted_secrets: Vec::new(),
+            test_problems: Vec::new(),
         }
     }
 

@@ -50,11 +50,18 @@ impl Decoder<'_> {
                 let path = self.dir.join(&rel);
                 match std::fs::read(&path) {
                     Ok(bytes) => Some(bytes),
+                    // Not an error of the rule set: `serve` needs no
+                    // test files; `check` and `test` fail on it.
                     Err(e) => {
-                        self.error(
-                            p,
-                            format!("cannot read payload_file {}: {e}", path.display()),
-                        );
+                        let loc = self.loc(p);
+                        self.test_problems.push(super::Diagnostic {
+                            loc,
+                            severity: super::Severity::Error,
+                            message: format!(
+                                "{what}: cannot read payload_file {}: {e}",
+                                path.display()
+                            ),
+                        });
                         None
                     }
                 }
