@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::decode::{Decoder, Diagnostic, EnvLookup, Severity, did_you_mean};
+use super::decode::{DeclaredRule, Decoder, Diagnostic, EnvLookup, Severity, did_you_mean};
 use super::index::Index;
 use super::model::{Rule, RuleTest, Source};
 use super::node::{self, Kind, Loc, Node};
@@ -61,6 +61,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     let mut declared: Vec<String> = Vec::new();
     let mut defaulted_secrets = Vec::new();
     let mut test_problems = Vec::new();
+    let mut declared_rules: Vec<DeclaredRule> = Vec::new();
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -96,9 +97,16 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         );
         defaulted_secrets.append(&mut dec.defaulted_secrets);
         test_problems.append(&mut dec.test_problems);
+        declared_rules.append(&mut dec.declared_rules);
     }
 
-    cross_check(&declared, &sources, &rules, &tests, &mut diagnostics);
+    cross_check(
+        &declared,
+        &sources,
+        &declared_rules,
+        &tests,
+        &mut diagnostics,
+    );
     let secrets = Secrets::new(secrets);
     for d in &mut test_problems {
         d.message = secrets.redact(&d.message);
@@ -300,11 +308,12 @@ fn decode_file(
     f.finish(dec, "a rule file", &["sources", "rules", "tests"]);
 }
 
-/// Checks across files: unique names and paths, known references.
+/// Checks across files: unique names and paths, known references. Rules
+/// are checked as far as they decoded, so every problem shows at once.
 fn cross_check(
     declared: &[String],
     sources: &[Source],
-    rules: &[Rule],
+    rules: &[DeclaredRule],
     tests: &[RuleTest],
     diagnostics: &mut Vec<Diagnostic>,
 ) {

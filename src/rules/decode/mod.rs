@@ -91,6 +91,18 @@ pub struct Decoder<'a> {
     /// Problems only `check` and `test` fail on (a test's `payload_file`
     /// that cannot be read): `serve` needs no test files.
     pub test_problems: Vec<Diagnostic>,
+    /// Every rule whose name decoded, valid or not, so that checks across
+    /// files know it: one bad value in a rule must not also make it an
+    /// "unknown rule", nor hide its unknown source.
+    pub declared_rules: Vec<DeclaredRule>,
+}
+
+/// A rule as far as its name and sources decoded.
+#[derive(Debug, Clone)]
+pub struct DeclaredRule {
+    pub name: String,
+    pub loc: Loc,
+    pub sources: Vec<String>,
 }
 
 impl<'a> Decoder<'a> {
@@ -112,6 +124,7 @@ impl<'a> Decoder<'a> {
             defaults_used: Vec::new(),
             defaulted_secrets: Vec::new(),
             test_problems: Vec::new(),
+            declared_rules: Vec::new(),
         }
     }
 

@@ -84,6 +84,13 @@ impl Decoder<'_> {
             },
             None => Some(None),
         };
+        if let Some(name) = &name {
+            self.declared_rules.push(super::DeclaredRule {
+                name: name.clone(),
+                loc: loc.clone(),
+                sources: sources.clone().unwrap_or_default(),
+            });
+        }
         let steps = f
             .require(self, "actions", &what)
             .and_then(|n| self.steps(n));
@@ -150,7 +157,16 @@ impl Decoder<'_> {
                     }
                     steps.push(step);
                 }
-                None => ok = false,
+                None => {
+                    // Later references to a step that failed to decode are
+                    // not errors of their own.
+                    if let Some(id) = declared_step_id(item)
+                        && !ids.contains(&id)
+                    {
+                        ids.push(id);
+                    }
+                    ok = false;
+                }
             }
         }
         ok.then_some(steps)
@@ -505,6 +521,20 @@ fn is_id_char(c: char) -> bool {
 
 /// The text after each `steps.` inside `{{ … }}` expressions, and in
 /// JSONPaths such as `$.steps.build.status`.
+
+/// The `id` of an action that failed to decode, if that much is valid.
+fn declared_step_id(node: &Node) -> Option<String> {
+    let Kind::Map(entries) = &node.kind else {
+        return None;
+    };
+    entries.iter().find_map(|(k, v)| match &v.kind {
+        Kind::String(id) if k.as_str() == Some("id") && super::is_valid_name(id) => {
+            Some(id.clone())
+        }
+        _ => None,
+    })
+}
+
 fn referenced_steps(text: &str) -> Vec<&str> {
     if let Some(rest) = text.strip_prefix("$.steps.") {
         return vec![rest];
