@@ -519,9 +519,6 @@ fn is_id_char(c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-' | '.')
 }
 
-/// The text after each `steps.` inside `{{ … }}` expressions, and in
-/// JSONPaths such as `$.steps.build.status`.
-
 /// The `id` of an action that failed to decode, if that much is valid.
 fn declared_step_id(node: &Node) -> Option<String> {
     let Kind::Map(entries) = &node.kind else {
@@ -535,6 +532,8 @@ fn declared_step_id(node: &Node) -> Option<String> {
     })
 }
 
+/// The text after each `steps.` inside `{{ … }}` expressions, and in
+/// JSONPaths such as `$.steps.build.status`.
 fn referenced_steps(text: &str) -> Vec<&str> {
     if let Some(rest) = text.strip_prefix("$.steps.") {
         return vec![rest];
