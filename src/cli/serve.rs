@@ -185,8 +185,11 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet, dev: bool) -> a
     let app = App::build(settings, rules).await?;
     app.reloader.refuse_defaulted_secrets(!dev);
     let trigger = app.trigger();
+    // Registered before the start line is logged: a SIGTERM sent as soon as
+    // the server says it listens must stop it gracefully, not kill it.
+    let stop = stop_signals().context("cannot listen for SIGTERM")?;
     tokio::spawn(async move {
-        wait_for_stop_signal().await;
+        stop.await;
         tracing::info!("shutting down: no new requests; finishing what is in flight");
         trigger.trigger();
     });
@@ -194,20 +197,18 @@ async fn serve(settings: Settings, rules: crate::rules::RuleSet, dev: bool) -> a
     Ok(())
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_stop_signal() {
+/// SIGTERM or SIGINT (Ctrl-C), both registered now; the future resolves on
+/// the first.
+fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    })
 }
 
 /// Log lines go to stderr through a bounded buffer drained by a thread of
