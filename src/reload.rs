@@ -47,6 +47,24 @@ fn wait_until_quiet(dir: &Path) {
     }
 }
 
+/// Size and modification time of each of `files`, a symlink's own and its
+/// target's (a Kubernetes secret is a symlink swapped to a new target).
+fn fingerprint_files(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut out = Vec::new();
+    for f in files {
+        for meta in [std::fs::symlink_metadata(f), std::fs::metadata(f)]
+            .into_iter()
+            .flatten()
+        {
+            out.push((f.clone(), meta.len(), meta.modified().ok()));
+        }
+        if let Ok(target) = std::fs::canonicalize(f) {
+            out.push((target, 0, None));
+        }
+    }
+    out
+}
+
 /// Size and modification time of every file below `dir`: enough to see a
 /// file change while it is read.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
@@ -76,6 +94,17 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)>
     walk(dir, 0, &mut out);
     out.sort();
     out
+}
+
+/// Logs a secret file's directory that cannot be watched (the rules still
+/// reload on their own changes, SIGHUP and `POST /api/reload`).
+fn watch_secret_dir(result: notify::Result<()>, dir: &Path) {
+    match result {
+        Ok(()) => tracing::info!(dir = %dir.display(), "watching a secret file's directory"),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot watch a secret file's directory")
+        }
+    }
 }
 
 /// What happened at the last reload, for `GET /api/rules` and metrics.
@@ -171,10 +200,12 @@ impl Reloader {
         let mut tries = 0;
         let result = loop {
             wait_until_quiet(&self.dir);
-            let before = fingerprint(&self.dir);
+            let secrets = self.rules.load().secret_files().to_vec();
+            let before = (fingerprint(&self.dir), fingerprint_files(&secrets));
             let result = crate::rules::load(&self.dir);
             tries += 1;
-            if fingerprint(&self.dir) == before || tries > SETTLE_RETRIES {
+            let after = (fingerprint(&self.dir), fingerprint_files(&secrets));
+            if after == before || tries > SETTLE_RETRIES {
                 break result;
             }
         };
@@ -277,6 +308,7 @@ impl Reloader {
             }
         };
         let dir = self.dir.clone();
+        let secret_dirs = self.secret_dirs();
         let guard: Box<dyn Send> = if poll {
             let config = notify::Config::default()
                 .with_poll_interval(POLL_INTERVAL)
@@ -289,10 +321,16 @@ impl Reloader {
                 config,
             )?;
             debouncer.watch(&dir, RecursiveMode::Recursive)?;
+            for d in &secret_dirs {
+                watch_secret_dir(debouncer.watch(d, RecursiveMode::NonRecursive), d);
+            }
             Box::new(debouncer)
         } else {
             let mut debouncer = new_debouncer(DEBOUNCE, None, handler)?;
             debouncer.watch(&dir, RecursiveMode::Recursive)?;
+            for d in &secret_dirs {
+                watch_secret_dir(debouncer.watch(d, RecursiveMode::NonRecursive), d);
+            }
             Box::new(debouncer)
         };
         tracing::info!(dir = %dir.display(), poll, "watching the rules for changes");
@@ -300,6 +338,22 @@ impl Reloader {
             shutdown.wait().await;
             drop(guard); // stops the watcher
         }))
+    }
+
+    /// The directories of the running set's `${file:PATH}` secrets outside
+    /// the rules directory: watched too, since Kubernetes rotates a secret
+    /// by swapping a symlink beside it.
+    fn secret_dirs(&self) -> Vec<PathBuf> {
+        let rules = self.rules.load();
+        let mut dirs: Vec<PathBuf> = rules
+            .secret_files()
+            .iter()
+            .filter_map(|f| f.parent().map(Path::to_path_buf))
+            .filter(|d| !d.starts_with(&self.dir))
+            .collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
     }
 
     /// Reloads on every SIGHUP until `shutdown`.

@@ -62,6 +62,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     let mut defaulted_secrets = Vec::new();
     let mut test_problems = Vec::new();
     let mut declared_rules: Vec<DeclaredRule> = Vec::new();
+    let mut secret_files = BTreeSet::new();
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -98,6 +99,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         defaulted_secrets.append(&mut dec.defaulted_secrets);
         test_problems.append(&mut dec.test_problems);
         declared_rules.append(&mut dec.declared_rules);
+        secret_files.extend(dec.secret_files.drain(..));
     }
 
     cross_check(
@@ -160,6 +162,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         defaulted_secrets,
         test_problems,
         files,
+        secret_files: secret_files.into_iter().collect(),
     })
 }
 

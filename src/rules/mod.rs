@@ -51,6 +51,8 @@ pub struct RuleSet {
     /// Tests that cannot run (an unreadable `payload_file`), as errors.
     test_problems: Vec<Diagnostic>,
     files: Vec<PathBuf>,
+    /// The files read by `${file:PATH}` secrets.
+    secret_files: Vec<PathBuf>,
 }
 
 impl RuleSet {
@@ -110,6 +112,12 @@ impl RuleSet {
     /// for `serve`, which needs no test files.
     pub fn test_problems(&self) -> &[Diagnostic] {
         &self.test_problems
+    }
+
+    /// The files `${file:PATH}` secrets were read from (as written, with
+    /// symlinks unresolved): the reloader watches their directories.
+    pub fn secret_files(&self) -> &[PathBuf] {
+        &self.secret_files
     }
 
     /// The files the set was loaded from.

@@ -95,6 +95,8 @@ pub struct Decoder<'a> {
     /// files know it: one bad value in a rule must not also make it an
     /// "unknown rule", nor hide its unknown source.
     pub declared_rules: Vec<DeclaredRule>,
+    /// The files read by `${file:PATH}`, for the reloader to watch.
+    pub secret_files: Vec<std::path::PathBuf>,
 }
 
 /// A rule as far as its name and sources decoded.
@@ -125,6 +127,7 @@ impl<'a> Decoder<'a> {
             defaulted_secrets: Vec::new(),
             test_problems: Vec::new(),
             declared_rules: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -280,20 +283,32 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn expand(&mut self, node: &Node, text: &str) -> Option<String> {
-        match expand_env(text, self.env) {
+        let dir = self.dir.clone();
+        let mut files = Vec::new();
+        let result = expand_with(text, self.env, &mut |path| {
+            let path = dir.join(path);
+            files.push(path.clone());
+            read_secret_file(&path)
+        });
+        self.secret_files.append(&mut files);
+        match result {
             Ok(expanded) => {
                 self.secrets
                     .extend(expanded.secrets.into_iter().filter(|s| !s.is_empty()));
                 self.defaults_used.extend(expanded.defaulted);
                 Some(expanded.text)
             }
-            Err(name) => {
+            Err(ExpandError::Unset(name)) => {
                 self.error(
                     node,
                     format!(
                         "environment variable {name} is not set (set it, or give a default with ${{{name}:-default}})"
                     ),
                 );
+                None
+            }
+            Err(ExpandError::File(e)) => {
+                self.error(node, e.to_string());
                 None
             }
         }
@@ -471,10 +486,103 @@ pub struct Expanded {
     pub defaulted: Vec<String>,
 }
 
+/// The largest file `${file:PATH}` reads: secrets are short, and a
+/// mistaken path to a large file should not be loaded into every rule.
+pub const MAX_SECRET_FILE: u64 = 64 * 1024;
+
+/// Why a `${file:PATH}` could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SecretFileError {
+    #[error("cannot read the secret file {path}: {reason}")]
+    Unreadable { path: String, reason: String },
+    #[error("the secret file {path} is not a regular file (it is {what})")]
+    NotAFile { path: String, what: &'static str },
+    #[error("the secret file {path} is {size} bytes; a secret file holds at most 64 KiB")]
+    TooLarge { path: String, size: u64 },
+    #[error("the secret file {path} is not UTF-8 text")]
+    NotText { path: String },
+}
+
+/// Why a string's references could not be substituted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ExpandError {
+    /// `${NAME}` with no default, and `NAME` is not set.
+    Unset(String),
+    File(SecretFileError),
+}
+
+/// Reads a `${file:PATH}` secret (Docker and Kubernetes secrets): a regular
+/// file (a symlink to one is followed) of at most 64 KiB of UTF-8, with one
+/// trailing newline stripped.
+pub fn read_secret_file(path: &std::path::Path) -> Result<String, SecretFileError> {
+    use std::io::Read;
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| SecretFileError::Unreadable {
+        path: shown.clone(),
+        reason: e.to_string(),
+    };
+    let meta = std::fs::metadata(path).map_err(unreadable)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "a directory"
+        } else {
+            "a device, FIFO or socket"
+        };
+        return Err(SecretFileError::NotAFile { path: shown, what });
+    }
+    if meta.len() > MAX_SECRET_FILE {
+        return Err(SecretFileError::TooLarge {
+            path: shown,
+            size: meta.len(),
+        });
+    }
+    // The file may grow between `metadata` and the read.
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
+        .map_err(unreadable)?;
+    if bytes.len() as u64 > MAX_SECRET_FILE {
+        return Err(SecretFileError::TooLarge {
+            path: shown,
+            size: bytes.len() as u64,
+        });
+    }
+    let mut text = String::from_utf8(bytes).map_err(|_| SecretFileError::NotText {
+        path: shown.clone(),
+    })?;
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
 /// Replaces `${NAME}` and `${NAME:-default}`; `$${` stands for a literal
 /// `${` (so shell scripts can keep their own `${var}`). Text that is not a
 /// well-formed reference is left alone. Returns the missing name on error.
+/// `${file:PATH}` is an error here (see [`expand_with`]).
 pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
+    expand_with(text, env, &mut |path| {
+        Err(SecretFileError::Unreadable {
+            path: path.to_string(),
+            reason: "secret files are not read here".to_string(),
+        })
+    })
+    .map_err(|e| match e {
+        ExpandError::Unset(name) => name,
+        ExpandError::File(e) => e.to_string(),
+    })
+}
+
+/// Like [`expand_env`], and `${file:PATH}` is replaced by what `read_file`
+/// returns for PATH; its value is a secret like an environment variable's.
+pub fn expand_with(
+    text: &str,
+    env: EnvLookup<'_>,
+    read_file: &mut dyn FnMut(&str) -> Result<String, SecretFileError>,
+) -> Result<Expanded, ExpandError> {
     let mut out = String::with_capacity(text.len());
     let mut secrets = Vec::new();
     let mut defaulted = Vec::new();
@@ -485,6 +593,13 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
         if let Some(tail) = after.strip_prefix("$${") {
             out.push_str("${");
             rest = tail;
+            continue;
+        }
+        if let Some((path, consumed)) = parse_file_reference(after) {
+            let value = read_file(path).map_err(ExpandError::File)?;
+            out.push_str(&value);
+            secrets.push(value);
+            rest = &after[consumed..];
             continue;
         }
         match parse_reference(after) {
@@ -498,7 +613,7 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
                         out.push_str(default);
                         defaulted.push(name.to_string());
                     }
-                    (None, None) => return Err(name.to_string()),
+                    (None, None) => return Err(ExpandError::Unset(name.to_string())),
                 }
                 rest = &after[consumed..];
             }
@@ -514,6 +629,14 @@ pub fn expand_env(text: &str, env: EnvLookup<'_>) -> Result<Expanded, String> {
         secrets,
         defaulted,
     })
+}
+
+/// Parses `${file:PATH}` at the start of `s`: (PATH, bytes consumed).
+fn parse_file_reference(s: &str) -> Option<(&str, usize)> {
+    let body = s.strip_prefix("${file:")?;
+    let end = body.find('}')?;
+    let path = &body[..end];
+    (!path.trim().is_empty()).then_some((path, "${file:".len() + end + 1))
 }
 
 /// Parses `${NAME}` or `${NAME:-default}` at the start of `s`:
@@ -585,5 +708,146 @@ mod tests {
         assert_eq!(did_you_mean("sorce", known.iter().copied()), Some("source"));
         assert_eq!(did_you_mean("wehn", known.iter().copied()), Some("when"));
         assert_eq!(did_you_mean("zzzzzzzz", known.iter().copied()), None);
+    }
+}
+
+#[cfg(test)]
+mod secret_file_tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    /// `${file:…}` as the decoder expands it, relative to `dir`.
+    fn expand_in(dir: &std::path::Path, text: &str) -> Result<Expanded, ExpandError> {
+        expand_with(text, &no_env, &mut |p| read_secret_file(&dir.join(p)))
+    }
+
+    #[test]
+    fn a_secret_file_is_read_with_one_trailing_newline_stripped() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(dir.path().join("one"), "s3cret\n").expect("write");
+        std::fs::write(dir.path().join("two"), "s3cret\n\n").expect("write");
+        std::fs::write(dir.path().join("crlf"), "s3cret\r\n").expect("write");
+        let e = expand_in(dir.path(), "Bearer ${file:one}").expect("expands");
+        assert_eq!(e.text, "Bearer s3cret");
+        assert_eq!(e.secrets, vec!["s3cret".to_string()]);
+        let e = expand_in(dir.path(), "${file:two}").expect("expands");
+        assert_eq!(e.text, "s3cret\n", "only one newline is stripped");
+        let e = expand_in(dir.path(), "${file:crlf}").expect("expands");
+        assert_eq!(e.text, "s3cret");
+        let abs = format!("${{file:{}}}", dir.path().join("one").display());
+        assert_eq!(expand_in(dir.path(), &abs).expect("expands").text, "s3cret");
+    }
+
+    #[test]
+    fn a_missing_secret_file_is_an_error_naming_its_path() {
+        let dir = tempfile::tempdir().expect("temp");
+        let err = expand_in(dir.path(), "${file:nope}").expect_err("missing");
+        let ExpandError::File(e) = err else {
+            panic!("{err:?}")
+        };
+        let text = e.to_string();
+        assert!(text.contains("cannot read the secret file"), "{text}");
+        assert!(
+            text.contains(&dir.path().join("nope").display().to_string()),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_secret_file_over_64_kib_is_an_error() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(dir.path().join("big"), vec![b'a'; 64 * 1024 + 1]).expect("write");
+        std::fs::write(dir.path().join("max"), vec![b'a'; 64 * 1024]).expect("write");
+        assert!(matches!(
+            expand_in(dir.path(), "${file:big}"),
+            Err(ExpandError::File(SecretFileError::TooLarge {
+                size: 65537,
+                ..
+            }))
+        ));
+        assert_eq!(
+            expand_in(dir.path(), "${file:max}")
+                .expect("64 KiB is allowed")
+                .text
+                .len(),
+            64 * 1024
+        );
+    }
+
+    #[test]
+    fn a_directory_or_fifo_is_not_a_secret_file() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::create_dir(dir.path().join("sub")).expect("mkdir");
+        let err = expand_in(dir.path(), "${file:sub}").expect_err("a directory");
+        assert!(
+            matches!(
+                &err,
+                ExpandError::File(SecretFileError::NotAFile {
+                    what: "a directory",
+                    ..
+                })
+            ),
+            "{err:?}"
+        );
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("run mkfifo");
+        assert!(made.success());
+        // Must not block reading a FIFO nobody writes to.
+        let err = expand_in(dir.path(), "${file:fifo}").expect_err("a FIFO");
+        let ExpandError::File(e) = err else {
+            panic!("{err:?}")
+        };
+        assert!(e.to_string().contains("is not a regular file"), "{e}");
+        assert!(e.to_string().contains("fifo"), "{e}");
+    }
+
+    #[test]
+    fn a_symlinked_secret_file_is_followed() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(dir.path().join("v1"), "one\n").expect("write");
+        std::os::unix::fs::symlink(dir.path().join("v1"), dir.path().join("link"))
+            .expect("symlink");
+        assert_eq!(
+            expand_in(dir.path(), "${file:link}").expect("expands").text,
+            "one"
+        );
+    }
+
+    #[test]
+    fn a_load_error_has_the_place_of_the_reference() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            "sources:\n  gh:\n    verify:\n      github: { secret: \"${file:/nonexistent/hookflow-secret}\" }\n",
+        )
+        .expect("write");
+        let err = crate::rules::load_with_env(dir.path(), &no_env).expect_err("missing file");
+        let errors: Vec<String> = err.errors().map(ToString::to_string).collect();
+        assert!(
+            errors.iter().any(|e| e.ends_with(
+                "r.yaml:4:25: cannot read the secret file /nonexistent/hookflow-secret: No such file or directory (os error 2)"
+            )),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn a_secret_from_a_file_is_redacted_like_an_environment_one() {
+        let dir = tempfile::tempdir().expect("temp");
+        std::fs::write(dir.path().join("token"), "file-s3cret-value\n").expect("write");
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            "sources:\n  gh:\n    verify:\n      token: { header: X-Token, value: \"${file:token}\" }\nrules:\n  - name: r\n    source: gh\n    actions:\n      - http: { url: \"http://127.0.0.1:9/file-s3cret-value\" }\n",
+        )
+        .expect("write");
+        let set = crate::rules::load_with_env(dir.path(), &no_env).expect("loads");
+        assert!(!set.secrets().redact("file-s3cret-value").contains("s3cret"));
+        assert_eq!(set.secret_files(), &[dir.path().join("token")]);
     }
 }
