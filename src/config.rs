@@ -132,10 +132,11 @@ pub struct TlsFiles {
 /// A setting that could not be understood.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
+    /// (The cause is not a `source`: the message already says it once.)
+    #[error("cannot read {path}: {reason}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     /// Every problem of the settings file, one `file:line:column: …` each.
     #[error("{}", .0.join("\n"))]
@@ -202,9 +203,9 @@ impl Layer {
     /// list for `trusted_proxies`). Every problem is reported at once.
     pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
         use crate::rules::node::{Kind, Loc, key_text};
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|reason| ConfigError::Read {
             path: path.to_path_buf(),
-            source,
+            reason,
         })?;
         let file: std::sync::Arc<str> = path.display().to_string().into();
         let root = crate::rules::node::parse(&text)
