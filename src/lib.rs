@@ -4,8 +4,8 @@
 //! `verify` checks the sender, `rules` matches it, `store` commits it with
 //! its queued runs, and `engine` + `actions` run them.
 
-pub mod app; // the wiring: bind, open the store, start the workers, serve, stop
 pub mod actions; // what steps do: rendering and executing http, slack, shell
+pub mod app; // the wiring: bind, open the store, start the workers, serve, stop
 pub mod cli; // one file per subcommand; `main.rs` only dispatches
 pub mod config; // hookflow.yaml + HOOKFLOW_* env + flags -> Settings
 pub mod delivery; // a received webhook: parsed body, event name, dedupe key, template context

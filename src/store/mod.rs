@@ -608,7 +608,11 @@ pub enum StoreError {
     LeaseLost { op: &'static str, run: String },
 
     #[error("only {free} bytes are free beside the database {path} (at least {needed} needed)")]
-    NoSpace { path: String, free: u64, needed: u64 },
+    NoSpace {
+        path: String,
+        free: u64,
+        needed: u64,
+    },
 
     #[error("backup to {target}: {message}")]
     Backup { target: String, message: String },
