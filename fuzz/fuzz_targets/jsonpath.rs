@@ -2,6 +2,10 @@
 //! `event:`/`dedupe:` use it): fixed paths of the kinds rules are written
 //! with, plus one fuzzed path, over fuzzed JSON.
 //!
+//! The fuzzed path is compiled as a rule file's is (`rules::jsonpath::parse`,
+//! which guards against a parser panic this target found); the fixed ones by
+//! serde_json_path directly.
+//!
 //! Input: the first line is the path, the rest the JSON document. Besides
 //! "never panics", every node a query selects must be where its normalized
 //! location says: `located()` and `all()` agree, and the location read back
@@ -59,7 +63,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let fuzzed = std::str::from_utf8(first)
         .ok()
-        .and_then(|p| JsonPath::parse(p).ok());
+        .and_then(|p| hookflow::rules::jsonpath::parse(p).ok());
     let Ok(value) = serde_json::from_slice::<Value>(rest) else {
         return;
     };

@@ -4,6 +4,7 @@
 pub mod condition;
 pub mod decode;
 pub mod index;
+pub mod jsonpath;
 pub mod load;
 pub mod model;
 pub mod node;

@@ -6,7 +6,6 @@ use std::cmp::Ordering;
 use chrono::DateTime;
 use ipnet::IpNet;
 use serde_json::Value;
-use serde_json_path::JsonPath;
 
 use super::Decoder;
 use crate::rules::condition::{Bound, Condition, ConditionKind, Op, Selector, Test};
@@ -198,15 +197,14 @@ impl Decoder<'_> {
         match key.as_str()? {
             "path" => {
                 let src = self.string(value)?;
-                match JsonPath::parse(&src) {
+                match crate::rules::jsonpath::parse(&src) {
                     Ok(path) => Some(Selector::Path(path, src)),
                     Err(e) => {
                         self.error(
                             value,
                             format!(
                                 "invalid JSONPath {src:?}: {} at character {}",
-                                e.message(),
-                                e.position()
+                                e.message, e.position
                             ),
                         );
                         None

@@ -3,8 +3,6 @@
 
 use std::time::Duration;
 
-use serde_json_path::JsonPath;
-
 use super::{Decoder, DefaultedSecret, Diagnostic, Severity};
 use crate::rules::model::{Extract, RateLimit, ResponseSpec, Source};
 use crate::rules::node::{Kind, Node, key_text};
@@ -447,15 +445,14 @@ impl Decoder<'_> {
             (Some(h), None) => self.string(h).map(Extract::Header),
             (None, Some(p)) => {
                 let src = self.string(p)?;
-                match JsonPath::parse(&src) {
+                match crate::rules::jsonpath::parse(&src) {
                     Ok(path) => Some(Extract::Path(path, src)),
                     Err(e) => {
                         self.error(
                             p,
                             format!(
                                 "invalid JSONPath {src:?}: {} at character {}",
-                                e.message(),
-                                e.position()
+                                e.message, e.position
                             ),
                         );
                         None
