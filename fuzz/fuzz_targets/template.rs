@@ -64,25 +64,23 @@ fuzz_target!(|data: &[u8]| {
             dry.trace
         );
     };
-    // Secrets are redacted in the dry run's view; a payload that contains one
-    // is shown with `***`, which is right but not what the checks expect.
-    if contains(req.body, b"value-of-") {
-        return;
-    }
     let Some(step) = echo.steps.first() else {
         panic!("rule `echo` lost its first step");
     };
+    // The dry run's view has the rule set's secrets redacted (plain, URL-
+    // and base64-encoded): a payload that spells one is shown with `***`.
+    let shown = |text: &str| Value::String(RULES.secrets().redact(text));
     let raw = String::from_utf8_lossy(req.body);
     match (&step.rendered, delivery.payload.get("s")) {
         (Some(view), Some(Value::String(s))) => {
             let wrapped = format!("<{s}>");
-            assert_eq!(view["json"]["s"], Value::String(s.clone()), "json.s");
-            assert_eq!(view["json"]["wrapped"], Value::String(wrapped.clone()));
-            assert_eq!(view["headers"]["X-Wrapped"], Value::String(wrapped));
-            assert_eq!(view["json"]["raw"], Value::String(raw.into_owned()));
+            assert_eq!(view["json"]["s"], shown(s), "json.s");
+            assert_eq!(view["json"]["wrapped"], shown(&wrapped));
+            assert_eq!(view["headers"]["X-Wrapped"], shown(&wrapped));
+            assert_eq!(view["json"]["raw"], shown(&raw));
         }
         (Some(view), _) => {
-            assert_eq!(view["json"]["raw"], Value::String(raw.into_owned()));
+            assert_eq!(view["json"]["raw"], shown(&raw));
         }
         (None, Some(Value::String(s))) => {
             panic!(
@@ -93,7 +91,3 @@ fuzz_target!(|data: &[u8]| {
         (None, _) => {} // payload.s missing: strict mode refuses, as it should
     }
 });
-
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack.windows(needle.len()).any(|w| w == needle)
-}
