@@ -111,9 +111,8 @@ pub enum DatabaseUrl {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ByteSize(pub u64);
 
-/// A value that must never be printed: `Debug` and `Display` show `***`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// The admin token: never printed (`Debug` and `Display` show `***`).
+pub use crate::verify::Secret;
 
 /// An absolute `http(s)://` URL; `host` is its host, lower-cased.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -506,23 +505,7 @@ impl SettingValue for Secret {
                 "the token is empty; set a long random value, or remove the setting".into(),
             );
         }
-        Ok(Secret(text.to_string()))
-    }
-}
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("***")
+        Ok(Secret::new(text))
     }
 }
 
