@@ -535,13 +535,14 @@ async fn retention_prunes_old_deliveries_and_keeps_new_ones() {
         rule: "gone".to_owned(),
         created_at: now - 40 * day,
         definition: json!({}),
-        concurrency: None,
+        // A concurrency of 0 is never free: this app's workers cannot take
+        // the run (and finish it, making its delivery prunable) meanwhile.
+        concurrency: Some(0),
     };
     app.store
         .accept(old_delivery(pending, now - 40 * day, "kp"), vec![run], 0)
         .await
         .expect("accept");
-
     // Bounded batches: 2 then 1 then nothing; the pending one stays.
     let cutoff = now - 30 * day;
     assert_eq!(app.store.prune(cutoff, 2).await.expect("prune"), 2);
