@@ -26,10 +26,10 @@ static RULES: LazyLock<RuleSet> =
 
 fuzz_target!(|data: &[u8]| {
     let req = Request::parse(data);
-    let source_name = match req.header("x-fuzz-source") {
-        Some(name @ ("github" | "slack")) => name,
-        _ => "fuzz",
-    };
+    let source_name = req
+        .header("x-fuzz-source")
+        .filter(|name| matches!(*name, "github" | "slack"))
+        .unwrap_or("fuzz");
     let Some(source) = RULES.source(source_name) else {
         panic!("the fixed rules lost source {source_name}");
     };
