@@ -5,7 +5,7 @@
 # database and left to drain its queue; then every delivery answered 2xx
 # must be stored and every stored run must have reached a counting sink
 # (duplicates by Idempotency-Key are reported: at-least-once allows them).
-# The trials are the test tests/crash_trials.rs, built in release mode.
+# The trials are the test tests/it/crash_trials.rs, built in release mode.
 # Usage: bench/crash-trials.sh [N, default 100]
 #   HOOKFLOW_CRASH_SEED=S replays a run (each trial prints its own seed:
 #   HOOKFLOW_CRASH_SEED=<that seed> bench/crash-trials.sh 1 replays one).
@@ -15,10 +15,10 @@ TRIALS=${1:-100}
 LOG=$(mktemp)
 trap 'rm -f "$LOG"' EXIT
 nice cargo build --release -q --bin hookflow
-nice cargo test --release -q --test crash_trials --no-run 2>/dev/null
+nice cargo test --release -q --test it --no-run 2>/dev/null
 start=$(date +%s)
 set +e
-HOOKFLOW_CRASH_TRIALS=$TRIALS nice cargo test --release -q --test crash_trials \
+HOOKFLOW_CRASH_TRIALS=$TRIALS nice cargo test --release -q --test it crash_trials:: \
   -- --nocapture --test-threads 1 2>&1 | tee "$LOG" | grep --line-buffered -E '^(trial|crash trials)'
 status=${PIPESTATUS[0]}
 set -e

@@ -2,11 +2,9 @@
 //! a round trip through a real server for github, stripe, slack and
 //! standard sources, each answered 202 and stored.
 
-mod common;
-
 use std::process::Command;
 
-use common::spawn_app;
+use crate::common::app::spawn_app;
 
 const RULES: &str = r#"
 sources:

@@ -9,6 +9,8 @@ use hookflow::delivery::Delivery;
 use hookflow::template::TemplateContext;
 use serde_json::{Value, json};
 
+use crate::common::wait;
+
 /// Loads a rule whose only action is `action` (YAML, indented for the
 /// actions list), renders it against `payload` and executes it.
 async fn run_step(action: &str, payload: Value) -> Outcome {
@@ -109,14 +111,11 @@ async fn a_timeout_kills_the_whole_process_group_grandchildren_included() {
         .trim()
         .parse()
         .expect("the grandchild's pid");
-    let deadline = Instant::now() + Duration::from_secs(3);
-    while alive(grandchild) {
-        assert!(
-            Instant::now() < deadline,
-            "grandchild {grandchild} survived the timeout"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait::blocking(
+        &format!("grandchild {grandchild} to be gone after the timeout"),
+        Duration::from_secs(10),
+        || !alive(grandchild),
+    );
 }
 
 #[tokio::test]

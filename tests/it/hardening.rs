@@ -11,6 +11,8 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::cli::in_own_process;
+
 const SOURCES: &str = "sources:\n  hooks:\n    verify: { token: { header: X-T, value: \"${HOOK_TOKEN}\" } }\nrules:\n  - name: log\n    source: hooks\n    actions: [{ shell: { command: [\"true\"] } }]\n";
 
 /// A rules directory and a database path in a fresh temp dir.
@@ -220,8 +222,17 @@ fn raise_own_descriptor_limit() -> u64 {
 /// 2,000 slowloris connections (a header byte every 2 s, reconnecting when
 /// closed) against a server limited to 1,024 descriptors: a signed
 /// delivery still gets its 202, and quickly.
+///
+/// In a process of its own: it raises this process's descriptor limit and
+/// holds 2,000 sockets, which would starve the tests running beside it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_connections_cannot_take_the_server_off_the_air() {
+    if in_own_process(
+        module_path!(),
+        "slowloris_connections_cannot_take_the_server_off_the_air",
+    ) {
+        return;
+    }
     const SLOW: usize = 2_000;
     if raise_own_descriptor_limit() < (SLOW as u64 + 200) {
         eprintln!("skipped: this process may not open {SLOW} sockets");

@@ -12,17 +12,15 @@
 //! kill moment and client count can be replayed). `bench/crash-trials.sh N`
 //! runs N trials on a release build and prints the summary.
 
-mod child;
-
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::app::{Server, github_signature, rules_dir};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use child::{Server, github_signature, rules_dir};
 
 /// The webhook secret the child reads from its environment.
 const SECRET_VAR: &str = "HOOKFLOW_CRASH_SECRET";

@@ -2,12 +2,10 @@
 //! stream of deliveries and is killed with SIGKILL mid-stream. Every
 //! delivery that got a 2xx must be in the database with its queued run.
 
-mod child;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use child::{Server, rules_dir};
+use crate::common::app::{Server, rules_dir};
 
 const RULES: &str = r#"
 sources:

@@ -3,36 +3,23 @@
 
 use std::process::Command;
 
+use crate::common::cli;
+
+/// `hookflow ARGS` in the crate's root: (exit code, stdout, stderr).
 fn hookflow(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("HOOKFLOW_RULES")
-        .output()
-        .expect("run hookflow");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = cli::hookflow(args).run();
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 #[test]
 fn the_example_rules_check_clean_but_for_their_development_secrets() {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(["check", "rules"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env_remove("HOOKFLOW_RULES")
+    let ran = cli::hookflow(["check", "rules"])
         .env_remove("GITHUB_WEBHOOK_SECRET")
         .env_remove("STRIPE_WEBHOOK_SECRET")
         .env("SLACK_SIGNING_SECRET", "a-real-one")
-        .output()
-        .expect("run hookflow");
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "{stdout}{stderr}");
+        .run();
+    ran.success();
+    let (stdout, stderr) = (&ran.stdout, &ran.stderr);
     assert!(stdout.contains("2 warning(s) — ok"), "{stdout}");
     assert!(!stderr.contains("error"), "{stderr}");
     // Each defaulted verifier secret is named, with its place; a secret
@@ -252,20 +239,13 @@ fn every_example_recipe_checks_and_its_tests_pass() {
         "examples/stripe-to-http",
         "examples/deploy-on-push",
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-            .args(["test", recipe])
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
+        let ran = cli::hookflow(["test", recipe])
             // The recipes' tests expect their documented defaults.
             .env_remove("SLACK_CHANNEL")
             .env_remove("DEPLOY_SCRIPT")
-            .output()
-            .expect("run hookflow");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{recipe}: {stdout}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .run();
+        ran.success();
+        let stdout = &ran.stdout;
         assert!(
             stdout.contains(" passed, 0 failed") && !stdout.contains("\n0 passed"),
             "{recipe}: {stdout}"
@@ -372,18 +352,8 @@ fn check_and_test_fail_on_a_missing_test_payload_file_with_its_place() {
 
 /// Runs hookflow in `dir` with no HOOKFLOW_* settings from the outside.
 fn hookflow_in(dir: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("HOOKFLOW_RULES")
-        .env_remove("HOOKFLOW_DATABASE")
-        .output()
-        .expect("run hookflow");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = cli::hookflow(args).cwd(dir).run();
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 #[test]

@@ -3,9 +3,7 @@
 //! naming where and why, kept as a rejected delivery with its verified
 //! request, and replayable once the schema admits it.
 
-mod common;
-
-use common::{TestApp, spawn_app};
+use crate::common::app::{TestApp, spawn_app};
 use hookflow::store::DeliveryStatus;
 use serde_json::{Value, json};
 

@@ -3,12 +3,10 @@
 //! symlink beside it — reloads the rules: the old value stops working and
 //! the new one works, with no restart.
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{TestApp, spawn_app};
+use crate::common::app::{TestApp, spawn_app};
 
 /// A Kubernetes-style secret volume: `dir/token` → `..data/token`, and
 /// `..data` → the current version's directory.

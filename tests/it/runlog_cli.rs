@@ -3,17 +3,15 @@
 //! server that received real fixture payloads and ran them against a local
 //! sink. The CLI reads and writes the server's SQLite file directly.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::app::{TestApp, fixture, spawn_app_with_engine};
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
-use common::{TestApp, fixture, spawn_app_with_engine};
 use hookflow::store::{RunRecord, RunStatus};
 use serde_json::Value;
 

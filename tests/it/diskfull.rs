@@ -7,13 +7,11 @@
 //!
 //! Mounting needs root: otherwise the test prints why it skipped and passes.
 
-mod child;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use child::{Server, rules_dir};
+use crate::common::app::{Server, rules_dir};
 
 const RULES: &str = r#"
 sources:

@@ -2,11 +2,9 @@
 //! is rejected whole and shown by `/api/rules`, requests never fail or
 //! stall during a reload, and each sees one whole set.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::{TestApp, spawn_app, spawn_app_with};
+use crate::common::app::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
 
 const SOURCES: &str = "sources:\n  hooks:\n    verify: { token: { header: X-T, value: t0ken } }\n";

@@ -3,9 +3,7 @@
 //! to a source of every verifier kind; each answer must be a clear 2xx/4xx,
 //! and the server must still be healthy afterwards.
 
-mod common;
-
-use common::spawn_app;
+use crate::common::app::spawn_app;
 use reqwest::header::{HeaderName, HeaderValue};
 
 const SOURCES: &str = r#"

@@ -6,13 +6,15 @@
 
 use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde_json::Value;
+
+use crate::common::{cli, wait};
 
 /// Used by the verifier, an outgoing header, URL and body.
 const SECRET: &str = "s3cr3t-4c9e1f7b2d";
@@ -65,19 +67,6 @@ fn database_files(dir: &Path, when: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Polls `check` every 50 ms until it holds, or fails the test at the deadline.
-async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// A local peer: `/deploy` records what it got and answers 500 (so an
 /// error text is stored too); `/echo` answers with its request URL, and
 /// the `form` query value base64-encoded: alone, and inside a longer
@@ -125,24 +114,18 @@ async fn start_peer(seen: Arc<Mutex<Vec<String>>>) -> u16 {
     port
 }
 
-/// Runs the CLI on the test's rules and database; it must succeed.
-fn cli(dir: &Path, args: &[&str]) -> String {
-    let out: Output = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(args)
+/// Runs the CLI on the test's rules and database; it must exit 0. Returns
+/// everything it printed.
+async fn cli(dir: &Path, args: &[&str]) -> String {
+    cli::hookflow(args)
         .args(["--rules", "rules", "--db", "sqlite://h.db"])
-        .current_dir(dir)
+        .cwd(dir)
         .env("DEPLOY_SECRET", SECRET)
         .env("TEAM_SECRET", TEAM)
-        .output()
-        .expect("cli");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "hookflow {args:?} failed ({}): {stdout}{stderr}",
-        out.status
-    );
-    stdout + &stderr
+        .run_async()
+        .await
+        .success()
+        .all()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +201,7 @@ rules:
             .bearer_auth(ADMIN_TOKEN)
             .send()
     };
-    wait_for("the server to be ready", Duration::from_secs(20), || {
+    wait::until("the server to be ready", Duration::from_secs(20), || {
         let ready = client.get(format!("{base}/readyz")).send();
         async move { ready.await.is_ok_and(|r| r.status().is_success()) }
     })
@@ -246,7 +229,7 @@ rules:
 
     // Both runs (deploy, team) end: deploy fails at the 500, team succeeds.
     let runs = Arc::new(Mutex::new(Value::Null));
-    wait_for("both runs to finish", Duration::from_secs(20), || {
+    wait::until("both runs to finish", Duration::from_secs(20), || {
         let runs = runs.clone();
         let page = api("/api/runs");
         async move {
@@ -345,16 +328,16 @@ rules:
     );
 
     let mut cli_text = String::new();
-    cli_text += &cli(dir.path(), &["runs", "--json"]);
-    cli_text += &cli(dir.path(), &["deliveries", "--json"]);
-    cli_text += &cli(dir.path(), &["show", &team_run]);
-    cli_text += &cli(dir.path(), &["show", &deploy_run]);
-    let shown = cli(dir.path(), &["show", missing]);
+    cli_text += &cli(dir.path(), &["runs", "--json"]).await;
+    cli_text += &cli(dir.path(), &["deliveries", "--json"]).await;
+    cli_text += &cli(dir.path(), &["show", &team_run]).await;
+    cli_text += &cli(dir.path(), &["show", &deploy_run]).await;
+    let shown = cli(dir.path(), &["show", missing]).await;
     assert!(shown.contains("trace") && shown.contains("miss"), "{shown}");
     cli_text += &shown;
     // `explain` takes a DELIVERY id and gives a real explanation.
     for (delivery, expected) in [(matching, "MATCH  team"), (missing, "miss   team")] {
-        let explained = cli(dir.path(), &["explain", delivery]);
+        let explained = cli(dir.path(), &["explain", delivery]).await;
         assert!(
             explained.contains(&format!("delivery {delivery}"))
                 && explained.contains("as matched on arrival:")
@@ -364,6 +347,53 @@ rules:
         );
         cli_text += &explained;
     }
+    // `explain PAYLOAD_FILE --source S`, the other form explain takes: a
+    // dry run whose rendered steps hold both secrets, shown as `***`.
+    std::fs::write(
+        dir.path().join("payload.json"),
+        r#"{"ref":"refs/heads/main","n":3}"#,
+    )
+    .expect("payload file");
+    let dry = cli(
+        dir.path(),
+        &[
+            "explain",
+            "--source",
+            "ci",
+            "--header",
+            &format!("X-Team: {TEAM}"),
+            "--header",
+            "X-Kind: deploy",
+            "payload.json",
+        ],
+    )
+    .await;
+    assert!(
+        dry.contains("source ci")
+            && dry.contains("MATCH  deploy")
+            && dry.contains("MATCH  team")
+            && dry.contains("/deploy?key=***")
+            && dry.contains("Bearer ***"),
+        "explain of a payload file renders the steps, secrets redacted: {dry}"
+    );
+    cli_text += &dry;
+    // A run id is neither: explain says so and fails, so a check made with
+    // the wrong kind of id cannot pass on an error message.
+    let wrong = cli::hookflow(["explain", team_run.as_str()])
+        .args(["--rules", "rules", "--db", "sqlite://h.db"])
+        .cwd(dir.path())
+        .env("DEPLOY_SECRET", SECRET)
+        .env("TEAM_SECRET", TEAM)
+        .run_async()
+        .await;
+    wrong.code(2);
+    assert!(
+        wrong
+            .stderr
+            .contains("neither a payload file nor a delivery"),
+        "{}",
+        wrong.stderr
+    );
     assert!(
         cli_text.contains("equals \"***\""),
         "the missed condition is shown, its operand redacted: {cli_text}"

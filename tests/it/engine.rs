@@ -25,7 +25,7 @@ use tempfile::TempDir;
 /// The value of `${SECRET}` in the rules.
 const SECRET: &str = "s3cr3t-T0KEN-4711";
 
-const GITHUB_PUSH: &str = include_str!("fixtures/signatures/payloads/github-push.json");
+const GITHUB_PUSH: &str = include_str!("../fixtures/signatures/payloads/github-push.json");
 
 // ---------------------------------------------------------------- the sink
 

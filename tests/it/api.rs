@@ -4,38 +4,25 @@
 //! holds succeeded and failed runs with their attempts. Also retention and
 //! the metrics the traffic leaves behind.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::common::app::{TestApp, fixture, spawn_app, spawn_app_with, spawn_app_with_engine};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use common::{TestApp, fixture, spawn_app, spawn_app_with_engine};
 use hookflow::config::SettingValue;
 use hookflow::store::{AcceptOutcome, NewDelivery, NewRun};
 use serde_json::{Value, json};
 
 const GITHUB_PUSH: &str = "signatures/payloads/github-push.json";
 
-/// The env var the rules read their secret from.
-const SECRET_VAR: &str = "HOOKFLOW_TEST_API_SECRET";
-
-/// One value per test process, set before any rules load.
-fn secret() -> &'static str {
-    static SECRET: OnceLock<String> = OnceLock::new();
-    SECRET.get_or_init(|| {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
-        let value = format!("s3cr3t-{}-{nanos}", std::process::id());
-        // SAFETY: set once, before any rules of this process are loaded,
-        // and never changed; every test reads the same value.
-        unsafe { std::env::set_var(SECRET_VAR, &value) };
-        value
-    })
-}
+/// The secret the rules send in an http step's header and URL query. It
+/// comes from a file (`${file:PATH}`), not the environment: the tests share
+/// one process, and `std::env::set_var` there would race the others. The
+/// same checks for a secret from the environment run against the real
+/// binary in `secrets.rs`.
+const SECRET: &str = "s3cr3t-api-7f3a9c2e";
 
 // ------------------------------------------------------------------ sink
 
@@ -78,7 +65,8 @@ async fn start_sink() -> (Sink, String) {
 /// A token-verified source and two rules: `notify` (succeeds, and sends the
 /// secret in a header and the URL query) and `flaky` (one attempt at the
 /// failing path).
-fn rules_yaml(sink: &str) -> String {
+fn rules_yaml(sink: &str, secret_file: &std::path::Path) -> String {
+    let secret = format!("${{file:{}}}", secret_file.display());
     format!(
         r#"
 sources:
@@ -91,8 +79,8 @@ rules:
     actions:
       - id: post
         http:
-          url: "{sink}/ok?key=${{{SECRET_VAR}}}"
-          headers: {{ X-Api-Key: "${{{SECRET_VAR}}}" }}
+          url: "{sink}/ok?key={secret}"
+          headers: {{ X-Api-Key: "{secret}" }}
           json: {{ ref: "{{{{payload.ref}}}}" }}
   - name: flaky
     source: gh
@@ -108,10 +96,14 @@ rules:
 /// A server with its engine, after `deliveries` GitHub push payloads were
 /// accepted and every run they queued finished.
 async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
-    secret();
     let (sink, sink_url) = start_sink().await;
-    let yaml = rules_yaml(&sink_url);
-    let app = spawn_app_with_engine(&[("rules.yaml", &yaml)], |s| s.workers = 2).await;
+    let secret_dir = tempfile::tempdir().expect("temp dir");
+    let secret_file = secret_dir.path().join("api-secret");
+    std::fs::write(&secret_file, SECRET).expect("write the secret file");
+    let yaml = rules_yaml(&sink_url, &secret_file);
+    let mut app = spawn_app_with_engine(&[("rules.yaml", &yaml)], |s| s.workers = 2).await;
+    // A reload (`POST /api/reload`) reads the file again.
+    app.keep(secret_dir);
     let mut ids = Vec::new();
     for _ in 0..deliveries {
         let response = app
@@ -424,12 +416,12 @@ async fn every_documented_get_answers_what_the_openapi_document_says() {
     assert!(validator.is_valid(&report), "{report:#}");
 }
 
-/// A secret from the environment, sent in an http step's header and URL
+/// A secret from a file, sent in an http step's header and URL
 /// query, is in neither the database file, the API's answers nor the rules.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn secrets_never_reach_the_database_or_the_api() {
     let (app, sink, delivered) = processed_app(1).await;
-    let secret = secret();
+    let secret = SECRET;
 
     // It was really used.
     let seen = sink.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -685,7 +677,7 @@ async fn default_nginx(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn without_a_token_a_proxy_in_front_of_the_webhook_listener_reaches_no_admin_path() {
-    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |_| {}).await;
+    let app = spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |_| {}).await;
     let proxy = default_nginx(app.addr).await;
     let client = reqwest::Client::new();
     for path in [
@@ -736,7 +728,7 @@ async fn without_a_token_a_proxy_in_front_of_the_webhook_listener_reaches_no_adm
 
 #[tokio::test]
 async fn the_admin_listener_refuses_a_foreign_host() {
-    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+    let app = spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
         s.public_url = Some(SettingValue::parse("https://hooks.example.com").expect("url"));
     })
     .await;
@@ -767,7 +759,7 @@ async fn the_admin_listener_refuses_a_foreign_host() {
 
 #[tokio::test]
 async fn with_a_token_the_admin_surface_is_on_both_listeners_behind_it() {
-    let app = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+    let app = spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
         s.admin_token = Some(hookflow::config::Secret::new("adm1n-token"));
     })
     .await;
@@ -874,7 +866,7 @@ async fn the_document_declares_bearer_auth_only_when_a_token_is_set() {
     let (status, _) = get_json(&open, "/api/rules").await;
     assert_eq!(status, 200, "served without authentication, as documented");
 
-    let guarded = common::spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
+    let guarded = spawn_app_with(&[("sources.yaml", OPEN_SOURCE)], |s| {
         s.admin_token = Some(hookflow::config::Secret::new("d0c-token"));
     })
     .await;

@@ -2,9 +2,7 @@
 //! every verifier with a valid and a tampered request, dedupe, form bodies,
 //! Slack's handshake, rotation, and what is in the database afterwards.
 
-mod common;
-
-use common::{TestApp, fixture, now, spawn_app, spawn_app_with};
+use crate::common::app::{TestApp, fixture, now, spawn_app, spawn_app_with};
 use hookflow::verify::sign;
 use serde_json::{Value, json};
 
