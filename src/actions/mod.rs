@@ -1,33 +1,34 @@
-//! Actions: what a rule's steps do. A step is first rendered into a
-//! concrete, inspectable [`RenderedStep`] (nothing executed), which
-//! `explain`, `test` and the workers all share; a worker then executes it
-//! with [`execute`], one file per kind (`http`, `slack`, `shell`).
+//! Actions: what a rule's steps do. Every action kind is one file here
+//! (`http`, `slack`, `shell`) implementing [`ActionKind`]: its decoded
+//! settings, its rendering into a concrete, inspectable step (nothing
+//! executed, which `explain`, `test` and the workers all share) and its
+//! execution. [`action_kinds!`] below lists the kinds, one line each, and
+//! builds the [`Action`] and [`RenderedStep`] enums from that list.
 //!
 //! Executing never decides about retries: an action reports what happened
 //! (an [`Outcome`], with a [`Fault`] when it did not succeed) and the
-//! engine's retry schedule decides what comes next.
+//! engine's retry schedule decides what comes next, with the step's
+//! [`RetryPolicy`](crate::rules::model::RetryPolicy).
 
 pub mod http;
+mod outcome;
 pub mod render;
 pub mod shell;
 pub mod slack;
 
-use std::time::Duration;
+use std::fmt;
+use std::future::Future;
 
 use serde_json::Value;
 
-pub use render::{RenderedBody, RenderedStep, render_step};
+pub use outcome::{CAPTURE_LIMIT, Captured, Fault, Outcome, TEXT_LIMIT};
+pub use render::{Renderer, render_step};
 
 use crate::rules::Secrets;
-use crate::rules::model::Action;
-
-/// Stored texts (response bodies, stdout, stderr) are cut to this many
-/// bytes (SPEC §5).
-pub const TEXT_LIMIT: usize = 64 * 1024;
-
-/// How much of a body or stdout is kept in memory: more than is shown, so
-/// a JSON reply a bit over [`TEXT_LIMIT`] still parses into `steps.<id>.json`.
-pub const CAPTURE_LIMIT: usize = 1024 * 1024;
+use crate::rules::decode::{Decoder, Fields};
+use crate::rules::model::RetryPolicy;
+use crate::rules::node::Node;
+use crate::template::RenderError;
 
 /// `User-Agent` of every outgoing request.
 pub const USER_AGENT: &str = concat!("hookflow/", env!("CARGO_PKG_VERSION"));
@@ -45,188 +46,149 @@ pub struct ActionEnv<'a> {
     pub secrets: &'a Secrets,
 }
 
-/// Why a step did not succeed. Whether that is worth another attempt is
-/// the engine's decision (`engine::retry`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Fault {
-    /// Could not connect, or the connection broke mid-exchange.
-    Connection,
-    /// The step's `timeout` passed (a command's process group was killed).
-    Timeout,
-    /// An HTTP status outside what the step expects.
-    Status {
-        status: u16,
-        /// The reply's `Retry-After` header as sent (seconds or HTTP date).
-        retry_after: Option<String>,
-    },
-    /// The command exited non-zero (or `128 + signal`).
-    Exit(i32),
-    /// Never worth retrying: an invalid URL or header, a command that
-    /// cannot start, Slack's `ok: false`.
-    Final,
+/// One action kind, from the rule file to its execution.
+pub trait ActionKind: Sized {
+    /// What the kind's value must be, for the error when it is something
+    /// else: "`http` settings (a mapping with url, method, …)".
+    const SETTINGS: &'static str;
+    /// The keys of the kind's mapping (`retry` included): anything else is
+    /// an unknown key.
+    const KEYS: &'static [&'static str];
+    /// The step's retry policy when it gives no `retry:`.
+    const RETRY: RetryPolicy;
+    /// The kind with every template rendered: exactly what would be sent
+    /// or run.
+    type Rendered: fmt::Debug + Clone + PartialEq + Send;
+
+    /// Reads the kind's own keys from `fields` (its mapping, at `node`),
+    /// reporting every problem to `dec`. `retry` and unknown keys are
+    /// handled by the caller.
+    fn decode(dec: &mut Decoder<'_>, node: &Node, fields: &mut Fields<'_>) -> Option<Self>;
+
+    /// Renders every template. The first one that fails names its field.
+    fn render(&self, r: &Renderer<'_>) -> Result<Self::Rendered, RenderError>;
+
+    /// A JSON view with the field names of the rule file (`url`, `json`,
+    /// `headers.X`, `text`, `command`…) and `kind`, for `expect.render` in
+    /// rule tests and for display.
+    fn view(rendered: &Self::Rendered) -> Value;
+
+    /// Executes one attempt.
+    fn execute(
+        &self,
+        rendered: Self::Rendered,
+        env: &ActionEnv<'_>,
+    ) -> impl Future<Output = Outcome> + Send;
 }
 
-/// What one attempt of a step did.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Outcome {
-    /// What was sent (method, URL, chosen headers; argv), secrets already
-    /// shown as `***`, credentials left out.
-    pub request: Value,
-    /// The HTTP status or the exit code.
-    pub status: Option<i64>,
-    /// The reply's body (http, slack).
-    pub body: Option<Captured>,
-    pub stdout: Option<Captured>,
-    pub stderr: Option<Captured>,
-    /// What went wrong, for people (not yet redacted: the engine does that
-    /// with everything it stores).
-    pub error: Option<String>,
-    /// `None`: the step succeeded.
-    pub fault: Option<Fault>,
-    pub duration: Duration,
-}
-
-impl Outcome {
-    /// A failure before anything was sent or started.
-    pub fn failed(request: Value, fault: Fault, error: impl Into<String>) -> Outcome {
-        Outcome {
-            request,
-            status: None,
-            body: None,
-            stdout: None,
-            stderr: None,
-            error: Some(error.into()),
-            fault: Some(fault),
-            duration: Duration::ZERO,
+/// Builds [`Action`], [`RenderedStep`], [`KINDS`] and [`STEP_KEYS`] from
+/// the list of kinds: `"<key in a step>" => Variant(kind type)`.
+macro_rules! action_kinds {
+    ($($name:literal => $variant:ident($kind:ty),)*) => {
+        /// What a step does: one variant per action kind.
+        #[derive(Debug)]
+        pub enum Action {
+            $($variant($kind),)*
         }
-    }
 
-    pub fn succeeded(&self) -> bool {
-        self.fault.is_none()
-    }
+        /// A step with every template rendered: exactly what would be sent
+        /// or run.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum RenderedStep {
+            $($variant(<$kind as ActionKind>::Rendered),)*
+        }
+
+        /// Every action kind, by the key that names it in a step.
+        pub const KINDS: &[&str] = &[$($name,)*];
+
+        /// The keys of an `actions:` entry: its own, then one per kind.
+        pub(crate) const STEP_KEYS: &[&str] = &["id", "if", "continue_on_error", $($name,)*];
+
+        impl Action {
+            /// The kind's name (`http`, `slack`, `shell`).
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Action::$variant(_) => $name,)*
+                }
+            }
+
+            /// Decodes the value of a step's `kind:` key, `retry` included.
+            pub(crate) fn decode(
+                kind: &str,
+                dec: &mut Decoder<'_>,
+                node: &Node,
+            ) -> Option<(Action, RetryPolicy)> {
+                $(
+                    if kind == $name {
+                        return decode_kind::<$kind>($name, dec, node)
+                            .map(|(action, retry)| (Action::$variant(action), retry));
+                    }
+                )*
+                None
+            }
+
+            /// Renders every template of the action.
+            pub fn render(&self, r: &Renderer<'_>) -> Result<RenderedStep, RenderError> {
+                Ok(match self {
+                    $(Action::$variant(action) => RenderedStep::$variant(action.render(r)?),)*
+                })
+            }
+
+            /// Executes one attempt of the action, rendered.
+            pub async fn execute(&self, rendered: RenderedStep, env: &ActionEnv<'_>) -> Outcome {
+                match (self, rendered) {
+                    $(
+                        (Action::$variant(action), RenderedStep::$variant(rendered)) => {
+                            action.execute(rendered, env).await
+                        }
+                    )*
+                    #[allow(unreachable_patterns)]
+                    (action, _) => Outcome::failed(
+                        Value::Null,
+                        Fault::Final,
+                        format!(
+                            "internal error: the rendered step is not a `{}` step",
+                            action.kind()
+                        ),
+                    ),
+                }
+            }
+        }
+
+        impl RenderedStep {
+            /// See [`ActionKind::view`].
+            pub fn view(&self) -> Value {
+                match self {
+                    $(RenderedStep::$variant(rendered) => <$kind as ActionKind>::view(rendered),)*
+                }
+            }
+        }
+    };
 }
 
-/// Bytes read from a body or a pipe: the first [`CAPTURE_LIMIT`] kept, the
-/// rest only counted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Captured {
-    kept: Vec<u8>,
-    total: usize,
+// Adding an action kind: a file implementing `ActionKind`, and a line here.
+action_kinds! {
+    "http" => Http(http::HttpAction),
+    "slack" => Slack(slack::SlackAction),
+    "shell" => Shell(shell::ShellAction),
 }
 
-impl Captured {
-    pub fn push(&mut self, bytes: &[u8]) {
-        let room = CAPTURE_LIMIT.saturating_sub(self.kept.len());
-        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        self.total += bytes.len();
-    }
-
-    /// Every byte read, kept or not.
-    pub fn total(&self) -> usize {
-        self.total
-    }
-
-    /// The text as stored: at most [`TEXT_LIMIT`] bytes (lossy UTF-8), then
-    /// `\n[… truncated N bytes]` when there was more.
-    pub fn text(&self) -> String {
-        self.shown(self.kept.len().min(TEXT_LIMIT), &Secrets::default())
-    }
-
-    /// [`Captured::text`] with the secrets replaced by `***`, the cut moved
-    /// past a secret that straddles it (so no prefix of one is kept).
-    pub fn redacted_text(&self, secrets: &Secrets) -> String {
-        self.shown(secrets.cut_point(&self.kept, TEXT_LIMIT), secrets)
-    }
-
-    /// The first `end` bytes kept, redacted, and how many more there were.
-    fn shown(&self, end: usize, secrets: &Secrets) -> String {
-        let shown = &self.kept[..end.min(self.kept.len())];
-        let mut text = secrets
-            .redact_cow(&String::from_utf8_lossy(shown))
-            .into_owned();
-        let cut = self.total - shown.len();
-        if cut > 0 {
-            text.push_str(&format!("\n[… truncated {cut} bytes]"));
-        }
-        text
-    }
-
-    /// The bytes parsed as JSON, if all of them were kept and they are JSON.
-    pub fn json(&self) -> Option<Value> {
-        if self.total != self.kept.len() || self.kept.iter().all(u8::is_ascii_whitespace) {
-            return None;
-        }
-        serde_json::from_slice(&self.kept).ok()
-    }
+/// A kind's mapping: its own keys, then `retry`, then unknown keys.
+fn decode_kind<K: ActionKind>(
+    name: &str,
+    dec: &mut Decoder<'_>,
+    node: &Node,
+) -> Option<(K, RetryPolicy)> {
+    let mut fields = dec.map(node, K::SETTINGS)?;
+    let action = K::decode(dec, node, &mut fields);
+    let retry = dec.retry(&mut fields, K::RETRY);
+    fields.finish(dec, &format!("action `{name}`"), K::KEYS);
+    Some((action?, retry?))
 }
 
 /// Executes one attempt of a rendered step.
 pub async fn execute(action: &Action, rendered: RenderedStep, env: &ActionEnv<'_>) -> Outcome {
-    match (action, rendered) {
-        (
-            Action::Http(http),
-            RenderedStep::Http {
-                method,
-                url,
-                headers,
-                query,
-                body,
-            },
-        ) => {
-            let request = http::Request {
-                method,
-                url,
-                headers,
-                query,
-                body,
-            };
-            http::execute(http, request, env).await
-        }
-        (
-            Action::Slack(slack),
-            RenderedStep::Slack {
-                url,
-                token,
-                message,
-            },
-        ) => {
-            slack::execute(
-                slack,
-                slack::Message {
-                    url,
-                    token,
-                    message,
-                },
-                env,
-            )
-            .await
-        }
-        (
-            Action::Shell(shell),
-            RenderedStep::Shell {
-                argv,
-                env: vars,
-                workdir,
-                stdin,
-            },
-        ) => {
-            let command = shell::Command {
-                argv,
-                env: vars,
-                workdir,
-                stdin,
-            };
-            shell::execute(shell, command, env.secrets).await
-        }
-        (action, _) => Outcome::failed(
-            Value::Null,
-            Fault::Final,
-            format!(
-                "internal error: the rendered step is not a `{}` step",
-                action.kind()
-            ),
-        ),
-    }
+    action.execute(rendered, env).await
 }
 
 /// `error: source: source…`, the way people read an error chain.
@@ -243,33 +205,4 @@ pub(crate) fn error_chain(error: &dyn std::error::Error) -> String {
         source = e.source();
     }
     text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_stored_text_keeps_no_part_of_a_secret_at_its_cut() {
-        let secret = "0123456789abcdef";
-        let secrets = Secrets::new([secret.to_string()].into_iter().collect());
-        let mut captured = Captured::default();
-        // The secret straddles the 64 KiB cut.
-        captured.push(&vec![b'x'; TEXT_LIMIT - 5]);
-        captured.push(secret.as_bytes());
-        captured.push(b"tail");
-        let plain = captured.text();
-        assert!(plain.contains("01234"), "the unredacted cut keeps a prefix");
-        let stored = captured.redacted_text(&secrets);
-        assert!(
-            !stored.contains("01234"),
-            "{}",
-            &stored[stored.len() - 40..]
-        );
-        assert!(
-            stored.ends_with("***\n[… truncated 4 bytes]"),
-            "{}",
-            &stored[stored.len() - 40..]
-        );
-    }
 }

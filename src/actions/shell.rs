@@ -2,7 +2,10 @@
 //! `/bin/sh -c`, in its own process group so that its timeout kills every
 //! process it started, not only the first. stdout and stderr are read
 //! concurrently (a chatty command never blocks on a full pipe) and kept up
-//! to [`super::CAPTURE_LIMIT`].
+//! to [`super::CAPTURE_LIMIT`]. Where payload text could become code is
+//! decided at load, in [`injection`].
+
+mod injection;
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
@@ -12,12 +15,40 @@ use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::time::{Instant, sleep_until};
 
-use super::{Captured, Fault, Outcome};
+use super::http::object;
+use super::{ActionEnv, ActionKind, Captured, Fault, Outcome, Renderer};
 use crate::rules::Secrets;
-use crate::rules::model::ShellAction;
+use crate::rules::decode::{Decoder, Fields};
+use crate::rules::model::RetryPolicy;
+use crate::rules::node::{Kind, Node};
+use crate::template::{RenderError, Template};
+
+pub(crate) const SHELL_KEYS: &[&str] = &[
+    "command", "script", "env", "workdir", "timeout", "stdin", "retry",
+];
+
+const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `shell` step as decoded.
+#[derive(Debug)]
+pub struct ShellAction {
+    pub program: ShellProgram,
+    pub env: Vec<(String, Template)>,
+    pub workdir: Option<String>,
+    pub stdin: Option<Template>,
+    pub timeout: Duration,
+}
+
+#[derive(Debug)]
+pub enum ShellProgram {
+    /// argv, each element a template; no shell is involved.
+    Argv(Vec<Template>),
+    /// Run by `/bin/sh -c`, never templated: values come in through `env`.
+    Script(String),
+}
 
 /// A `shell` step with its templates rendered.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Command {
     /// argv, or `["/bin/sh", "-c", script]`.
     pub argv: Vec<String>,
@@ -28,6 +59,100 @@ pub struct Command {
     pub stdin: Option<String>,
 }
 
+impl ActionKind for ShellAction {
+    const SETTINGS: &'static str = "`shell` settings (a mapping with command or script)";
+    const KEYS: &'static [&'static str] = SHELL_KEYS;
+    const RETRY: RetryPolicy = RetryPolicy::SHELL_DEFAULT;
+    type Rendered = Command;
+
+    fn decode(dec: &mut Decoder<'_>, node: &Node, f: &mut Fields<'_>) -> Option<Self> {
+        let f_command = f.get("command");
+        let program = match (f_command, f.get("script")) {
+            (Some(n), None) => match &n.kind {
+                Kind::Seq(items) if !items.is_empty() => {
+                    let argv: Option<Vec<_>> = items.iter().map(|i| dec.template(i)).collect();
+                    argv.map(ShellProgram::Argv)
+                }
+                _ => {
+                    dec.expected(n, "a non-empty list (argv: program first, then its arguments; no shell is involved)");
+                    None
+                }
+            },
+            (None, Some(n)) => {
+                let script = dec.string(n)?;
+                if script.contains("{{") {
+                    dec.error(
+                        n,
+                        "`script` is never templated (payload text in a shell script is an injection hole): pass values with `env:` and use them as \"$NAME\"",
+                    );
+                    None
+                } else {
+                    Some(ShellProgram::Script(script))
+                }
+            }
+            _ => {
+                dec.error(
+                    node,
+                    "`shell` needs exactly one of `command` (a list) or `script` (a string)",
+                );
+                None
+            }
+        };
+        let env = dec.opt_template_map(f, "env");
+        let workdir = match f.get("workdir") {
+            Some(n) => dec.string(n).map(Some),
+            None => Some(None),
+        };
+        let stdin_node = f.get("stdin");
+        let stdin = match stdin_node {
+            Some(n) => dec.template(n).map(Some),
+            None => Some(None),
+        };
+        let timeout = dec.opt_duration(f, "timeout", SHELL_TIMEOUT);
+        let (program, stdin) = (program?, stdin?);
+        if !injection::check(dec, &program, f_command, stdin.as_ref(), stdin_node) {
+            return None;
+        }
+        Some(ShellAction {
+            program,
+            env: env?,
+            workdir: workdir?,
+            stdin,
+            timeout: timeout?,
+        })
+    }
+
+    fn render(&self, r: &Renderer<'_>) -> Result<Command, RenderError> {
+        Ok(Command {
+            argv: match &self.program {
+                ShellProgram::Argv(args) => args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, t)| r.text(&format!("command[{i}]"), t))
+                    .collect::<Result<_, _>>()?,
+                ShellProgram::Script(script) => vec!["/bin/sh".into(), "-c".into(), script.clone()],
+            },
+            env: r.pairs("env", &self.env)?,
+            workdir: self.workdir.clone(),
+            stdin: r.opt("stdin", &self.stdin)?,
+        })
+    }
+
+    fn view(cmd: &Command) -> Value {
+        json!({
+            "kind": "shell",
+            "command": cmd.argv,
+            "env": object(&cmd.env),
+            "workdir": cmd.workdir,
+            "stdin": cmd.stdin,
+        })
+    }
+
+    async fn execute(&self, cmd: Command, env: &ActionEnv<'_>) -> Outcome {
+        execute(self, cmd, env.secrets).await
+    }
+}
+
 /// After the command exits, how long its output may take to reach EOF: a
 /// background child that inherited the pipes would otherwise hold the step
 /// open until the deadline. What it writes later is not captured.
@@ -36,7 +161,7 @@ const OUTPUT_GRACE: Duration = Duration::from_millis(500);
 /// Read buffer per pipe.
 const CHUNK: usize = 16 * 1024;
 
-pub async fn execute(action: &ShellAction, cmd: Command, secrets: &Secrets) -> Outcome {
+async fn execute(action: &ShellAction, cmd: Command, secrets: &Secrets) -> Outcome {
     let summary = summary(&cmd, secrets);
     let Some((program, args)) = cmd.argv.split_first() else {
         return Outcome::failed(summary, Fault::Final, "the command is empty");

@@ -9,31 +9,20 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::actions::Fault;
-use crate::rules::model::{Action, RetryPolicy};
+use crate::rules::model::RetryPolicy;
 
 /// The longest `Retry-After` honoured; a server asking for more is
 /// retried after a day.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
 
-/// The step's retry policy.
-pub fn policy(action: &Action) -> RetryPolicy {
-    match action {
-        Action::Http(http) => http.retry,
-        Action::Slack(slack) => slack.retry,
-        Action::Shell(shell) => shell.retry,
-    }
-}
-
-/// Whether a failure may be worth another attempt. `http` and `slack`:
-/// connection errors, timeouts, 408, 429 and 5xx; other statuses and
-/// final errors are not. `shell`: a non-zero exit or a timeout (it makes
-/// one attempt unless the step gives `retry`).
-pub fn retryable(action: &Action, fault: &Fault) -> bool {
-    let shell = matches!(action, Action::Shell(_));
+/// Whether a failure may be worth another attempt: connection errors,
+/// timeouts, a 408, 429 or 5xx reply (only HTTP kinds get statuses) and a
+/// non-zero exit (only commands exit; `shell` makes one attempt unless the
+/// step gives `retry`). Other statuses and final errors are not.
+pub fn retryable(fault: &Fault) -> bool {
     match fault {
-        Fault::Connection | Fault::Timeout => true,
-        Fault::Status { status, .. } => !shell && retryable_status(*status),
-        Fault::Exit(_) => shell,
+        Fault::Connection | Fault::Timeout | Fault::Exit(_) => true,
+        Fault::Status { status, .. } => retryable_status(*status),
         Fault::Final => false,
     }
 }
@@ -71,16 +60,16 @@ pub fn next_delay(
     })
 }
 
-/// After `attempt` attempts of `action` ended in `fault`: the delay
-/// before the next one, or `None` if the failure is final.
+/// After `attempt` attempts of a step with `policy` ended in `fault`: the
+/// delay before the next one, or `None` if the failure is final.
 pub fn after_failure(
-    action: &Action,
+    policy: &RetryPolicy,
     attempt: u32,
     fault: &Fault,
     now: DateTime<Utc>,
     jitter: f64,
 ) -> Option<Duration> {
-    if !retryable(action, fault) {
+    if !retryable(fault) {
         return None;
     }
     let retry_after = match fault {
@@ -90,7 +79,7 @@ pub fn after_failure(
         } => parse_retry_after(value, now),
         _ => None,
     };
-    next_delay(&policy(action), attempt, retry_after, jitter)
+    next_delay(policy, attempt, retry_after, jitter)
 }
 
 /// `Retry-After: <seconds>` or `Retry-After: <HTTP date>` as a delay from
@@ -117,7 +106,6 @@ pub fn random_jitter() -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::model::{HttpAction, HttpBody, ShellAction, ShellProgram};
 
     const MS: Duration = Duration::from_millis(1);
 
@@ -191,30 +179,8 @@ mod tests {
         assert_eq!(next_delay(&RetryPolicy::HTTP_DEFAULT, 6, None, 0.5), None);
     }
 
-    fn http() -> Action {
-        Action::Http(HttpAction {
-            method: "POST".into(),
-            url: crate::template::Templates::new()
-                .compile("http://x")
-                .unwrap(),
-            headers: vec![],
-            query: vec![],
-            body: HttpBody::None,
-            timeout: Duration::from_secs(1),
-            retry: RetryPolicy::HTTP_DEFAULT,
-            expect: vec![(200, 299)],
-        })
-    }
-
-    fn shell(retry: RetryPolicy) -> Action {
-        Action::Shell(ShellAction {
-            program: ShellProgram::Script("true".into()),
-            env: vec![],
-            workdir: None,
-            stdin: None,
-            timeout: Duration::from_secs(1),
-            retry,
-        })
+    fn http() -> RetryPolicy {
+        RetryPolicy::HTTP_DEFAULT
     }
 
     fn status(status: u16) -> Fault {
@@ -226,7 +192,6 @@ mod tests {
 
     #[test]
     fn http_retries_connection_errors_timeouts_408_429_and_5xx_only() {
-        let http = http();
         for fault in [
             Fault::Connection,
             Fault::Timeout,
@@ -236,7 +201,7 @@ mod tests {
             status(503),
             status(599),
         ] {
-            assert!(retryable(&http, &fault), "{fault:?}");
+            assert!(retryable(&fault), "{fault:?}");
         }
         for fault in [
             status(400),
@@ -246,22 +211,22 @@ mod tests {
             status(301),
             Fault::Final,
         ] {
-            assert!(!retryable(&http, &fault), "{fault:?}");
+            assert!(!retryable(&fault), "{fault:?}");
         }
     }
 
     #[test]
     fn shell_retries_exits_and_timeouts_only_when_retry_is_given() {
-        let once = shell(RetryPolicy::SHELL_DEFAULT);
+        let once = RetryPolicy::SHELL_DEFAULT;
         let now = Utc::now();
-        assert!(retryable(&once, &Fault::Exit(1)));
-        assert!(retryable(&once, &Fault::Timeout));
-        assert!(!retryable(&once, &Fault::Final));
+        assert!(retryable(&Fault::Exit(1)));
+        assert!(retryable(&Fault::Timeout));
+        assert!(!retryable(&Fault::Final));
         assert_eq!(after_failure(&once, 1, &Fault::Exit(1), now, 0.5), None);
-        let retried = shell(RetryPolicy {
+        let retried = RetryPolicy {
             attempts: 3,
             ..RetryPolicy::SHELL_DEFAULT
-        });
+        };
         assert!(after_failure(&retried, 1, &Fault::Exit(1), now, 0.5).is_some());
         assert!(after_failure(&retried, 2, &Fault::Timeout, now, 0.5).is_some());
         assert_eq!(after_failure(&retried, 1, &Fault::Final, now, 0.5), None);

@@ -185,7 +185,7 @@ async fn run_step(
     };
     let retry_in = outcome.fault.as_ref().and_then(|fault| {
         retry::after_failure(
-            &step.action,
+            &step.retry,
             attempt,
             fault,
             Utc::now(),

@@ -10,7 +10,8 @@ use serde_json_path::JsonPath;
 use super::condition::Condition;
 use super::node::Loc;
 use super::schema::{PayloadSchema, SchemaMismatch};
-use crate::template::{JsonTemplate, Template};
+pub use crate::actions::Action;
+use crate::template::Template;
 use crate::verify::VerifierConfig;
 
 /// Where webhooks come in and how they are checked.
@@ -136,6 +137,8 @@ pub struct Step {
     pub condition: Option<Condition>,
     pub continue_on_error: bool,
     pub action: Action,
+    /// The action's `retry:`, or its kind's default.
+    pub retry: RetryPolicy,
 }
 
 impl Step {
@@ -145,86 +148,6 @@ impl Step {
             .clone()
             .unwrap_or_else(|| (self.index + 1).to_string())
     }
-}
-
-#[derive(Debug)]
-pub enum Action {
-    Http(HttpAction),
-    Slack(SlackAction),
-    Shell(ShellAction),
-}
-
-impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Http(_) => "http",
-            Action::Slack(_) => "slack",
-            Action::Shell(_) => "shell",
-        }
-    }
-}
-
-#[derive(Debug)]
-pub struct HttpAction {
-    pub method: String,
-    pub url: Template,
-    pub headers: Vec<(String, Template)>,
-    pub query: Vec<(String, Template)>,
-    pub body: HttpBody,
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
-    /// Inclusive status ranges that count as success; default 200–299.
-    pub expect: Vec<(u16, u16)>,
-}
-
-#[derive(Debug)]
-pub enum HttpBody {
-    None,
-    Json(JsonTemplate),
-    Text(Template),
-    Form(Vec<(String, Template)>),
-}
-
-#[derive(Debug)]
-pub struct SlackAction {
-    pub target: SlackTarget,
-    pub text: Option<Template>,
-    pub blocks: Option<JsonTemplate>,
-    pub thread_ts: Option<Template>,
-    pub username: Option<Template>,
-    pub icon_emoji: Option<Template>,
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
-}
-
-#[derive(Debug)]
-pub enum SlackTarget {
-    /// An incoming webhook URL.
-    Webhook { url: Template },
-    /// `chat.postMessage` with a bot token.
-    Api {
-        token: Template,
-        channel: Template,
-        api_url: String,
-    },
-}
-
-#[derive(Debug)]
-pub struct ShellAction {
-    pub program: ShellProgram,
-    pub env: Vec<(String, Template)>,
-    pub workdir: Option<String>,
-    pub stdin: Option<Template>,
-    pub timeout: Duration,
-    pub retry: RetryPolicy,
-}
-
-#[derive(Debug)]
-pub enum ShellProgram {
-    /// argv, each element a template; no shell is involved.
-    Argv(Vec<Template>),
-    /// Run by `/bin/sh -c`, never templated: values come in through `env`.
-    Script(String),
 }
 
 /// How often and how patiently a step is retried.

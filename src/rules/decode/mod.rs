@@ -13,9 +13,9 @@ use super::node::{Kind, Loc, Node, key_text};
 use crate::template::{JsonTemplate, Template, Templates};
 
 mod condition;
-mod rule;
+/// `RULE_KEYS` here; the step and action kinds' key lists are in `crate::actions`.
+pub(crate) mod rule;
 mod schema;
-mod shell;
 mod source;
 pub use source::{MAX_BODY_CAP, parse_byte_size};
 mod test;

@@ -1,15 +1,14 @@
-//! Decoding `rules:` entries and their steps (`http`, `slack`, `shell`).
+//! Decoding `rules:` entries and their steps; each action kind decodes its
+//! own settings (`crate::actions`), the step keeps their `retry`.
 
 use std::time::Duration;
 
 use super::{Decoder, Fields};
-use crate::rules::model::{
-    Action, EventPattern, HttpAction, HttpBody, RetryPolicy, Rule, ShellAction, ShellProgram,
-    SlackAction, SlackTarget, Step,
-};
+use crate::actions::{Action, KINDS, STEP_KEYS};
+use crate::rules::model::{EventPattern, RetryPolicy, Rule, Step};
 use crate::rules::node::{Kind, Node};
 
-const RULE_KEYS: &[&str] = &[
+pub(crate) const RULE_KEYS: &[&str] = &[
     "name",
     "description",
     "source",
@@ -18,31 +17,6 @@ const RULE_KEYS: &[&str] = &[
     "concurrency",
     "actions",
 ];
-const STEP_KEYS: &[&str] = &["id", "if", "continue_on_error", "http", "slack", "shell"];
-const HTTP_KEYS: &[&str] = &[
-    "method", "url", "headers", "query", "json", "body", "form", "timeout", "retry", "expect",
-];
-const SLACK_KEYS: &[&str] = &[
-    "webhook_url",
-    "token",
-    "channel",
-    "api_url",
-    "text",
-    "blocks",
-    "thread_ts",
-    "username",
-    "icon_emoji",
-    "timeout",
-    "retry",
-];
-const SHELL_KEYS: &[&str] = &[
-    "command", "script", "env", "workdir", "timeout", "stdin", "retry",
-];
-
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
-const SHELL_TIMEOUT: Duration = Duration::from_secs(60);
-const SLACK_API: &str = "https://slack.com/api";
-
 impl Decoder<'_> {
     pub fn rule(&mut self, node: &Node) -> Option<Rule> {
         let loc = self.loc(node);
@@ -211,7 +185,10 @@ impl Decoder<'_> {
 
     fn step(&mut self, index: usize, node: &Node) -> Option<Step> {
         let loc = self.loc(node);
-        let mut f = self.map(node, "an action (a mapping with one of http, slack, shell)")?;
+        let mut f = self.map(
+            node,
+            &format!("an action (a mapping with one of {})", KINDS.join(", ")),
+        )?;
         let id = match f.get("id") {
             Some(n) => self.name(n, "step id").map(Some),
             None => Some(None),
@@ -224,24 +201,29 @@ impl Decoder<'_> {
             .get("continue_on_error")
             .map(|n| self.bool(n))
             .unwrap_or(Some(false));
-        let kinds: Vec<(&str, &Node)> = ["http", "slack", "shell"]
-            .into_iter()
-            .filter_map(|k| f.get(k).map(|n| (k, n)))
+        let kinds: Vec<(&str, &Node)> = KINDS
+            .iter()
+            .filter_map(|k| f.get(k).map(|n| (*k, n)))
             .collect();
         f.finish(self, "an action", STEP_KEYS);
         let action = match kinds.as_slice() {
-            [("http", n)] => self.http(n).map(Action::Http),
-            [("slack", n)] => self.slack(n).map(Action::Slack),
-            [(_, n)] => self.shell(n).map(Action::Shell),
+            [(kind, n)] => Action::decode(kind, self, n),
             [] => {
-                self.error(node, "an action needs one of `http`, `slack` or `shell`");
+                self.error(node, format!("an action needs one of {}", one_of(KINDS)));
                 None
             }
             _ => {
-                self.error(node, "an action has exactly one of `http`, `slack` or `shell`; make a separate action for each");
+                self.error(
+                    node,
+                    format!(
+                        "an action has exactly one of {}; make a separate action for each",
+                        one_of(KINDS)
+                    ),
+                );
                 None
             }
         };
+        let (action, retry) = action.unzip();
         Some(Step {
             index,
             id: id?,
@@ -249,165 +231,11 @@ impl Decoder<'_> {
             condition: condition?,
             continue_on_error: continue_on_error?,
             action: action?,
-        })
-    }
-
-    fn http(&mut self, node: &Node) -> Option<HttpAction> {
-        let mut f = self.map(node, "`http` settings (a mapping with url, method, …)")?;
-        let what = "action `http`";
-        let method = match f.get("method") {
-            Some(n) => self.string(n).map(|m| m.to_ascii_uppercase()),
-            None => Some("POST".to_string()),
-        };
-        let url = f.require(self, "url", what).and_then(|n| self.template(n));
-        let headers = self.opt_template_map(&mut f, "headers");
-        let query = self.opt_template_map(&mut f, "query");
-        let body = match (f.get("json"), f.get("body"), f.get("form")) {
-            (None, None, None) => Some(HttpBody::None),
-            (Some(n), None, None) => self.json_template(n).map(HttpBody::Json),
-            (None, Some(n), None) => self.template(n).map(HttpBody::Text),
-            (None, None, Some(n)) => self.template_map(n).map(HttpBody::Form),
-            _ => {
-                self.error(node, "`http` takes at most one of `json`, `body` or `form`");
-                None
-            }
-        };
-        let timeout = self.opt_duration(&mut f, "timeout", HTTP_TIMEOUT);
-        let retry = self.retry(&mut f, RetryPolicy::HTTP_DEFAULT);
-        let expect = match f.get("expect") {
-            Some(n) => self.expect(n),
-            None => Some(vec![(200, 299)]),
-        };
-        f.finish(self, what, HTTP_KEYS);
-        Some(HttpAction {
-            method: method?,
-            url: url?,
-            headers: headers?,
-            query: query?,
-            body: body?,
-            timeout: timeout?,
-            retry: retry?,
-            expect: expect?,
-        })
-    }
-
-    fn slack(&mut self, node: &Node) -> Option<SlackAction> {
-        let mut f = self.map(node, "`slack` settings (a mapping)")?;
-        let what = "action `slack`";
-        let target = match (f.get("webhook_url"), f.get("token"), f.get("channel")) {
-            (Some(url), None, None) => self.template(url).map(|url| SlackTarget::Webhook { url }),
-            (None, Some(token), Some(channel)) => {
-                let api_url = match f.get("api_url") {
-                    Some(n) => self.string(n),
-                    None => Some(SLACK_API.to_string()),
-                };
-                let token = self.template(token);
-                let channel = self.template(channel);
-                Some(SlackTarget::Api {
-                    token: token?,
-                    channel: channel?,
-                    api_url: api_url?.trim_end_matches('/').to_string(),
-                })
-            }
-            _ => {
-                self.error(
-                    node,
-                    "`slack` needs either `webhook_url`, or `token` and `channel`",
-                );
-                None
-            }
-        };
-        let text = self.opt_template(&mut f, "text");
-        let blocks = match f.get("blocks") {
-            Some(n) => self.json_template(n).map(Some),
-            None => Some(None),
-        };
-        let thread_ts = self.opt_template(&mut f, "thread_ts");
-        let username = self.opt_template(&mut f, "username");
-        let icon_emoji = self.opt_template(&mut f, "icon_emoji");
-        let timeout = self.opt_duration(&mut f, "timeout", HTTP_TIMEOUT);
-        let retry = self.retry(&mut f, RetryPolicy::HTTP_DEFAULT);
-        f.finish(self, what, SLACK_KEYS);
-        let (text, blocks) = (text?, blocks?);
-        if text.is_none() && blocks.is_none() {
-            self.error(node, "`slack` needs `text` or `blocks`");
-            return None;
-        }
-        Some(SlackAction {
-            target: target?,
-            text,
-            blocks,
-            thread_ts: thread_ts?,
-            username: username?,
-            icon_emoji: icon_emoji?,
-            timeout: timeout?,
             retry: retry?,
         })
     }
 
-    fn shell(&mut self, node: &Node) -> Option<ShellAction> {
-        let mut f = self.map(node, "`shell` settings (a mapping with command or script)")?;
-        let what = "action `shell`";
-        let f_command = f.get("command");
-        let program = match (f_command, f.get("script")) {
-            (Some(n), None) => match &n.kind {
-                Kind::Seq(items) if !items.is_empty() => {
-                    let argv: Option<Vec<_>> = items.iter().map(|i| self.template(i)).collect();
-                    argv.map(ShellProgram::Argv)
-                }
-                _ => {
-                    self.expected(n, "a non-empty list (argv: program first, then its arguments; no shell is involved)");
-                    None
-                }
-            },
-            (None, Some(n)) => {
-                let script = self.string(n)?;
-                if script.contains("{{") {
-                    self.error(
-                        n,
-                        "`script` is never templated (payload text in a shell script is an injection hole): pass values with `env:` and use them as \"$NAME\"",
-                    );
-                    None
-                } else {
-                    Some(ShellProgram::Script(script))
-                }
-            }
-            _ => {
-                self.error(
-                    node,
-                    "`shell` needs exactly one of `command` (a list) or `script` (a string)",
-                );
-                None
-            }
-        };
-        let env = self.opt_template_map(&mut f, "env");
-        let workdir = match f.get("workdir") {
-            Some(n) => self.string(n).map(Some),
-            None => Some(None),
-        };
-        let stdin_node = f.get("stdin");
-        let stdin = match stdin_node {
-            Some(n) => self.template(n).map(Some),
-            None => Some(None),
-        };
-        let timeout = self.opt_duration(&mut f, "timeout", SHELL_TIMEOUT);
-        let retry = self.retry(&mut f, RetryPolicy::SHELL_DEFAULT);
-        f.finish(self, what, SHELL_KEYS);
-        let (program, stdin) = (program?, stdin?);
-        if !self.shell_injection(&program, f_command, stdin.as_ref(), stdin_node) {
-            return None;
-        }
-        Some(ShellAction {
-            program,
-            env: env?,
-            workdir: workdir?,
-            stdin,
-            timeout: timeout?,
-            retry: retry?,
-        })
-    }
-
-    fn opt_template(
+    pub(crate) fn opt_template(
         &mut self,
         f: &mut Fields<'_>,
         key: &str,
@@ -418,7 +246,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn opt_template_map(
+    pub(crate) fn opt_template_map(
         &mut self,
         f: &mut Fields<'_>,
         key: &str,
@@ -429,7 +257,7 @@ impl Decoder<'_> {
         }
     }
 
-    fn opt_duration(
+    pub(crate) fn opt_duration(
         &mut self,
         f: &mut Fields<'_>,
         key: &str,
@@ -441,7 +269,11 @@ impl Decoder<'_> {
         }
     }
 
-    fn retry(&mut self, f: &mut Fields<'_>, default: RetryPolicy) -> Option<RetryPolicy> {
+    pub(crate) fn retry(
+        &mut self,
+        f: &mut Fields<'_>,
+        default: RetryPolicy,
+    ) -> Option<RetryPolicy> {
         let Some(node) = f.get("retry") else {
             return Some(default);
         };
@@ -472,47 +304,16 @@ impl Decoder<'_> {
             max_backoff: max_backoff?,
         })
     }
-
-    /// `expect:` — statuses (`201`), ranges (`200-299`) or classes (`2xx`).
-    fn expect(&mut self, node: &Node) -> Option<Vec<(u16, u16)>> {
-        let items: Vec<&Node> = match &node.kind {
-            Kind::Seq(items) => items.iter().collect(),
-            _ => vec![node],
-        };
-        let mut out = Vec::with_capacity(items.len());
-        for item in items {
-            let text = match &item.kind {
-                Kind::Number(n) => n.to_string(),
-                _ => self.string(item)?,
-            };
-            match parse_status_range(&text) {
-                Some(range) => out.push(range),
-                None => {
-                    self.error(
-                        item,
-                        format!("invalid status {text:?}: write e.g. 200, 200-299 or 2xx"),
-                    );
-                    return None;
-                }
-            }
-        }
-        Some(out)
-    }
 }
 
-fn parse_status_range(text: &str) -> Option<(u16, u16)> {
-    let text = text.trim();
-    let valid = |s: u16| (100..=599).contains(&s);
-    if let Some(class) = text.strip_suffix("xx").or_else(|| text.strip_suffix("XX")) {
-        let c: u16 = class.parse().ok()?;
-        return (1..=5).contains(&c).then_some((c * 100, c * 100 + 99));
+/// "`http`, `slack` or `shell`".
+fn one_of(names: &[&str]) -> String {
+    let quoted: Vec<String> = names.iter().map(|n| format!("`{n}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
     }
-    if let Some((lo, hi)) = text.split_once('-') {
-        let (lo, hi): (u16, u16) = (lo.trim().parse().ok()?, hi.trim().parse().ok()?);
-        return (valid(lo) && valid(hi) && lo <= hi).then_some((lo, hi));
-    }
-    let s: u16 = text.parse().ok()?;
-    valid(s).then_some((s, s))
 }
 
 fn is_id_char(c: char) -> bool {
@@ -563,12 +364,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn status_ranges_accept_codes_ranges_and_classes() {
-        assert_eq!(parse_status_range("201"), Some((201, 201)));
-        assert_eq!(parse_status_range("200-204"), Some((200, 204)));
-        assert_eq!(parse_status_range("2xx"), Some((200, 299)));
-        assert_eq!(parse_status_range("700"), None);
-        assert_eq!(parse_status_range("300-200"), None);
+    fn kinds_are_listed_as_people_write_lists() {
+        assert_eq!(one_of(&["http"]), "`http`");
+        assert_eq!(
+            one_of(&["http", "slack", "shell"]),
+            "`http`, `slack` or `shell`"
+        );
     }
 
     #[test]

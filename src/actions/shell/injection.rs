@@ -9,8 +9,8 @@
 //! input) as code. That is decided here, from the literal text of the rule,
 //! before any payload is seen.
 
-use super::{Decoder, Severity};
-use crate::rules::model::ShellProgram;
+use super::ShellProgram;
+use crate::rules::decode::{Decoder, Severity};
 use crate::rules::node::{Kind, Node};
 use crate::template::Template;
 
@@ -212,45 +212,43 @@ fn stdin_error(name: &str) -> Finding {
     }
 }
 
-impl Decoder<'_> {
-    /// Reports where payload text could become code in a decoded `shell`
-    /// action; false when that is an error.
-    pub(super) fn shell_injection(
-        &mut self,
-        program: &ShellProgram,
-        command: Option<&Node>,
-        stdin: Option<&Template>,
-        stdin_node: Option<&Node>,
-    ) -> bool {
-        let stdin_templated = stdin.is_some_and(|t| templated(t.source()));
-        let findings = match program {
-            ShellProgram::Argv(argv) => {
-                let sources: Vec<&str> = argv.iter().map(Template::source).collect();
-                argv_findings(&sources, stdin_templated)
-            }
-            ShellProgram::Script(script) => script_findings(script, stdin_templated),
-        };
-        let items = match command.map(|n| &n.kind) {
-            Some(Kind::Seq(items)) => items.as_slice(),
-            _ => &[],
-        };
-        let mut ok = true;
-        for finding in findings {
-            let at = match finding.at {
-                At::Arg(i) => items.get(i).or(command),
-                At::Stdin => stdin_node,
-            };
-            let Some(at) = at else { continue };
-            match finding.severity {
-                Severity::Error => {
-                    ok = false;
-                    self.error(at, finding.message);
-                }
-                Severity::Warning => self.warning(at, finding.message),
-            }
+/// Reports where payload text could become code in a decoded `shell`
+/// action; false when that is an error.
+pub(super) fn check(
+    dec: &mut Decoder<'_>,
+    program: &ShellProgram,
+    command: Option<&Node>,
+    stdin: Option<&Template>,
+    stdin_node: Option<&Node>,
+) -> bool {
+    let stdin_templated = stdin.is_some_and(|t| templated(t.source()));
+    let findings = match program {
+        ShellProgram::Argv(argv) => {
+            let sources: Vec<&str> = argv.iter().map(Template::source).collect();
+            argv_findings(&sources, stdin_templated)
         }
-        ok
+        ShellProgram::Script(script) => script_findings(script, stdin_templated),
+    };
+    let items = match command.map(|n| &n.kind) {
+        Some(Kind::Seq(items)) => items.as_slice(),
+        _ => &[],
+    };
+    let mut ok = true;
+    for finding in findings {
+        let at = match finding.at {
+            At::Arg(i) => items.get(i).or(command),
+            At::Stdin => stdin_node,
+        };
+        let Some(at) = at else { continue };
+        match finding.severity {
+            Severity::Error => {
+                ok = false;
+                dec.error(at, finding.message);
+            }
+            Severity::Warning => dec.warning(at, finding.message),
+        }
     }
+    ok
 }
 
 #[cfg(test)]
