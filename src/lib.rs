@@ -11,6 +11,7 @@ pub mod config; // hookflow.yaml + HOOKFLOW_* env + flags -> Settings
 pub mod delivery; // a received webhook: parsed body, event name, dedupe key, template context
 pub mod dryrun; // match + render without executing: explain, test, diff
 pub mod engine; // workers: leasing runs, executing steps, retries, concurrency
+pub mod faults; // test-only fault injection (HOOKFLOW_FAULTS), a no-op unless set
 pub mod metrics; // Prometheus series, named in one place
 pub mod ops; // run-log operations shared by the CLI and the API: replay, retry
 pub mod reload; // watching the rules and swapping in a valid set atomically

@@ -22,14 +22,18 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::{Instant, MissedTickBehavior, interval, sleep_until};
 
+use super::held::Holding;
 use super::{EngineConfig, LEASE, Shared, lease_until, millis, now_ms, run};
-use crate::store::{LeaseRequest, LeasedRun, StepRecord};
+use crate::store::{LeaseRequest, LeasedRun, Release, StepRecord};
 
 /// The longest the loop sleeps without looking at the store.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Leases are renewed this often (a long step must not lose its run).
-const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// The lease heartbeat: held leases are renewed this often (a long step
+/// must not lose its run), and the answer carries operators' cancels, so
+/// this is also how soon a cancel sent to another node is seen. One small
+/// write per second, and none while nothing is held.
+const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 /// After a store error, wait this long before leasing again.
 const ERROR_PAUSE: Duration = Duration::from_secs(1);
@@ -118,6 +122,7 @@ pub(super) async fn run(shared: Arc<Shared>, config: EngineConfig) {
                 () = ready.low.notified() => {}
                 Some(ended) = pool.join_next() => replace_if_panicked(ended, &mut pool, &shared, &ready),
                 _ = renew.tick() => renew_leases(&shared).await,
+                () = shared.held.lost_signal.notified() => release_lost(&shared).await,
             }
             continue;
         }
@@ -131,6 +136,9 @@ pub(super) async fn run(shared: Arc<Shared>, config: EngineConfig) {
         match shared.store.lease_runs(request).await {
             Ok(leased) => {
                 let full = leased.runs.len() == room;
+                shared
+                    .held
+                    .add(leased.runs.iter().map(|l| l.run.id.clone()));
                 ready.push(leased.runs);
                 if full {
                     continue; // more may be due right now
@@ -152,6 +160,7 @@ pub(super) async fn run(shared: Arc<Shared>, config: EngineConfig) {
             () = sleep_until(wake_at) => {}
             Some(ended) = pool.join_next() => replace_if_panicked(ended, &mut pool, &shared, &ready),
             _ = renew.tick() => renew_leases(&shared).await,
+            () = shared.held.lost_signal.notified() => release_lost(&shared).await,
         }
     }
 
@@ -169,23 +178,36 @@ pub(super) async fn run(shared: Arc<Shared>, config: EngineConfig) {
 /// before the worker stops.
 async fn worker(shared: Arc<Shared>, ready: Arc<Ready>) {
     let mut shutdown = shared.shutdown.clone();
+    // If this task panics, dropping it reports its runs lost.
+    let mut holding = Holding::new(shared.held.clone());
     let mut unsaved: Option<StepRecord> = None;
     loop {
         let next = match unsaved.take() {
             None => ready.take(&mut shutdown).await,
             Some(record) => {
+                let saved = record.run_id.clone();
                 let saving = finish(&shared, record);
                 tokio::pin!(saving);
                 tokio::select! {
-                    () = &mut saving => ready.take(&mut shutdown).await,
+                    () = &mut saving => {
+                        holding.done(&saved);
+                        ready.take(&mut shutdown).await
+                    }
                     next = ready.take(&mut shutdown) => match next {
                         Some(leased) if !shutdown.is_triggered() => {
+                            let id = leased.run.id.clone();
+                            holding.hold(&id);
                             let ((), last) = tokio::join!(saving, run::execute(&shared, leased));
+                            holding.done(&saved);
+                            if last.is_none() {
+                                holding.done(&id);
+                            }
                             unsaved = last;
                             continue;
                         }
                         _ => {
                             saving.await;
+                            holding.done(&saved);
                             None
                         }
                     },
@@ -195,7 +217,12 @@ async fn worker(shared: Arc<Shared>, ready: Arc<Ready>) {
         let Some(leased) = next.filter(|_| !shutdown.is_triggered()) else {
             return;
         };
+        let id = leased.run.id.clone();
+        holding.hold(&id);
         unsaved = run::execute(&shared, leased).await;
+        if unsaved.is_none() {
+            holding.done(&id);
+        }
     }
 }
 
@@ -206,8 +233,9 @@ async fn finish(shared: &Shared, record: StepRecord) {
     shared.wake.notify_one();
 }
 
-/// A worker that panicked (a bug) is replaced; its run is resumed once its
-/// lease is released or expires.
+/// A worker that panicked (a bug, or a step that kills its worker) is
+/// replaced; its runs were reported lost by its [`Holding`] and are
+/// released by [`release_lost`].
 fn replace_if_panicked(
     ended: Result<(), tokio::task::JoinError>,
     pool: &mut JoinSet<()>,
@@ -222,13 +250,44 @@ fn replace_if_panicked(
     }
 }
 
+/// The heartbeat: renews the leases of the runs held here (and only
+/// those), and passes operators' cancels on to their workers.
 async fn renew_leases(shared: &Shared) {
-    if let Err(e) = shared
+    let ids = shared.held.ids();
+    if ids.is_empty() {
+        return;
+    }
+    match shared
         .store
-        .renew_leases(&shared.node_id, lease_until())
+        .renew_leases(&shared.node_id, &ids, lease_until())
         .await
     {
-        tracing::error!(error = %e, "cannot renew the leases of runs in flight");
+        Ok(renewal) => {
+            for id in &renewal.cancel_requested {
+                if shared.held.cancel(id) {
+                    tracing::info!(run = %id, "an operator cancelled the run; stopping it");
+                }
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "cannot renew the leases of runs in flight"),
+    }
+}
+
+/// Ends at once the leases of runs whose worker panicked, counting them
+/// as expired: they are taken again now, and a step that panics every
+/// time ends its run `failed` ("worker lost") after a few tries.
+async fn release_lost(shared: &Shared) {
+    let lost = shared.held.take_lost();
+    if lost.is_empty() {
+        return;
+    }
+    tracing::warn!(runs = ?lost, "a worker was lost; its runs are taken again");
+    if let Err(e) = shared
+        .store
+        .release_runs(&shared.node_id, &lost, Release::WorkerLost)
+        .await
+    {
+        tracing::error!(error = %e, "cannot release the runs of a lost worker; their leases expire instead");
     }
 }
 
@@ -256,6 +315,7 @@ async fn stop(shared: &Shared, mut pool: JoinSet<()>, grace: Duration) {
         );
         pool.shutdown().await;
     }
+    shared.held.clear();
     match shared.store.release_leases(&shared.node_id).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(runs = n, "runs left for the next start"),

@@ -5,6 +5,8 @@
 //!   in batches ahead of the workers, keeps leases alive, shuts down
 //!   gracefully.
 //! - `run.rs`: executing one run step by step, recording each step.
+//! - `held.rs`: the runs this node holds leases on (the only ones it
+//!   renews), their cancel signals, and runs lost with a panicking worker.
 //! - `context.rs`: which rule definition a run executes, and its delivery.
 //! - `retry.rs`: which failures are retried, and when.
 //!
@@ -16,6 +18,7 @@
 
 mod context;
 mod dispatch;
+mod held;
 pub mod retry;
 mod run;
 
@@ -57,6 +60,8 @@ struct Shared {
     /// what makes many small requests cheap.
     client: reqwest::Client,
     snapshots: context::Snapshots,
+    /// The runs leased by this node and not yet given back.
+    held: Arc<held::Held>,
     /// Wakes the leasing loop: a run was queued, or one ended (a
     /// concurrency slot may be free).
     wake: Notify,
@@ -79,6 +84,7 @@ impl Engine {
             node_id: config.node_id.clone(),
             client: http_client(config.workers),
             snapshots: context::Snapshots::default(),
+            held: Arc::default(),
             wake: Notify::new(),
             shutdown,
         });
@@ -94,6 +100,13 @@ impl Engine {
     /// A run was just queued: look for work now rather than at the next poll.
     pub fn notify(&self) {
         self.shared.wake.notify_one();
+    }
+
+    /// An operator cancelled run `run_id`: if a worker of this node holds
+    /// it, stop it now rather than at the next lease heartbeat. `false` if
+    /// this node does not hold it (another node's heartbeat will see it).
+    pub fn cancel_local(&self, run_id: &str) -> bool {
+        self.shared.held.cancel(run_id)
     }
 }
 
@@ -111,8 +124,9 @@ fn http_client(workers: usize) -> reqwest::Client {
 }
 
 /// A lease lasts this long unless renewed (taking another step, or the
-/// leasing loop's heartbeat). It only matters when a node dies without
-/// releasing: another node takes its runs over after it.
+/// leasing loop's heartbeat). It matters when a node dies without
+/// releasing, or a read or worker fails in a way that could not give the
+/// run back: another worker takes the run over after it.
 const LEASE: Duration = Duration::from_secs(60);
 
 /// When a lease taken or renewed now expires.

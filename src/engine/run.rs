@@ -11,13 +11,15 @@ use serde_json::{Map, Value};
 use tracing::Instrument;
 
 use super::context::Resolved;
+use super::held::Cancel;
 use super::{Shared, lease_until, millis, now_ms, retry};
 use crate::actions::{self, ActionEnv, Fault, Outcome, render_step};
 use crate::delivery::Delivery;
 use crate::rules::{MatchInput, Secrets, Step};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, DeliveryRecord, LeasedRun, RunProgress, RunRecord, RunStatus,
-    StepRecord, StoreError,
+    AttemptOutcome, AttemptRecord, CANCELLED_BY_OPERATOR, DeliveryRecord, LeasedRun,
+    MAX_LEASE_EXPIRIES, RunProgress, RunRecord, RunStatus, StepRecord, StepSaved, StoreError,
+    WORKER_LOST,
 };
 use crate::template::TemplateContext;
 
@@ -40,6 +42,16 @@ async fn execute_run(
     run: RunRecord,
     delivery: Option<DeliveryRecord>,
 ) -> Option<StepRecord> {
+    if run.lease_expiries >= MAX_LEASE_EXPIRIES {
+        // Its workers keep disappearing mid-step (a panic, a node killed):
+        // running it again would only lose another.
+        let error = format!(
+            "{WORKER_LOST}: its lease expired {} times with no step recorded; the step may be killing its worker",
+            run.lease_expiries
+        );
+        return Some(fail_before_steps(shared, &run, error));
+    }
+    let mut cancel = shared.held.signal(&run.id);
     let resolved = match shared.snapshots.resolve(&shared.rules, &run) {
         Ok(resolved) => resolved,
         Err(error) => return Some(fail_before_steps(shared, &run, error)),
@@ -63,8 +75,25 @@ async fn execute_run(
         if shared.shutdown.is_triggered() {
             return None;
         }
+        // Between steps too: an operator's cancel means nothing after the
+        // step it arrived during runs.
+        if cancel.is_cancelled() {
+            crate::metrics::run_finished(&run.rule, RunStatus::Cancelled);
+            return Some(progress.record(&run, shared, None, false, cancelled()));
+        }
         let record = match resolved.rule().steps.get(progress.next_step) {
-            Some(step) => run_step(shared, &run, &resolved, &delivery, step, &mut progress).await,
+            Some(step) => {
+                run_step(
+                    shared,
+                    &run,
+                    &resolved,
+                    &delivery,
+                    step,
+                    &mut progress,
+                    &mut cancel,
+                )
+                .await
+            }
             // Resumed past the last step (cannot normally happen).
             None => progress.record(
                 &run,
@@ -80,8 +109,12 @@ async fn execute_run(
             }
             return Some(record);
         }
-        if !save(shared, record).await {
-            return None;
+        match save(shared, record).await {
+            Some(saved) if saved.cancel_requested => {
+                shared.held.cancel(&run.id);
+            }
+            Some(_) => {}
+            None => return None,
         }
     }
 }
@@ -134,6 +167,10 @@ fn finished(status: RunStatus, error: Option<String>) -> RunProgress {
     RunProgress::Finished { status, error }
 }
 
+fn cancelled() -> RunProgress {
+    finished(RunStatus::Cancelled, Some(CANCELLED_BY_OPERATOR.to_owned()))
+}
+
 /// One attempt of `step` (or its skip), as the record that stores it.
 async fn run_step(
     shared: &Shared,
@@ -142,6 +179,7 @@ async fn run_step(
     delivery: &Delivery,
     step: &Step,
     progress: &mut Progress,
+    cancel: &mut Cancel,
 ) -> StepRecord {
     let rule = resolved.rule();
     let secrets = resolved.secrets();
@@ -179,8 +217,25 @@ async fn run_step(
         idempotency_key: &key,
         secrets,
     };
+    if crate::faults::step_panics(step.id.as_deref()) {
+        panic!("injected fault: step {} panics its worker", step.label());
+    }
     let outcome = match render_step(step, resolved.templates(), &ctx) {
-        Ok(rendered) => actions::execute(&step.action, rendered, &env).await,
+        // Cancelled mid-step: the action's future is dropped, which drops
+        // an http/slack request and kills a shell step's process group.
+        Ok(rendered) => tokio::select! {
+            outcome = actions::execute(&step.action, rendered, &env) => outcome,
+            () = cancel.cancelled() => {
+                tracing::info!(step = %step.label(), attempt, "step stopped: the run was cancelled");
+                crate::metrics::run_finished(&run.rule, RunStatus::Cancelled);
+                let record = AttemptRecord {
+                    duration_ms: Some(now_ms().saturating_sub(started_at)),
+                    error: Some(CANCELLED_BY_OPERATOR.to_owned()),
+                    ..attempt_record(run, step, attempt, started_at, AttemptOutcome::Cancelled)
+                };
+                return progress.record(run, shared, Some(record), false, cancelled());
+            }
+        },
         Err(e) => Outcome::failed(Value::Null, Fault::Final, format!("a template failed: {e}")),
     };
     let retry_in = outcome.fault.as_ref().and_then(|fault| {
@@ -333,30 +388,30 @@ fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRec
     }
 }
 
-/// Stores a step's record; `false` if the run is no longer ours to go on
+/// Stores a step's record; `None` if the run is no longer ours to go on
 /// with. A database error is retried (the step is not run again), unless
 /// shutdown comes first: the lease is then released and the step, whose
 /// record was lost, runs again — at-least-once.
-pub(super) async fn save(shared: &Shared, record: StepRecord) -> bool {
+pub(super) async fn save(shared: &Shared, record: StepRecord) -> Option<StepSaved> {
     let mut pause = Duration::from_millis(100);
     loop {
         match shared.store.record_step(record.clone()).await {
-            Ok(()) => return true,
+            Ok(saved) => return Some(saved),
             Err(e @ StoreError::LeaseLost { .. }) => {
                 tracing::warn!(error = %e, "another worker has taken the run over");
-                return false;
+                return None;
             }
             Err(e @ (StoreError::Sqlite { .. } | StoreError::Commit { .. })) => {
                 tracing::error!(error = %e, "cannot record a step; retrying");
                 if shared.shutdown.is_triggered() {
-                    return false;
+                    return None;
                 }
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_SAVE_PAUSE);
             }
             Err(e) => {
                 tracing::error!(error = %e, "cannot record a step; leaving the run to be resumed");
-                return false;
+                return None;
             }
         }
     }

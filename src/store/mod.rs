@@ -21,8 +21,13 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub mod control;
 pub mod sqlite;
 
+pub use control::{
+    CANCELLED_BY_OPERATOR, CancelOutcome, MAX_LEASE_EXPIRIES, Release, Renewal, StepSaved,
+    WORKER_LOST,
+};
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// Result type of every store operation.
@@ -97,20 +102,41 @@ pub trait Store: Send + Sync + 'static {
     /// `running` runs than its `concurrency`; leased runs become `running`.
     /// Decided inside one write transaction, so concurrent leasers never
     /// overshoot a rule's limit.
+    ///
+    /// Taking over an expired lease adds one to the run's
+    /// `lease_expiries` (the engine fails a run at
+    /// [`MAX_LEASE_EXPIRIES`]). A run whose cancel was requested and whose
+    /// lease is free or expired is cancelled here instead of leased.
+    /// Either every run leased is returned, or the call fails and none
+    /// stays leased: a lease is never left behind without a worker.
     async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased>;
 
     /// Record a step's attempt (if any) and advance the run, in one
     /// transaction. Fails with [`StoreError::LeaseLost`] (writing nothing)
-    /// when `record.node` no longer holds the run's lease.
-    async fn record_step(&self, record: StepRecord) -> Result<()>;
+    /// when `record.node` no longer holds the run's lease. A recorded
+    /// attempt resets `lease_expiries`. A run written back to wait for a
+    /// retry while its cancel is requested is cancelled instead.
+    async fn record_step(&self, record: StepRecord) -> Result<StepSaved>;
 
-    /// Extend every lease `node` holds to `until_ms` (a heartbeat, so a
-    /// long step is not taken over). Returns how many runs it holds.
-    async fn renew_leases(&self, node: &str, until_ms: i64) -> Result<u64>;
+    /// Extend to `until_ms` the leases of `runs` that `node` still holds —
+    /// only the runs its workers have, never every lease of the node, so a
+    /// run nobody works on is not kept from expiring. A heartbeat: it also
+    /// tells which of them an operator asked to cancel.
+    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal>;
 
     /// Give up every lease `node` holds (graceful shutdown). The runs stay
     /// `running` at their first unfinished step and are leased again at once.
     async fn release_leases(&self, node: &str) -> Result<u64>;
+
+    /// Give back the leases `node` holds on `runs` (see [`Release`]).
+    /// Returns how many it held.
+    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64>;
+
+    /// An operator cancels a run (SPEC §5): a queued run, or one waiting
+    /// for a retry, becomes `cancelled` at once; one a worker holds is
+    /// marked, and the worker learns it from [`Store::renew_leases`] or
+    /// [`Store::record_step`]. Decided in one write transaction.
+    async fn cancel_run(&self, run_id: &str, now_ms: i64) -> Result<CancelOutcome>;
 
     /// At startup: make runs leased by a crashed process available now.
     /// SQLite has one process per file, so every lease found is stale and
@@ -233,14 +259,17 @@ pub enum AttemptOutcome {
     Failed,
     /// The step's `if:` did not hold; nothing was executed.
     Skipped,
+    /// An operator cancelled the run while this step ran; it was stopped.
+    Cancelled,
 }
 
 impl AttemptOutcome {
-    pub const ALL: [AttemptOutcome; 4] = [
+    pub const ALL: [AttemptOutcome; 5] = [
         AttemptOutcome::Succeeded,
         AttemptOutcome::Retrying,
         AttemptOutcome::Failed,
         AttemptOutcome::Skipped,
+        AttemptOutcome::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -249,6 +278,7 @@ impl AttemptOutcome {
             AttemptOutcome::Retrying => "retrying",
             AttemptOutcome::Failed => "failed",
             AttemptOutcome::Skipped => "skipped",
+            AttemptOutcome::Cancelled => "cancelled",
         }
     }
 
@@ -558,6 +588,15 @@ pub struct RunRecord {
     pub outputs: Value,
     /// The rule's `concurrency` when queued.
     pub concurrency: Option<u32>,
+    /// The node whose worker holds the run, while its lease lasts (an
+    /// expired lease still names its last owner until taken over).
+    pub lease_owner: Option<String>,
+    /// When that lease ends unless renewed.
+    pub lease_expires_at: Option<i64>,
+    /// When an operator asked to cancel it while a worker held it.
+    pub cancel_requested_at: Option<i64>,
+    /// Expired leases since its last recorded step (a lost worker).
+    pub lease_expiries: u32,
 }
 
 /// Why a store operation failed. `op` names the operation ("accept

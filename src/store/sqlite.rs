@@ -20,13 +20,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::de::DeserializeOwned;
 
 use super::{
-    AcceptOutcome, AttemptRecord, Context, DeliveryFilter, DeliveryRecord, DeliverySummary,
-    LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Result, RetryOutcome, RunFilter,
-    RunRecord, StepRecord, Store, StoreError,
+    AcceptOutcome, AttemptRecord, CancelOutcome, Context, DeliveryFilter, DeliveryRecord,
+    DeliverySummary, LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Release, Renewal, Result,
+    RetryOutcome, RunFilter, RunRecord, StepRecord, StepSaved, Store, StoreError,
 };
 
 mod attempts;
 mod backup;
+mod cancel;
 mod checkpoint;
 mod connection;
 mod deliveries;
@@ -225,25 +226,47 @@ impl Store for SqliteStore {
     }
 
     async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased> {
+        let node = request.node.clone();
         let lease = self
             .writer
             .call(queue::LEASE, move |conn| queue::lease(conn, &request))
             .await?;
-        let runs = if lease.ids.is_empty() {
-            Vec::new()
+        if lease.ids.is_empty() {
+            return Ok(Leased {
+                runs: Vec::new(),
+                next_due_ms: lease.next_due_ms,
+            });
+        }
+        // Committed: a reader sees the runs as leased.
+        let ids = Arc::new(lease.ids);
+        let read = if crate::faults::lease_read_fails() {
+            Err(StoreError::Task {
+                op: queue::LEASE,
+                message: "injected fault: the read after leasing failed".to_owned(),
+            })
         } else {
-            // Committed: a reader sees the runs as leased.
+            let ids = Arc::clone(&ids);
             self.readers
-                .run(queue::LEASE, move |conn| queue::load(conn, &lease.ids))
-                .await?
+                .run(queue::LEASE, move |conn| queue::load(conn, &ids))
+                .await
         };
-        Ok(Leased {
-            runs,
-            next_due_ms: lease.next_due_ms,
-        })
+        match read {
+            Ok(runs) => Ok(Leased {
+                runs,
+                next_due_ms: lease.next_due_ms,
+            }),
+            Err(e) => {
+                // Nobody will work on these runs: give them back now, or
+                // they would wait for their lease to expire.
+                if let Err(release) = self.release_runs(&node, &ids, Release::Untouched).await {
+                    tracing::error!(error = %release, "cannot release runs leased but not read; their leases expire instead");
+                }
+                Err(e)
+            }
+        }
     }
 
-    async fn record_step(&self, record: StepRecord) -> Result<()> {
+    async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
         // Encode JSON on the caller's task, as `accept` does.
         let record = queue::Record::encode(record)?;
         self.writer
@@ -251,11 +274,37 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn renew_leases(&self, node: &str, until_ms: i64) -> Result<u64> {
+    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal> {
+        if runs.is_empty() {
+            return Ok(Renewal::default());
+        }
         let node = node.to_owned();
+        let ids = queue::id_list(queue::RENEW, runs)?;
         self.writer
             .call(queue::RENEW, move |conn| {
-                queue::renew(conn, &node, until_ms)
+                queue::renew(conn, &node, &ids, until_ms)
+            })
+            .await
+    }
+
+    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let node = node.to_owned();
+        let ids = queue::id_list(queue::RELEASE, runs)?;
+        self.writer
+            .call(queue::RELEASE, move |conn| {
+                queue::release_runs(conn, &node, &ids, how, now_ms())
+            })
+            .await
+    }
+
+    async fn cancel_run(&self, run_id: &str, now_ms: i64) -> Result<CancelOutcome> {
+        let run_id = run_id.to_owned();
+        self.writer
+            .call(cancel::CANCEL, move |conn| {
+                cancel::cancel(conn, &run_id, now_ms)
             })
             .await
     }

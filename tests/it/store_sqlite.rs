@@ -387,7 +387,7 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
     let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        [1, 2, 3],
+        [1, 2, 3, 4],
         "every migration applied once, in order"
     );
 
@@ -570,7 +570,7 @@ async fn a_lease_that_finds_nothing_is_not_a_commit() {
             .expect("lease");
         assert!(leased.runs.is_empty());
         store
-            .renew_leases("idle-node", T0 + 30_000)
+            .renew_leases("idle-node", &["no-such-run".to_owned()], T0 + 30_000)
             .await
             .expect("renew");
     }

@@ -24,6 +24,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "dedupe_index",
         include_str!("../migrations/sqlite/0003_dedupe_index.sql"),
     ),
+    (
+        4,
+        "steering",
+        include_str!("../migrations/sqlite/0004_steering.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -7,9 +7,12 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-use super::{attempts, deliveries, enum_column, runs, to_json};
+use rusqlite::OptionalExtension;
+
+use super::{attempts, cancel, deliveries, enum_column, runs, to_json};
 use crate::store::{
-    Context, LeaseRequest, LeasedRun, Result, RunProgress, RunStatus, StepRecord, StoreError,
+    Context, LeaseRequest, LeasedRun, Release, Renewal, Result, RunProgress, RunStatus, StepRecord,
+    StepSaved, StoreError,
 };
 
 pub(super) const LEASE: &str = "lease runs";
@@ -36,7 +39,7 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
     // counted below.
     let candidates = conn
         .prepare_cached(
-            "SELECT id, rule, status, concurrency FROM runs
+            "SELECT id, rule, status, concurrency, cancel_requested_at IS NOT NULL FROM runs
              WHERE status IN ('queued', 'running')
                AND next_attempt_at <= ?1
                AND (lease_owner IS NULL OR lease_expires_at <= ?1)
@@ -55,6 +58,7 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
                         row.get::<_, String>(1)?,
                         enum_column(row, 2, RunStatus::parse)?,
                         row.get::<_, Option<u32>>(3)?,
+                        row.get::<_, bool>(4)?,
                     ))
                 },
             )?
@@ -64,9 +68,15 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
 
     let mut in_progress: HashMap<String, u32> = HashMap::new();
     let mut ids = Vec::new();
-    for (id, rule, status, concurrency) in candidates {
+    for (id, rule, status, concurrency, cancel_requested) in candidates {
         if ids.len() >= req.limit as usize {
             break;
+        }
+        if cancel_requested {
+            // Its worker is gone (the lease is free or expired): nobody
+            // else will stop it, so the cancel completes here.
+            cancel::finish(conn, &id, req.now_ms).ctx(LEASE)?;
+            continue;
         }
         if status == RunStatus::Queued
             && let Some(limit) = concurrency
@@ -81,8 +91,12 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
             }
             in_progress.insert(rule, count + 1);
         }
+        // A lease still named (expired: the candidates' condition) is a
+        // lost worker's: counted, so the engine can give up on the run.
         conn.prepare_cached(
             "UPDATE runs SET status = 'running', lease_owner = ?2, lease_expires_at = ?3,
+                             lease_expiries = lease_expiries
+                                 + (CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END),
                              updated_at = ?4
              WHERE id = ?1",
         )
@@ -166,7 +180,7 @@ impl Record {
     }
 
     /// One writer command: a lost lease rolls the attempt back too.
-    pub(super) fn apply(&self, conn: &Connection) -> Result<()> {
+    pub(super) fn apply(&self, conn: &Connection) -> Result<StepSaved> {
         let r = &self.record;
         if let (Some(attempt), Some(request)) = (&r.attempt, &self.request) {
             attempts::insert(conn, attempt, request).ctx(RECORD)?;
@@ -174,81 +188,162 @@ impl Record {
         // `status` is written only when it changes: SQLite checks the
         // table's CHECK (a five-value IN list, through a temporary b-tree)
         // on every write of it.
-        let changed = match &r.progress {
-            RunProgress::Continue { lease_until_ms } => self.advance(
-                conn,
-                Some(r.now_ms),
-                Some(r.node.as_str()),
-                Some(*lease_until_ms),
-            ),
-            RunProgress::RetryAt { at_ms } => self.advance(conn, Some(*at_ms), None, None),
-            RunProgress::Finished { status, error } => conn
-                .prepare_cached(
-                    "UPDATE runs SET status = ?3, next_step = ?4, attempt = ?5,
-                                     outputs = COALESCE(?6, outputs), error = ?7,
-                                     next_attempt_at = NULL, lease_owner = NULL,
-                                     lease_expires_at = NULL, finished_at = ?8, updated_at = ?8
-                     WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
-                )
-                .and_then(|mut stmt| {
-                    stmt.execute(params![
-                        r.run_id,
-                        r.node,
-                        status.as_str(),
-                        r.next_step,
-                        r.attempts_at_next_step,
-                        self.outputs,
-                        error,
-                        r.now_ms,
-                    ])
-                }),
+        let lost = || StoreError::LeaseLost {
+            op: RECORD,
+            run: r.run_id.clone(),
+        };
+        match &r.progress {
+            RunProgress::Continue { lease_until_ms } => {
+                let cancel_requested = self
+                    .advance(
+                        conn,
+                        Some(r.now_ms),
+                        Some(r.node.as_str()),
+                        Some(*lease_until_ms),
+                    )
+                    .ctx(RECORD)?
+                    .ok_or_else(lost)?;
+                Ok(StepSaved { cancel_requested })
+            }
+            RunProgress::RetryAt { at_ms } => {
+                let cancel_requested = self
+                    .advance(conn, Some(*at_ms), None, None)
+                    .ctx(RECORD)?
+                    .ok_or_else(lost)?;
+                if cancel_requested {
+                    // Unleased from now on: no worker would see the mark.
+                    cancel::finish(conn, &r.run_id, r.now_ms).ctx(RECORD)?;
+                }
+                Ok(StepSaved { cancel_requested })
+            }
+            RunProgress::Finished { status, error } => {
+                let changed = conn
+                    .prepare_cached(
+                        "UPDATE runs SET status = ?3, next_step = ?4, attempt = ?5,
+                                         outputs = COALESCE(?6, outputs), error = ?7,
+                                         next_attempt_at = NULL, lease_owner = NULL,
+                                         lease_expires_at = NULL, finished_at = ?8,
+                                         lease_expiries = CASE WHEN ?9 THEN 0
+                                                               ELSE lease_expiries END,
+                                         updated_at = ?8
+                         WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.execute(params![
+                            r.run_id,
+                            r.node,
+                            status.as_str(),
+                            r.next_step,
+                            r.attempts_at_next_step,
+                            self.outputs,
+                            error,
+                            r.now_ms,
+                            // A step recorded: its worker was not lost.
+                            r.attempt.is_some(),
+                        ])
+                    })
+                    .ctx(RECORD)?;
+                if changed == 0 {
+                    return Err(lost());
+                }
+                Ok(StepSaved::default())
+            }
         }
-        .ctx(RECORD)?;
-        if changed == 0 {
-            return Err(StoreError::LeaseLost {
-                op: RECORD,
-                run: r.run_id.clone(),
-            });
-        }
-        Ok(())
     }
 }
 
 impl Record {
     /// The run stays `running`: at a new step, or waiting for a retry.
+    /// `None` if the lease is lost; else whether its cancel is requested.
     fn advance(
         &self,
         conn: &Connection,
         next_attempt_at: Option<i64>,
         lease_owner: Option<&str>,
         lease_expires_at: Option<i64>,
-    ) -> rusqlite::Result<usize> {
+    ) -> rusqlite::Result<Option<bool>> {
         let r = &self.record;
         conn.prepare_cached(
             "UPDATE runs SET next_step = ?3, attempt = ?4, outputs = COALESCE(?5, outputs),
                              next_attempt_at = ?6, lease_owner = ?7, lease_expires_at = ?8,
-                             updated_at = ?9
-             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+                             lease_expiries = 0, updated_at = ?9
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'
+             RETURNING cancel_requested_at IS NOT NULL",
         )?
-        .execute(params![
-            r.run_id,
-            r.node,
-            r.next_step,
-            r.attempts_at_next_step,
-            self.outputs,
-            next_attempt_at,
-            lease_owner,
-            lease_expires_at,
-            r.now_ms,
-        ])
+        .query_row(
+            params![
+                r.run_id,
+                r.node,
+                r.next_step,
+                r.attempts_at_next_step,
+                self.outputs,
+                next_attempt_at,
+                lease_owner,
+                lease_expires_at,
+                r.now_ms,
+            ],
+            |row| row.get(0),
+        )
+        .optional()
     }
 }
 
-pub(super) fn renew(conn: &Connection, node: &str, until_ms: i64) -> Result<u64> {
-    let n = conn
-        .prepare_cached("UPDATE runs SET lease_expires_at = ?2 WHERE lease_owner = ?1")
-        .and_then(|mut stmt| stmt.execute(params![node, until_ms]))
+/// `ids` as one JSON array parameter, for `IN (SELECT value FROM
+/// json_each(?))`: one cached statement whatever the number of ids.
+pub(super) fn id_list(op: &'static str, ids: &[String]) -> Result<String> {
+    to_json(op, "run ids", ids)
+}
+
+/// Extends only the leases of `ids` still held by `node`.
+pub(super) fn renew(conn: &Connection, node: &str, ids: &str, until_ms: i64) -> Result<Renewal> {
+    let mut renewal = Renewal::default();
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE runs SET lease_expires_at = ?3
+             WHERE lease_owner = ?1 AND status = 'running'
+               AND id IN (SELECT value FROM json_each(?2))
+             RETURNING id, cancel_requested_at IS NOT NULL",
+        )
         .ctx(RENEW)?;
+    let rows = stmt
+        .query_map(params![node, ids, until_ms], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, bool>(1)?))
+        })
+        .ctx(RENEW)?;
+    for row in rows {
+        let (id, cancel) = row.ctx(RENEW)?;
+        if cancel {
+            renewal.cancel_requested.push(id.clone());
+        }
+        renewal.held.push(id);
+    }
+    Ok(renewal)
+}
+
+/// Gives back `node`'s leases on `ids` (see [`Release`]).
+pub(super) fn release_runs(
+    conn: &Connection,
+    node: &str,
+    ids: &str,
+    how: Release,
+    now_ms: i64,
+) -> Result<u64> {
+    let sql = match how {
+        Release::Untouched => {
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = ?3
+             WHERE lease_owner = ?1 AND id IN (SELECT value FROM json_each(?2))"
+        }
+        // The owner stays named: the next lease sees an expired lease and
+        // counts it.
+        Release::WorkerLost => {
+            "UPDATE runs SET lease_expires_at = ?3, updated_at = ?3
+             WHERE lease_owner = ?1 AND id IN (SELECT value FROM json_each(?2))"
+        }
+    };
+    let n = conn
+        .prepare_cached(sql)
+        .and_then(|mut stmt| stmt.execute(params![node, ids, now_ms]))
+        .ctx(RELEASE)?;
     Ok(n as u64)
 }
 

@@ -19,7 +19,8 @@ pub(super) const RETRY: &str = "retry run";
 
 /// The columns [`record_from_row`] reads, in its order.
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
-     next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency";
+     next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency, \
+     lease_owner, lease_expires_at, cancel_requested_at, lease_expiries";
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
@@ -115,6 +116,10 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         definition: json_column(row, 11)?,
         outputs: json_column(row, 12)?,
         concurrency: row.get(13)?,
+        lease_owner: row.get(14)?,
+        lease_expires_at: row.get(15)?,
+        cancel_requested_at: row.get(16)?,
+        lease_expiries: row.get(17)?,
     })
 }
 
@@ -199,7 +204,7 @@ pub(super) fn requeue_failed(conn: &Connection, id: &str, now_ms: i64) -> Result
     conn.prepare_cached(
         "UPDATE runs SET status = 'queued', attempt = 0, next_attempt_at = ?2, error = NULL,
                          finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-                         updated_at = ?2
+                         cancel_requested_at = NULL, lease_expiries = 0, updated_at = ?2
          WHERE id = ?1 AND status = 'failed'",
     )
     .and_then(|mut stmt| stmt.execute(params![id, now_ms]))

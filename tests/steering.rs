@@ -1,0 +1,144 @@
+//! Steering runs (SPEC §5), through a real `hookflow serve` child process
+//! and its SQLite file: no stranded leases (a failed read after leasing, a
+//! panicking worker, a step that panics every time) and cancel (a queued
+//! run, a running shell step with a background child, a finished run).
+//! Faults are injected with `HOOKFLOW_FAULTS` on the child only.
+
+mod child;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use child::{Server, rules_dir};
+use hookflow::store::{RunFilter, RunRecord, RunStatus, Store};
+
+const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
+
+/// Opens the server's run log beside it (WAL: both may read and write).
+async fn store_of(dir: &std::path::Path) -> Arc<dyn Store> {
+    let url = format!("sqlite://{}", dir.join("hookflow.db").display());
+    hookflow::store::open(&url).await.expect("open the run log")
+}
+
+/// POSTs `body` to source `source` with the token the rules expect.
+async fn send(server: &Server, source: &str, body: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(server.url(&format!("/hooks/{source}")))
+        .header("content-type", "application/json")
+        .header("X-Token", "steering-token")
+        .body(body.to_owned())
+        .send()
+        .await
+        .expect("the server answers");
+    assert_eq!(resp.status().as_u16(), 202, "accepted");
+    let v: serde_json::Value = resp.json().await.expect("json");
+    v["delivery"].as_str().expect("a delivery id").to_owned()
+}
+
+/// Waits (with a deadline) until the run of `rule` for `delivery` is
+/// finished, and returns it.
+async fn finished_run(
+    store: &Arc<dyn Store>,
+    server: &Server,
+    delivery: &str,
+    rule: &str,
+    within: Duration,
+) -> RunRecord {
+    let deadline = Instant::now() + within;
+    loop {
+        let runs = store.runs_for_delivery(delivery).await.expect("runs");
+        if let Some(run) = runs.iter().find(|r| r.rule == rule)
+            && run.status.is_finished()
+        {
+            return run.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "run of {rule} not finished in {within:?}: {runs:#?}\n{}",
+            server.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+const FAULT_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: plain
+    source: s
+    actions:
+      - shell: { command: ["true"] }
+  - name: panics-once
+    source: s
+    actions:
+      - id: once
+        shell: { command: ["true"] }
+  - name: panics-always
+    source: s
+    actions:
+      - id: always
+        shell: { command: ["true"] }
+"#;
+
+/// The lease's 60 s is far beyond these deadlines: the runs finish only
+/// because their leases were given back, not because they expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_lease_is_stranded_by_a_failed_read_or_a_panicking_worker() {
+    let dir = rules_dir(FAULT_RULES);
+    let server = Server::start(
+        dir.path(),
+        &ARGS,
+        &[(
+            "HOOKFLOW_FAULTS",
+            "lease_read=2,panic:once=1,panic:always=always",
+        )],
+    );
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let store = store_of(dir.path()).await;
+
+    let delivery = send(&server, "s", "{}").await;
+    let within = Duration::from_secs(20);
+
+    // The first two reads after leasing failed; the runs were released
+    // and leased again at once.
+    let plain = finished_run(&store, &server, &delivery, "plain", within).await;
+    assert_eq!(plain.status, RunStatus::Succeeded, "{plain:#?}");
+
+    // Its worker panicked once: the run was taken again and finished, its
+    // expired-lease count reset by the step it recorded.
+    let once = finished_run(&store, &server, &delivery, "panics-once", within).await;
+    assert_eq!(once.status, RunStatus::Succeeded, "{once:#?}");
+    assert_eq!(once.lease_expiries, 0);
+
+    // Every try panics: after three lost leases the run fails for good.
+    let always = finished_run(&store, &server, &delivery, "panics-always", within).await;
+    assert_eq!(always.status, RunStatus::Failed, "{always:#?}");
+    let error = always.error.clone().unwrap_or_default();
+    assert!(error.starts_with("worker lost"), "{error}");
+    assert_eq!(always.lease_expiries, 3);
+    assert!(
+        store
+            .attempts_for_run(&always.id)
+            .await
+            .expect("attempts")
+            .is_empty(),
+        "no attempt of the panicking step was ever recorded"
+    );
+
+    // Nothing is left leased by anybody.
+    let open = store
+        .list_runs(RunFilter {
+            status: Some(RunStatus::Running),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert!(open.is_empty(), "{open:#?}");
+    // The server is still serving: a later delivery runs normally.
+    let later = send(&server, "s", "{}").await;
+    let plain = finished_run(&store, &server, &later, "plain", within).await;
+    assert_eq!(plain.status, RunStatus::Succeeded);
+}
