@@ -31,5 +31,6 @@ mod secret_files;
 mod secrets;
 mod send;
 mod shell;
+mod steering;
 mod store_sqlite;
 mod verify_vectors;

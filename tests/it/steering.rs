@@ -4,12 +4,10 @@
 //! run, a running shell step with a background child, a finished run).
 //! Faults are injected with `HOOKFLOW_FAULTS` on the child only.
 
-mod child;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use child::{Server, rules_dir};
+use crate::common::app::{Server, rules_dir};
 use hookflow::store::{RunFilter, RunRecord, RunStatus, Store};
 
 const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
