@@ -1,6 +1,6 @@
 //! Run-log operations an operator starts, shared by the CLI and the API:
-//! replaying a stored delivery against the current rules, and retrying a
-//! failed run from its failed step.
+//! replaying a stored delivery against the current rules, retrying a
+//! failed run from its failed step, and cancelling a run (`cancel.rs`).
 //!
 //! Both only write to the store. Waking the workers is the caller's job:
 //! the server calls its `on_queued`; the CLI writes to the database and a
@@ -15,8 +15,12 @@ use crate::delivery::Delivery;
 use crate::rules::RuleSet;
 use crate::store::{DeliveryStatus, NewRun, RetryOutcome, RunRecord, RunStatus, Store, StoreError};
 
+mod cancel;
+
+pub use cancel::{CancelState, Cancelled, cancel};
+
 /// Why an operation was refused or failed. The API maps `NotFound` to 404
-/// and `NotFailed` / `NotReplayable` to 409.
+/// and `NotFailed` / `NotCancellable` / `NotReplayable` to 409.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("there is no {what} with id {id}")]
@@ -24,6 +28,9 @@ pub enum OpsError {
 
     #[error("run {id} is {}; only a failed run can be retried", status.as_str())]
     NotFailed { id: String, status: RunStatus },
+
+    #[error("run {id} has {}; only a queued or running run can be cancelled", status.as_str())]
+    NotCancellable { id: String, status: RunStatus },
 
     #[error("delivery {id} cannot be replayed: {reason}")]
     NotReplayable { id: String, reason: String },

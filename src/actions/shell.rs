@@ -232,7 +232,6 @@ async fn execute(action: &ShellAction, cmd: Command, secrets: &Secrets) -> Outco
             },
             status = child.wait(), if exit.is_none() => {
                 exit = Some(status);
-                group.leader_reaped();
                 if !timed_out {
                     stop_at = deadline.min(Instant::now() + OUTPUT_GRACE);
                 }
@@ -249,6 +248,7 @@ async fn execute(action: &ShellAction, cmd: Command, secrets: &Secrets) -> Outco
             }
         }
     }
+    group.disarm();
     if let Some(feeder) = feeder {
         feeder.abort();
     }
@@ -327,18 +327,30 @@ fn summary(cmd: &Command, secrets: &Secrets) -> Value {
 }
 
 /// The command's process group, killed with SIGKILL at the deadline or
-/// when the step is abandoned (the future dropped at shutdown).
+/// when the step is abandoned (the future dropped: the run was cancelled,
+/// or shutdown). Killed by its id whether or not the leader is still
+/// there: children started with `&` live on in the group after the leader
+/// exits, and a cancel during the output grace must stop them too. (The
+/// kernel keeps a group's id from being reused while any member lives; the
+/// group is only signalled while this step is still in progress.)
 struct Group {
-    /// `None` once the leader has been reaped: its pid (= the group id)
-    /// may then be reused, so the group is not signalled any more.
     pgid: Option<libc::pid_t>,
+    /// Killed when dropped: until the step has ended normally.
+    armed: bool,
 }
 
 impl Group {
     fn new(pid: Option<u32>) -> Group {
         Group {
             pgid: pid.and_then(|p| libc::pid_t::try_from(p).ok()),
+            armed: true,
         }
+    }
+
+    /// The step ended by itself: what it left running in the background
+    /// (a daemon it started) is its business, as in a shell.
+    fn disarm(&mut self) {
+        self.armed = false;
     }
 
     fn kill(&mut self) {
@@ -350,14 +362,12 @@ impl Group {
             }
         }
     }
-
-    fn leader_reaped(&mut self) {
-        self.pgid = None;
-    }
 }
 
 impl Drop for Group {
     fn drop(&mut self) {
-        self.kill();
+        if self.armed {
+            self.kill();
+        }
     }
 }

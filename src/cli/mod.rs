@@ -2,6 +2,7 @@
 //! and turns errors into one or two plain sentences on stderr.
 
 mod backup;
+mod cancel;
 mod check;
 mod deliveries;
 mod diff;
@@ -59,6 +60,8 @@ enum Command {
     Replay(replay::Args),
     /// Re-queue a failed run from its failed step.
     Retry(retry::Args),
+    /// Cancel queued or running runs (a running step is stopped).
+    Cancel(cancel::Args),
     /// Write a consistent copy of a live SQLite run log.
     Backup(backup::Args),
     /// Print every request received and answer 200: a local stand-in for
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Show(args) => show::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Retry(args) => retry::run(args),
+        Command::Cancel(args) => cancel::run(args),
         Command::Sink(args) => sink::run(args),
         Command::Backup(args) => backup::run(args),
     };

@@ -140,3 +140,149 @@ async fn no_lease_is_stranded_by_a_failed_read_or_a_panicking_worker() {
     let plain = finished_run(&store, &server, &later, "plain", within).await;
     assert_eq!(plain.status, RunStatus::Succeeded);
 }
+
+const CANCEL_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: slow
+    source: s
+    when: { path: $.pidfile, exists: true }
+    concurrency: 1
+    actions:
+      # The leader waits on a child started with `&`: cancelling must kill
+      # the whole group, the child too.
+      - id: long
+        shell:
+          script: 'sleep 300 & echo $! > "$PIDFILE"; wait'
+          env: { PIDFILE: "{{payload.pidfile}}" }
+          timeout: 10m
+      - id: after
+        shell: { command: ["touch", "{{payload.after}}"] }
+  - name: quick
+    source: s
+    when: { path: $.quick, exists: true }
+    actions:
+      - shell: { command: ["true"] }
+"#;
+
+/// Whether process `pid` is gone (or a zombie nobody reaped yet).
+fn process_gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) STATE …"
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_running_shell_group_and_ends_queued_runs() {
+    use crate::common::cli::hookflow;
+    let dir = rules_dir(CANCEL_RULES);
+    let server = Server::start(dir.path(), &ARGS, &[]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let store = store_of(dir.path()).await;
+    let db = format!("sqlite://{}", dir.path().join("hookflow.db").display());
+    let pidfile = dir.path().join("child.pid");
+    let after = dir.path().join("after-ran");
+    let body = serde_json::json!({
+        "pidfile": pidfile.display().to_string(),
+        "after": after.display().to_string(),
+    })
+    .to_string();
+
+    // The first run takes the rule's only slot; the second stays queued.
+    let first = send(&server, "s", &body).await;
+    let running =
+        crate::common::wait::for_ok("the first run's child", Duration::from_secs(20), || {
+            let pidfile = pidfile.clone();
+            let store = store.clone();
+            let first = first.clone();
+            async move {
+                let pid = std::fs::read_to_string(&pidfile).map_err(|e| e.to_string())?;
+                let pid = pid.trim().to_owned();
+                if pid.is_empty() {
+                    return Err("empty pid file".to_owned());
+                }
+                let runs = store
+                    .runs_for_delivery(&first)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let run = runs.into_iter().next().ok_or("no run")?;
+                Ok::<_, String>((run, pid))
+            }
+        })
+        .await;
+    let (run, child_pid) = running;
+    assert_eq!(run.status, RunStatus::Running);
+    let second = send(&server, "s", &body).await;
+    let queued = store.runs_for_delivery(&second).await.expect("runs")[0].clone();
+    assert_eq!(queued.status, RunStatus::Queued);
+
+    // A queued run: cancelled at once.
+    let ran = hookflow(["cancel", "--db", &db, &queued.id])
+        .run_async()
+        .await;
+    ran.success();
+    assert!(ran.stdout.contains("cancelled"), "{}", ran.all());
+    let queued = store.get_run(&queued.id).await.expect("get").expect("run");
+    assert_eq!(queued.status, RunStatus::Cancelled);
+    assert_eq!(queued.error.as_deref(), Some("cancelled by operator"));
+
+    // The running one, through the run log (as from another node): its
+    // worker sees the mark at its heartbeat and kills the step's group.
+    let ran = hookflow(["cancel", "--db", &db, &run.id]).run_async().await;
+    ran.success();
+    assert!(ran.stdout.contains("cancel requested"), "{}", ran.all());
+    let cancelled = finished_run(&store, &server, &first, "slow", Duration::from_secs(10)).await;
+    assert_eq!(cancelled.status, RunStatus::Cancelled, "{cancelled:#?}");
+    assert_eq!(cancelled.error.as_deref(), Some("cancelled by operator"));
+    let attempts = store
+        .attempts_for_run(&cancelled.id)
+        .await
+        .expect("attempts");
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    assert_eq!(attempts[0].step_id, "long");
+    assert_eq!(
+        attempts[0].outcome,
+        hookflow::store::AttemptOutcome::Cancelled
+    );
+    assert_eq!(attempts[0].error.as_deref(), Some("cancelled by operator"));
+    crate::common::wait::until(
+        "the background child killed",
+        Duration::from_secs(10),
+        || {
+            let gone = process_gone(&child_pid);
+            async move { gone }
+        },
+    )
+    .await;
+    assert!(!after.exists(), "nothing after the cancelled step runs");
+
+    // Twice is harmless; a finished run or an unknown id is an error.
+    let ran = hookflow(["cancel", "--db", &db, &run.id]).run_async().await;
+    ran.success();
+    assert!(ran.stdout.contains("already cancelled"), "{}", ran.all());
+    let ran = hookflow(["cancel", "--db", &db, "01NOSUCHRUN"])
+        .run_async()
+        .await;
+    ran.code(1);
+    assert!(
+        ran.stderr.contains("no run with id 01NOSUCHRUN"),
+        "{}",
+        ran.all()
+    );
+    let quick = send(&server, "s", r#"{"quick": true}"#).await;
+    let done = finished_run(&store, &server, &quick, "quick", Duration::from_secs(10)).await;
+    assert_eq!(done.status, RunStatus::Succeeded);
+    let ran = hookflow(["cancel", "--db", &db, &done.id])
+        .run_async()
+        .await;
+    ran.code(1);
+    assert!(ran.stderr.contains("has succeeded"), "{}", ran.all());
+}

@@ -88,7 +88,9 @@ impl From<OpsError> for ApiError {
     fn from(e: OpsError) -> Self {
         let status = match &e {
             OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
-            OpsError::NotFailed { .. } | OpsError::NotReplayable { .. } => StatusCode::CONFLICT,
+            OpsError::NotFailed { .. }
+            | OpsError::NotCancellable { .. }
+            | OpsError::NotReplayable { .. } => StatusCode::CONFLICT,
             OpsError::Store(e) => return ApiError::from_store(e),
         };
         ApiError {
