@@ -68,30 +68,19 @@ fn fingerprint_files(files: &[PathBuf]) -> Vec<(PathBuf, u64, Option<std::time::
 /// Size and modification time of every file below `dir`: enough to see a
 /// file change while it is read.
 fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<std::time::SystemTime>)> {
-    fn walk(
-        dir: &Path,
-        depth: usize,
-        out: &mut Vec<(PathBuf, u64, Option<std::time::SystemTime>)>,
-    ) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                if depth < 16 {
-                    walk(&path, depth + 1, out);
-                }
-            } else {
-                out.push((path, meta.len(), meta.modified().ok()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, 0, &mut out);
+    let mut out: Vec<_> = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        // As deep as `rules::load` looks: 16 levels of directories.
+        .max_depth(17)
+        .into_iter()
+        // Unreadable directories and dangling links have nothing to compare.
+        .flatten()
+        .filter(|entry| !entry.file_type().is_dir())
+        .filter_map(|entry| {
+            let meta = entry.metadata().ok()?;
+            Some((entry.into_path(), meta.len(), meta.modified().ok()))
+        })
+        .collect();
     out.sort();
     out
 }

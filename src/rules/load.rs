@@ -42,7 +42,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     let mut files = Vec::new();
     let dir_name: Arc<str> = dir.display().to_string().into();
     match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => collect_files(dir, 0, &mut files, &mut diagnostics),
+        Ok(m) if m.is_dir() => collect_files(dir, &mut files, &mut diagnostics),
         Ok(_) => diagnostics.push(file_error(dir_name, "is not a directory")),
         Err(e) => diagnostics.push(file_error(
             dir_name,
@@ -221,45 +221,39 @@ fn strip_location_suffix(message: &str) -> &str {
     message
 }
 
-/// Every `*.yaml`/`*.yml` below `dir`. Hidden entries are skipped: editors'
-/// swap files, and Kubernetes ConfigMap internals (`..data`), whose files
-/// are already reachable through the visible symlinks.
-fn collect_files(
-    dir: &Path,
-    depth: usize,
-    out: &mut Vec<PathBuf>,
-    diagnostics: &mut Vec<Diagnostic>,
-) {
-    if depth > MAX_DEPTH {
-        return;
-    }
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) => {
-            diagnostics.push(file_error(
-                dir.display().to_string().into(),
-                &format!("cannot read directory: {e}"),
-            ));
-            return;
-        }
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let hidden = entry.file_name().to_string_lossy().starts_with('.');
-        if hidden {
-            continue;
-        }
-        // `metadata` follows symlinks, as a ConfigMap mount needs.
-        let Ok(meta) = std::fs::metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            collect_files(&path, depth + 1, out, diagnostics);
-        } else if matches!(
-            path.extension().and_then(|e| e.to_str()),
-            Some("yaml" | "yml")
-        ) {
-            out.push(path);
+/// Every `*.yaml`/`*.yml` below `dir`, following symlinks (as a ConfigMap
+/// mount needs). Hidden entries are skipped: editors' swap files, and
+/// Kubernetes ConfigMap internals (`..data`), whose files are already
+/// reachable through the visible symlinks. A directory that cannot be read
+/// is reported; a dangling symlink or a symlink loop is skipped.
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>, diagnostics: &mut Vec<Diagnostic>) {
+    let walk = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .max_depth(MAX_DEPTH + 1)
+        .into_iter()
+        .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
+    for entry in walk {
+        match entry {
+            Ok(entry) => {
+                let path = entry.path();
+                if !entry.file_type().is_dir()
+                    && matches!(
+                        path.extension().and_then(|e| e.to_str()),
+                        Some("yaml" | "yml")
+                    )
+                {
+                    out.push(path.to_path_buf());
+                }
+            }
+            Err(e) => {
+                let unreadable_dir = e.path().filter(|p| e.depth() == 0 || p.is_dir());
+                if let (Some(path), Some(io)) = (unreadable_dir, e.io_error()) {
+                    diagnostics.push(file_error(
+                        path.display().to_string().into(),
+                        &format!("cannot read directory: {io}"),
+                    ));
+                }
+            }
         }
     }
 }
@@ -407,6 +401,44 @@ fn cross_check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rule_files_are_found_below_the_dir_through_symlinks_but_not_hidden_ones() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path();
+        let write = |path: &str| {
+            let path = root.join(path);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+            std::fs::write(path, "").expect("write");
+        };
+        write("a.yaml");
+        write("notes.txt");
+        write("team/b.yml");
+        write(".hidden/c.yaml");
+        write(".swap.yaml");
+        write("..2026_11_27/d.yaml");
+        std::os::unix::fs::symlink(root.join("..2026_11_27"), root.join("linked"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(root.join("gone.yaml"), root.join("dangling.yaml"))
+            .expect("symlink");
+        let (mut files, mut diagnostics) = (Vec::new(), Vec::new());
+        collect_files(root, &mut files, &mut diagnostics);
+        files.sort();
+        let found: Vec<_> = files
+            .iter()
+            .map(|f| f.strip_prefix(root).expect("below root"))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                Path::new("a.yaml"),
+                Path::new("linked/d.yaml"),
+                Path::new("team/b.yml")
+            ],
+            "{diagnostics:?}"
+        );
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    }
 
     #[test]
     fn verifier_secrets_from_a_default_are_exposed_with_their_place() {

@@ -11,36 +11,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::AppState;
-use crate::store::StoreError;
 use dto::{ReloadReport, RuleView, RulesView, SourceView, StepView};
 
 pub mod dto;
+mod error;
 pub mod ops;
 pub mod runlog;
 
-/// An API failure: its status and the `{"error": …}` message.
-#[derive(Debug)]
-pub struct ApiError {
-    status: StatusCode,
-    message: String,
-}
-
-impl ApiError {
-    /// A database failure is the server's problem; the log gets the detail.
-    fn from_store(e: &StoreError) -> Self {
-        tracing::error!(error = %e, "API: the run log failed");
-        ApiError {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            message: "the run log could not be read or written; see the server log".to_owned(),
-        }
-    }
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        ApiError::from_store(&e)
-    }
-}
+pub use error::ApiError;
 
 /// `GET /api/rules`: rules and sources as loaded (no secrets), and how the
 /// last reload went.

@@ -5,11 +5,9 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
 
 use super::ApiError;
 use super::dto::{ErrorBody, Redact, ReplayResult, RunItem};
-use crate::ops::OpsError;
 use crate::server::AppState;
 
 /// `POST /api/deliveries/{id}/replay`
@@ -82,20 +80,4 @@ pub async fn retry(
     (app.on_queued)();
     let rules = app.rules.load();
     Ok(Json(Redact(rules.secrets()).run_item(run)))
-}
-
-impl From<OpsError> for ApiError {
-    fn from(e: OpsError) -> Self {
-        let status = match &e {
-            OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
-            OpsError::NotFailed { .. }
-            | OpsError::NotCancellable { .. }
-            | OpsError::NotReplayable { .. } => StatusCode::CONFLICT,
-            OpsError::Store(e) => return ApiError::from_store(e),
-        };
-        ApiError {
-            status,
-            message: e.to_string(),
-        }
-    }
 }

@@ -5,8 +5,6 @@ use std::sync::{Arc, LazyLock};
 
 use axum::Json;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use regex::Regex;
 use utoipa::openapi::schema::{
     AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type,
@@ -223,35 +221,6 @@ fn parse_since(value: &str) -> Result<i64, ApiError> {
                 "since must be a duration (`90m`, `7d`, `1d12h`) or an RFC 3339 time, not `{value}`"
             ))
         })
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status;
-        (
-            status,
-            Json(ErrorBody {
-                error: self.message,
-            }),
-        )
-            .into_response()
-    }
-}
-
-impl ApiError {
-    pub(super) fn bad_request(message: String) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            message,
-        }
-    }
-
-    pub(super) fn not_found(what: &str, id: &str) -> Self {
-        ApiError {
-            status: StatusCode::NOT_FOUND,
-            message: format!("there is no {what} with id {id}"),
-        }
-    }
 }
 
 #[cfg(test)]
