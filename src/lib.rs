@@ -17,6 +17,7 @@ pub mod ops; // run-log operations shared by the CLI and the API: replay, retry
 pub mod reload; // watching the rules and swapping in a valid set atomically
 pub mod retention; // pruning deliveries and runs older than `retention`, in the background
 pub mod rules; // YAML rule files -> a validated, compiled `RuleSet`
+pub mod runlog_view; // the run log redacted for people and the API: one view, shown by both
 pub mod server; // axum router: the ingest pipeline, API, health, metrics
 pub mod shutdown; // graceful shutdown: one trigger, many listeners
 pub mod store; // the run log and queue: deliveries, runs, attempts, traces

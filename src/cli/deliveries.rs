@@ -1,9 +1,11 @@
 //! `hookflow deliveries [--source S] [--since 1h] [--limit N] [--json]`:
-//! the received deliveries, newest first, from the run log.
+//! the received deliveries, newest first, from the run log, redacted as
+//! the API shows them.
 
 use std::process::ExitCode;
 
-use crate::store::{DeliveryFilter, DeliveryStatus};
+use crate::runlog_view::{DeliveryItem, DeliveryStatus, Redact};
+use crate::store::DeliveryFilter;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,10 +33,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limit: args.limit.max(1),
         before_id: None,
     };
-    let list = super::runtime()?.block_on(async {
+    let secrets = super::show::secrets(&settings)?;
+    let records = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
         anyhow::Ok(store.list_deliveries(filter).await?)
     })?;
+    let view = Redact(&secrets);
+    let list: Vec<DeliveryItem> = records.into_iter().map(|d| view.delivery_item(d)).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,10 +1,11 @@
 //! `hookflow runs [--rule R] [--status failed] [--limit N] [--json]`: the
-//! runs, newest first, from the run log.
+//! runs, newest first, from the run log, redacted as the API shows them.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 
+use crate::runlog_view::{Redact, RunItem};
 use crate::store::{RunFilter, RunRecord, RunStatus};
 
 #[derive(Debug, clap::Args)]
@@ -46,10 +47,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limit: args.limit.max(1),
         before_id: None,
     };
-    let list = super::runtime()?.block_on(async {
+    let secrets = super::show::secrets(&settings)?;
+    let records = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
         anyhow::Ok(store.list_runs(filter).await?)
     })?;
+    let labels: Vec<String> = records.iter().map(step_label).collect();
+    let view = Redact(&secrets);
+    let list: Vec<RunItem> = records.into_iter().map(|r| view.run_item(r)).collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&list)?);
         return Ok(ExitCode::SUCCESS);
@@ -58,21 +63,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("no runs");
         return Ok(ExitCode::SUCCESS);
     }
-    print!("{}", render_table(&list));
+    print!("{}", render_table(&list, &labels));
     Ok(ExitCode::SUCCESS)
 }
 
-/// The runs as an aligned table (also used by `show`).
-pub(super) fn render_table(runs: &[RunRecord]) -> String {
+/// The runs as an aligned table (also used by `show`), with each run's
+/// [`step_label`].
+pub(super) fn render_table(runs: &[RunItem], labels: &[String]) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
-        .map(|r| {
+        .zip(labels)
+        .map(|(r, label)| {
             vec![
                 r.id.clone(),
                 super::time(r.created_at),
                 r.rule.clone(),
                 r.status.as_str().to_string(),
-                step_label(r),
+                label.clone(),
                 r.delivery_id.clone(),
                 r.error
                     .as_deref()

@@ -1,13 +1,17 @@
 //! `hookflow show ID`: a delivery with its match trace and runs, or a run
 //! with every attempt. Ids are ULIDs of either kind: a delivery is looked
-//! for first, then a run.
+//! for first, then a run. What is shown is the run log's one redacted view
+//! (`crate::runlog_view`): `--json` prints exactly what the API answers.
 
 use std::fmt::Write;
 use std::process::ExitCode;
 
 use anyhow::bail;
-use serde_json::{Value, json};
+use serde_json::Value;
 
+use crate::config::Settings;
+use crate::rules::Secrets;
+use crate::runlog_view::{DeliveryDetail, Redact, RunDetail};
 use crate::store::{AttemptRecord, DeliveryRecord, RunRecord};
 
 /// Body bytes shown in text; `--json` has all of it.
@@ -32,6 +36,7 @@ enum Found {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&args.settings)?;
     let id = args.id.trim().to_string();
+    let secrets = secrets(&settings)?;
     let found = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
         if let Some(delivery) = store.get_delivery(&id).await? {
@@ -50,35 +55,47 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             settings.database
         );
     };
-    match (found, args.json) {
-        (Found::Delivery(d, runs), true) => {
-            let body = d.body.as_deref().map(body_text);
-            let value = json!({ "delivery": d, "body": body, "runs": runs });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+    let view = Redact(&secrets);
+    match found {
+        Found::Delivery(d, runs) => {
+            let labels: Vec<String> = runs.iter().map(super::runs::step_label).collect();
+            let bytes = d.body.as_ref().map(Vec::len);
+            let detail = view.delivery(*d, runs);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                print!("{}", render_delivery(&detail, bytes, &labels));
+            }
         }
-        (Found::Run(run, attempts), true) => {
-            let value = json!({ "run": run, "attempts": attempts });
-            println!("{}", serde_json::to_string_pretty(&value)?);
+        Found::Run(run, attempts) => {
+            let label = super::runs::step_label(&run);
+            let detail = view.run(*run, attempts);
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&detail)?);
+            } else {
+                print!("{}", render_run(&detail, &label));
+            }
         }
-        (Found::Delivery(d, runs), false) => print!("{}", render_delivery(&d, &runs)),
-        (Found::Run(run, attempts), false) => print!("{}", render_run(&run, &attempts)),
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// The body as text: UTF-8 as is, anything else as base64.
-fn body_text(body: &[u8]) -> String {
-    use base64::Engine;
-    match std::str::from_utf8(body) {
-        Ok(text) => text.to_string(),
-        Err(_) => format!(
-            "base64:{}",
-            base64::engine::general_purpose::STANDARD.encode(body)
+/// The rules' secrets, to redact what the run log shows: the same values
+/// the server redacts, read from the same rules and environment.
+pub(super) fn secrets(settings: &Settings) -> anyhow::Result<Secrets> {
+    match crate::rules::load(&settings.rules) {
+        Ok(set) => Ok(set.secrets().clone()),
+        Err(e) => bail!(
+            "the rules in {} do not load ({} error(s); `hookflow check` lists them), so the secrets to redact in the run log are unknown. Fix them, or pass --rules with the server's rules.",
+            settings.rules.display(),
+            e.errors().count()
         ),
     }
 }
 
-fn render_delivery(d: &DeliveryRecord, runs: &[RunRecord]) -> String {
+/// `bytes`: the stored body's size (the view holds it redacted or
+/// base64); `labels`: each run's step label.
+fn render_delivery(d: &DeliveryDetail, bytes: Option<usize>, labels: &[String]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "delivery {}", d.id);
     let _ = writeln!(out, "  source    {}", d.source);
@@ -109,18 +126,12 @@ fn render_delivery(d: &DeliveryRecord, runs: &[RunRecord]) -> String {
     let _ = writeln!(out, "  matched   {matched}");
     if !d.headers.is_empty() {
         let _ = writeln!(out, "\nheaders:");
-        for (k, v) in &d.headers {
-            let _ = writeln!(out, "  {k}: {v}");
+        for h in &d.headers {
+            let _ = writeln!(out, "  {}: {}", h.name, h.value);
         }
     }
-    if let Some(body) = &d.body {
-        let _ = writeln!(out, "\nbody ({} bytes):", body.len());
-        // JSON is shown pretty-printed (whole, up to the limit in lines of
-        // the pretty text); anything else as it came.
-        let text = match serde_json::from_slice::<Value>(body) {
-            Ok(json) => serde_json::to_string_pretty(&json).unwrap_or_else(|_| body_text(body)),
-            Err(_) => body_text(body),
-        };
+    if let Some(text) = d.body_for_display() {
+        let _ = writeln!(out, "\nbody ({} bytes):", bytes.unwrap_or(text.len()));
         let shown: String = text.chars().take(BODY_SHOWN).collect();
         for line in shown.lines() {
             let _ = writeln!(out, "  {line}");
@@ -138,23 +149,24 @@ fn render_delivery(d: &DeliveryRecord, runs: &[RunRecord]) -> String {
         out.push_str(&super::explain::render_trace(&trace));
     }
     let _ = writeln!(out, "\nruns:");
-    if runs.is_empty() {
+    if d.runs.is_empty() {
         let _ = writeln!(out, "  none");
     } else {
-        for line in super::runs::render_table(runs).lines() {
+        for line in super::runs::render_table(&d.runs, labels).lines() {
             let _ = writeln!(out, "  {line}");
         }
     }
     out
 }
 
-fn render_run(run: &RunRecord, attempts: &[AttemptRecord]) -> String {
+fn render_run(detail: &RunDetail, step: &str) -> String {
+    let (run, attempts) = (&detail.run, &detail.attempts);
     let mut out = String::new();
     let _ = writeln!(out, "run {}", run.id);
     let _ = writeln!(out, "  rule      {}", run.rule);
     let _ = writeln!(out, "  delivery  {}", run.delivery_id);
     let _ = writeln!(out, "  status    {}", run.status.as_str());
-    let _ = writeln!(out, "  step      {}", super::runs::step_label(run));
+    let _ = writeln!(out, "  step      {step}");
     let _ = writeln!(out, "  created   {}", super::time(run.created_at));
     if let Some(at) = run.next_attempt_at {
         let _ = writeln!(out, "  next try  {}", super::time(at));

@@ -44,6 +44,10 @@ use super::api::{self, dto};
         dto::RunItem,
         dto::RunDetail,
         dto::Attempt,
+        dto::DeliveryStatus,
+        dto::RunStatus,
+        dto::AttemptOutcome,
+        dto::BodyEncoding,
         dto::ReplayResult,
         dto::RulesView,
         dto::SourceView,
@@ -206,5 +210,43 @@ mod tests {
         let text = doc.to_string();
         assert!(!text.contains("\"401\""), "no 401 is documented");
         assert!(text.contains("admin_listen"));
+    }
+
+    #[test]
+    fn run_and_attempt_statuses_are_enums() {
+        let doc = json(Access::Token);
+        let schemas = &doc["components"]["schemas"];
+        for (object, field, schema, values) in [
+            (
+                "RunItem",
+                "status",
+                "RunStatus",
+                &["queued", "running", "succeeded", "failed", "cancelled"][..],
+            ),
+            (
+                "Attempt",
+                "outcome",
+                "AttemptOutcome",
+                &["succeeded", "retrying", "failed", "skipped", "cancelled"][..],
+            ),
+            (
+                "DeliveryItem",
+                "status",
+                "DeliveryStatus",
+                &["accepted", "rejected"][..],
+            ),
+        ] {
+            let reference = format!("#/components/schemas/{schema}");
+            assert_eq!(
+                schemas[object]["properties"][field]["$ref"], reference,
+                "{object}.{field}: {}",
+                schemas[object]
+            );
+            assert_eq!(
+                schemas[schema]["enum"],
+                serde_json::json!(values),
+                "{schema}"
+            );
+        }
     }
 }

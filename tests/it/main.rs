@@ -27,6 +27,7 @@ mod payload_schema;
 mod receive;
 mod reload;
 mod runlog_cli;
+mod runlog_view;
 mod secret_files;
 mod secrets;
 mod send;
