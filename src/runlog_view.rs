@@ -361,3 +361,60 @@ impl Redact<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "s3cret-value-42";
+
+    fn delivery(body: &[u8]) -> DeliveryRecord {
+        DeliveryRecord {
+            id: "d1".into(),
+            source: "hooks".into(),
+            received_at: 0,
+            status: store::DeliveryStatus::Accepted,
+            reject_status: None,
+            reject_reason: None,
+            method: "POST".into(),
+            path: "/hooks/hooks".into(),
+            query: Some(format!("k={SECRET}")),
+            headers: vec![("x-note".into(), format!("is {SECRET}"))],
+            remote_addr: "127.0.0.1".into(),
+            event: "push".into(),
+            dedupe_key: Some(format!("dd-{SECRET}")),
+            body: Some(body.to_vec()),
+            matched: vec![],
+            trace: Value::Null,
+        }
+    }
+
+    fn view(body: &[u8]) -> DeliveryDetail {
+        let secrets = Secrets::new([SECRET.to_string()].into_iter().collect());
+        Redact(&secrets).delivery(delivery(body), vec![])
+    }
+
+    #[test]
+    fn a_json_body_is_redacted_then_pretty_printed() {
+        let v = view(format!(r#"{{"a":"{SECRET}"}}"#).as_bytes());
+        assert_eq!(v.body.as_deref(), Some(r#"{"a":"***"}"#));
+        assert_eq!(v.body_encoding, Some(BodyEncoding::Utf8));
+        assert_eq!(
+            v.body_for_display().as_deref(),
+            Some("{\n  \"a\": \"***\"\n}")
+        );
+        assert_eq!(v.dedupe_key.as_deref(), Some("dd-***"));
+        assert_eq!(v.query.as_deref(), Some("k=***"));
+        assert_eq!(v.headers[0].value, "is ***");
+    }
+
+    #[test]
+    fn text_is_shown_as_is_and_other_bytes_as_marked_base64() {
+        let text = view(format!("plain {SECRET}").as_bytes());
+        assert_eq!(text.body_for_display().as_deref(), Some("plain ***"));
+        let binary = view(&[0xff, 0x00, 0x01]);
+        assert_eq!(binary.body_encoding, Some(BodyEncoding::Base64));
+        assert_eq!(binary.body.as_deref(), Some("/wAB"));
+        assert_eq!(binary.body_for_display().as_deref(), Some("base64:/wAB"));
+    }
+}
