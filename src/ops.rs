@@ -355,7 +355,11 @@ rules:
 
         let requeued = retry(&f.store, &run).await.unwrap();
         assert_eq!(requeued.status, RunStatus::Queued);
-        assert_eq!((requeued.next_step, requeued.attempt), (1, 0));
+        // Numbering goes on from attempt 3; the budget counts from there.
+        assert_eq!(
+            (requeued.next_step, requeued.attempt, requeued.attempt_base),
+            (1, 3, 3)
+        );
         assert_eq!(requeued.error, None);
         assert_eq!(requeued.finished_at, None);
         assert!(requeued.next_attempt_at.is_some());

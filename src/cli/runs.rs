@@ -46,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         status,
         limit: args.limit.max(1),
         before_id: None,
+        waiting_at: None,
     };
     let secrets = super::show::secrets(&settings)?;
     let records = super::runtime()?.block_on(async {

@@ -64,6 +64,7 @@ async fn execute_run(
     let mut progress = Progress {
         next_step: run.next_step as usize,
         attempts: run.attempt,
+        base: run.attempt_base.min(run.attempt),
         outputs: match &run.outputs {
             Value::Object(map) => map.clone(),
             _ => Map::new(),
@@ -124,6 +125,9 @@ struct Progress {
     next_step: usize,
     /// Attempts made at `next_step`.
     attempts: u32,
+    /// Of those, made before a manual retry: not counted against the
+    /// step's retry policy (a fresh budget), still counted in numbering.
+    base: u32,
     /// `steps.<id>`, secrets redacted.
     outputs: Map<String, Value>,
 }
@@ -153,6 +157,7 @@ impl Progress {
     fn advance(&mut self, steps: usize) -> RunProgress {
         self.next_step += 1;
         self.attempts = 0;
+        self.base = 0;
         if self.next_step >= steps {
             finished(RunStatus::Succeeded, None)
         } else {
@@ -241,7 +246,7 @@ async fn run_step(
     let retry_in = outcome.fault.as_ref().and_then(|fault| {
         retry::after_failure(
             &step.retry,
-            attempt,
+            attempt - progress.base,
             fault,
             Utc::now(),
             retry::random_jitter(),
@@ -261,8 +266,11 @@ async fn run_step(
         outputs_changed = progress.set_output(step, &outcome, secrets);
         (AttemptOutcome::Failed, progress.advance(steps))
     } else {
-        let tries = if attempt > 1 {
-            format!(" after {attempt} attempts")
+        // Stored with the run: a manual retry numbers on from here.
+        progress.attempts = attempt;
+        let made = attempt - progress.base;
+        let tries = if made > 1 {
+            format!(" after {made} attempts")
         } else {
             String::new()
         };

@@ -159,8 +159,10 @@ pub trait Store: Send + Sync + 'static {
     async fn queue_runs(&self, delivery_id: &str, runs: Vec<NewRun>) -> Result<()>;
 
     /// Re-queue a `failed` run at its failed step: `queued`, due at
-    /// `now_ms`, no attempt made yet at that step, error and `finished_at`
-    /// cleared; the outputs of the steps before it are kept. Decided in one
+    /// `now_ms`, error and `finished_at` cleared; the outputs of the steps
+    /// before it are kept. The attempt count at that step stays (numbering
+    /// goes on) and becomes its `attempt_base` (the retry budget starts
+    /// afresh). Decided in one
     /// write transaction, so a run is never re-queued twice by racing calls.
     async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome>;
 
@@ -318,6 +320,9 @@ pub struct AttemptRecord {
 pub struct RunFilter {
     pub rule: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs waiting for a retry at this time (unix ms): `running`,
+    /// unleased, and due after it ([`RunState::Waiting`]).
+    pub waiting_at: Option<i64>,
     /// Page size; 0 means [`DeliveryFilter::DEFAULT_LIMIT`], capped at
     /// [`DeliveryFilter::MAX_LIMIT`].
     pub limit: u32,
@@ -565,6 +570,55 @@ impl RunStatus {
     }
 }
 
+/// How a run reads to an operator (SPEC §5): its stored status, except
+/// that a `running` run nobody holds and not due yet is `waiting` (for a
+/// retry, at `next_attempt_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Queued => "queued",
+            RunState::Running => "running",
+            RunState::Waiting => "waiting",
+            RunState::Succeeded => "succeeded",
+            RunState::Failed => "failed",
+            RunState::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl RunRecord {
+    /// Its state at `now_ms`.
+    pub fn state(&self, now_ms: i64) -> RunState {
+        match self.status {
+            RunStatus::Queued => RunState::Queued,
+            RunStatus::Succeeded => RunState::Succeeded,
+            RunStatus::Failed => RunState::Failed,
+            RunStatus::Cancelled => RunState::Cancelled,
+            RunStatus::Running => {
+                let leased = self.lease_owner.is_some()
+                    && self.lease_expires_at.is_some_and(|until| until > now_ms);
+                let due_later = self.next_attempt_at.is_some_and(|at| at > now_ms);
+                if !leased && due_later {
+                    RunState::Waiting
+                } else {
+                    RunState::Running
+                }
+            }
+        }
+    }
+}
+
 /// A stored run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunRecord {
@@ -597,6 +651,9 @@ pub struct RunRecord {
     pub cancel_requested_at: Option<i64>,
     /// Expired leases since its last recorded step (a lost worker).
     pub lease_expiries: u32,
+    /// Attempts made at `next_step` before the last manual retry: numbers
+    /// go on from `attempt`, the retry policy counts from here.
+    pub attempt_base: u32,
 }
 
 /// Why a store operation failed. `op` names the operation ("accept

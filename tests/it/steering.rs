@@ -286,3 +286,128 @@ async fn cancel_stops_a_running_shell_group_and_ends_queued_runs() {
     ran.code(1);
     assert!(ran.stderr.contains("has succeeded"), "{}", ran.all());
 }
+
+const STATE_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: flaky
+    source: s
+    when: { path: $.flaky, exists: true }
+    actions:
+      - id: try
+        shell:
+          script: 'exit 3'
+          retry: { attempts: 2, backoff: 10ms, max_backoff: 10ms }
+  - name: patient
+    source: s
+    when: { path: $.url, exists: true }
+    actions:
+      - http:
+          url: "{{payload.url}}"
+          retry: { attempts: 3, backoff: 10ms }
+"#;
+
+/// An HTTP peer that answers every request 503 with `Retry-After: 3600`.
+async fn unavailable_peer() -> String {
+    let app = axum::Router::new().fallback(|| async {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            [("retry-after", "3600")],
+            "later",
+        )
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}/", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_run_reads_as_waiting_and_a_manual_retry_numbers_on() {
+    use crate::common::cli::hookflow;
+    let dir = rules_dir(STATE_RULES);
+    let server = Server::start(dir.path(), &ARGS, &[]);
+    let client = reqwest::Client::new();
+    server.wait_ready(&client).await;
+    let store = store_of(dir.path()).await;
+    let db = format!("sqlite://{}", dir.path().join("hookflow.db").display());
+
+    // Waiting for a retry an hour away: `waiting`, and listed as such.
+    let peer = unavailable_peer().await;
+    let patient = send(
+        &server,
+        "s",
+        &serde_json::json!({ "url": peer }).to_string(),
+    )
+    .await;
+    let waiting = crate::common::wait::for_ok("a waiting run", Duration::from_secs(20), || {
+        let store = store.clone();
+        let patient = patient.clone();
+        async move {
+            let run = store
+                .runs_for_delivery(&patient)
+                .await
+                .map_err(|e| e.to_string())?;
+            let run = run.into_iter().next().ok_or("no run")?;
+            let now = chrono::Utc::now().timestamp_millis();
+            match run.state(now) {
+                hookflow::store::RunState::Waiting => Ok(run),
+                other => Err(format!("{other:?}")),
+            }
+        }
+    })
+    .await;
+    assert_eq!(waiting.status, RunStatus::Running);
+    let due = waiting.next_attempt_at.expect("a next attempt time");
+    assert!(
+        due > chrono::Utc::now().timestamp_millis() + 3_000_000,
+        "{due}"
+    );
+    let listed = store
+        .list_runs(RunFilter {
+            waiting_at: Some(chrono::Utc::now().timestamp_millis()),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(
+        listed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        [waiting.id.as_str()]
+    );
+
+    // Two attempts, failed; retried by hand: attempts 3 and 4 (a fresh
+    // budget of two), not 1 and 2 again.
+    let flaky = send(&server, "s", r#"{"flaky": true}"#).await;
+    let failed = finished_run(&store, &server, &flaky, "flaky", Duration::from_secs(20)).await;
+    assert_eq!(failed.status, RunStatus::Failed);
+    hookflow(["retry", "--db", &db, &failed.id])
+        .run_async()
+        .await
+        .success();
+    crate::common::wait::until(
+        "the retried run to fail again",
+        Duration::from_secs(20),
+        || {
+            let store = store.clone();
+            let id = failed.id.clone();
+            async move {
+                let attempts = store.attempts_for_run(&id).await.unwrap_or_default();
+                let run = store.get_run(&id).await.ok().flatten();
+                attempts.len() == 4 && run.is_some_and(|r| r.status == RunStatus::Failed)
+            }
+        },
+    )
+    .await;
+    let attempts = store.attempts_for_run(&failed.id).await.expect("attempts");
+    let numbers: Vec<u32> = attempts.iter().map(|a| a.attempt).collect();
+    assert_eq!(numbers, [1, 2, 3, 4]);
+    let run = store.get_run(&failed.id).await.expect("get").expect("run");
+    let error = run.error.unwrap_or_default();
+    assert!(error.contains("after 2 attempts"), "{error}");
+}

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "steering",
         include_str!("../migrations/sqlite/0004_steering.sql"),
     ),
+    (
+        5,
+        "attempt_base",
+        include_str!("../migrations/sqlite/0005_attempt_base.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -264,7 +264,8 @@ impl Record {
     ) -> rusqlite::Result<Option<bool>> {
         let r = &self.record;
         conn.prepare_cached(
-            "UPDATE runs SET next_step = ?3, attempt = ?4, outputs = COALESCE(?5, outputs),
+            "UPDATE runs SET attempt_base = CASE WHEN next_step = ?3 THEN attempt_base ELSE 0 END,
+                             next_step = ?3, attempt = ?4, outputs = COALESCE(?5, outputs),
                              next_attempt_at = ?6, lease_owner = ?7, lease_expires_at = ?8,
                              lease_expiries = 0, updated_at = ?9
              WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'

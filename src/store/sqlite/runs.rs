@@ -20,7 +20,7 @@ pub(super) const RETRY: &str = "retry run";
 /// The columns [`record_from_row`] reads, in its order.
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
      next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency, \
-     lease_owner, lease_expires_at, cancel_requested_at, lease_expiries";
+     lease_owner, lease_expires_at, cancel_requested_at, lease_expiries, attempt_base";
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
@@ -80,6 +80,15 @@ pub(super) fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecor
             sql.push_str(" AND finished_at IS NOT NULL");
         }
     }
+    if let Some(now) = filter.waiting_at {
+        // RunRecord::state's `waiting`, in SQL.
+        args.push(SqlValue::Integer(now));
+        let n = args.len();
+        sql.push_str(&format!(
+            " AND status = 'running' AND next_attempt_at > ?{n}
+              AND (lease_owner IS NULL OR lease_expires_at <= ?{n})"
+        ));
+    }
     if let Some(before) = &filter.before_id {
         args.push(SqlValue::Text(before.clone()));
         let n = args.len();
@@ -120,6 +129,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         lease_expires_at: row.get(15)?,
         cancel_requested_at: row.get(16)?,
         lease_expiries: row.get(17)?,
+        attempt_base: row.get(18)?,
     })
 }
 
@@ -202,7 +212,8 @@ pub(super) fn requeue_failed(conn: &Connection, id: &str, now_ms: i64) -> Result
         return Ok(RetryOutcome::NotFailed(run.status));
     }
     conn.prepare_cached(
-        "UPDATE runs SET status = 'queued', attempt = 0, next_attempt_at = ?2, error = NULL,
+        "UPDATE runs SET status = 'queued', attempt_base = attempt, next_attempt_at = ?2,
+                         error = NULL,
                          finished_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
                          cancel_requested_at = NULL, lease_expiries = 0, updated_at = ?2
          WHERE id = ?1 AND status = 'failed'",
