@@ -1,4 +1,4 @@
-//! Who may reach the admin surface (`/api`, `/metrics`, later `/ui`), SPEC
+//! Who may reach the admin surface (`/api`, `/metrics`, `/ui`), SPEC
 //! §8. Where it is served is decided by the router (`server::Surface`):
 //! with no `admin_token` only on the loopback `admin_listen`; with one, on
 //! both listeners. This file holds the two checks: the bearer token, and
@@ -52,7 +52,7 @@ fn bearer(value: &str) -> Option<&str> {
 
 /// Compares digests, not the texts: the time taken depends on neither the
 /// token's length nor where the first difference is.
-fn token_matches(given: &str, token: &str) -> bool {
+pub(super) fn token_matches(given: &str, token: &str) -> bool {
     let given = Sha256::digest(given.as_bytes());
     let token = Sha256::digest(token.as_bytes());
     bool::from(given.as_slice().ct_eq(token.as_slice()))

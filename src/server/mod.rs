@@ -10,6 +10,7 @@ mod health;
 pub mod openapi;
 pub mod receive;
 pub mod tls;
+mod ui;
 
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
@@ -44,6 +45,8 @@ pub struct AppState {
     reject_log: DefaultDirectRateLimiter,
     /// Monotonic within a millisecond, so ids sort in creation order.
     ids: Mutex<ulid::Generator>,
+    /// The dashboard's sessions and failed logins (shared by both listeners).
+    ui: ui::UiState,
 }
 
 /// How many rejected requests per second reach the run log (burst 10×).
@@ -71,6 +74,7 @@ impl AppState {
             limiters: client::RateLimiters::default(),
             reject_log: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             ids: Mutex::new(ulid::Generator::new()),
+            ui: ui::UiState::default(),
         }
     }
 
@@ -110,7 +114,8 @@ pub enum Surface {
 }
 
 /// The admin surface: `/api` and `/metrics`, each request checked
-/// against the admin token when one is set.
+/// against the admin token when one is set; and the dashboard `/ui`, which
+/// logs in with the token once and then holds a session (`ui::auth`).
 fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let api = Router::new()
         .route("/rules", get(api::rules))
@@ -129,6 +134,7 @@ fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
             state.clone(),
             admin::require_token,
         ))
+        .merge(ui::routes(state))
 }
 
 /// The router of one listener.
@@ -165,7 +171,7 @@ pub fn not_found(state: &AppState, surface: Surface) -> axum::response::Response
         paths.push("/hooks/<source>");
     }
     if surface == Surface::Admin || state.settings.admin_token.is_some() {
-        paths.extend(["/api", "/metrics"]);
+        paths.extend(["/api", "/metrics", "/ui"]);
     }
     paths.extend(["/healthz", "/readyz"]);
     let body = serde_json::json!({ "error": "no such path", "paths": paths });

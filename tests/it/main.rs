@@ -34,4 +34,6 @@ mod send;
 mod shell;
 mod steering;
 mod store_sqlite;
+mod ui;
+mod ui_browser;
 mod verify_vectors;

@@ -1,0 +1,176 @@
+//! One run (`/ui/runs/{id}`): its state, the next retry time, its steps
+//! (from the definition it was queued with) and every attempt of each,
+//! with the request summary, status, duration and the response or the
+//! command's output; and the Retry button for a failed run (`POST
+//! …/retry`, the same `crate::ops::retry` as the CLI and the API).
+
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde_json::Value;
+
+use super::UiError;
+use super::auth::Current;
+use super::layout::{badge, csrf_field, duration, pre, row, segment, shell, time};
+use crate::server::AppState;
+use crate::server::api::dto::{Attempt, Redact, RunDetail};
+
+/// `GET /ui/runs/{id}`
+pub async fn page(
+    State(app): State<Arc<AppState>>,
+    Extension(current): Extension<Current>,
+    Path(id): Path<String>,
+) -> Result<Markup, UiError> {
+    let record = app
+        .store
+        .get_run(&id)
+        .await?
+        .ok_or_else(|| UiError::NotFound {
+            what: "run",
+            id: id.clone(),
+        })?;
+    let steps = step_names(&record.definition);
+    let attempts = app.store.attempts_for_run(&id).await?;
+    let rules = app.rules.load();
+    let run = Redact(rules.secrets()).run(record, attempts);
+    let body = html! {
+        h1 { "Run " span.mono { (run.run.id) } }
+        (summary(&run))
+        @if run.run.status == "failed" {
+            form.actions method="post" action=(format!("/ui/runs/{}/retry", segment(&run.run.id))) {
+                (csrf_field(&current))
+                button.primary type="submit" { "Retry" }
+                span.muted { "from its failed step; the steps before it are not run again" }
+            }
+        }
+        h2 { "Steps" }
+        @for (index, (label, kind)) in steps.iter().enumerate() {
+            (step(&run, index as u32, label, kind))
+        }
+        @if steps.is_empty() {
+            p.muted { "The run's definition lists no steps." }
+        }
+        h2 { "Outputs" }
+        (pre(&serde_json::to_string_pretty(&run.outputs).unwrap_or_default()))
+    };
+    Ok(shell("Run", "/ui/runs", &current, body))
+}
+
+fn summary(run: &RunDetail) -> Markup {
+    let r = &run.run;
+    let delivery = format!("/ui/deliveries/{}", segment(&r.delivery_id));
+    html! {
+        div.card { dl.meta {
+            (row("Status", Some(html! { span #run-status { (badge(&r.status)) } })))
+            (row("Rule", Some(html! { span.mono { (r.rule) } })))
+            (row("Delivery", Some(html! { a.mono href=(delivery) { (r.delivery_id) } })))
+            (row("Created", Some(time(r.created_at))))
+            (row("Updated", Some(time(r.updated_at))))
+            (row("Finished", r.finished_at.map(time)))
+            (row("Next step", (!matches!(r.status.as_str(), "succeeded" | "cancelled"))
+                .then(|| html! { (r.next_step + 1) " (attempts so far: " (r.attempt) ")" })))
+            (row("Next try", r.next_attempt_at.filter(|_| r.finished_at.is_none()).map(time)))
+            (row("Error", r.error.as_ref().map(|e| html! { span.error { (e) } })))
+        } }
+    }
+}
+
+/// One step: where the run is with it, and its attempts.
+fn step(run: &RunDetail, index: u32, label: &str, kind: &str) -> Markup {
+    let attempts: Vec<&Attempt> = run
+        .attempts
+        .iter()
+        .filter(|a| a.step_index == index)
+        .collect();
+    let state = match attempts.last().map(|a| a.outcome.as_str()) {
+        Some(outcome) => outcome,
+        None if index >= run.run.next_step => "pending",
+        None => "done",
+    };
+    html! {
+        div.card {
+            div { strong { (index + 1) ". " span.mono { (label) } } " " span.muted { (kind) } " " (badge(state)) }
+            @if attempts.is_empty() {
+                p.muted { "No attempt yet." }
+            }
+            @for a in attempts { (attempt(a)) }
+        }
+    }
+}
+
+fn attempt(a: &Attempt) -> Markup {
+    html! {
+        details open[a.outcome != "succeeded"] {
+            summary {
+                "Attempt " (a.attempt) " · " (badge(&a.outcome)) " · " (time(a.started_at))
+                @if let Some(ms) = a.duration_ms { " · " (duration(ms)) }
+                @if let Some(code) = a.status_code { " · status " (code) }
+            }
+            @if !a.request.is_null() {
+                div.muted { "Request" }
+                (pre(&serde_json::to_string_pretty(&a.request).unwrap_or_default()))
+            }
+            @if let Some(e) = &a.error { div.muted { "Error" } (pre(e)) }
+            @if let Some(r) = &a.response { div.muted { "Response" } (pre(r)) }
+            @if let Some(s) = &a.stdout { div.muted { "stdout" } (pre(s)) }
+            @if let Some(s) = &a.stderr { div.muted { "stderr" } (pre(s)) }
+        }
+    }
+}
+
+/// The steps of a run's definition: (id or 1-based position, action kind).
+fn step_names(definition: &Value) -> Vec<(String, String)> {
+    let Some(actions) = definition.get("actions").and_then(Value::as_array) else {
+        return Vec::new();
+    };
+    actions
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let id = step
+                .get("id")
+                .and_then(Value::as_str)
+                .map_or_else(|| (i + 1).to_string(), str::to_owned);
+            let kind = ["http", "slack", "shell"]
+                .into_iter()
+                .find(|k| step.get(*k).is_some())
+                .unwrap_or("step");
+            (id, kind.to_owned())
+        })
+        .collect()
+}
+
+/// `POST /ui/runs/{id}/retry` (CSRF and `Origin` checked by `auth::guard`).
+pub async fn retry(
+    State(app): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    crate::ops::retry(&app.store, &id).await?;
+    (app.on_queued)();
+    tracing::info!(run = %id, by = "ui", "run retried");
+    Ok(Redirect::to(&format!("/ui/runs/{}", segment(&id))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_are_named_by_id_or_position_with_their_kind() {
+        let def = serde_json::json!({ "actions": [
+            { "id": "notify", "slack": {} },
+            { "http": { "url": "x" } },
+        ] });
+        assert_eq!(
+            step_names(&def),
+            [
+                ("notify".to_owned(), "slack".to_owned()),
+                ("2".to_owned(), "http".to_owned())
+            ]
+        );
+        assert!(step_names(&Value::Null).is_empty());
+    }
+}

@@ -1,0 +1,310 @@
+//! The dashboard's access rules over HTTP (SPEC §8): where it is served,
+//! the login (session cookie, never the token; at most 5 failures a minute
+//! per client), CSRF token plus same-origin `Origin` on every
+//! state-changing request in both modes, and the CSP on every page.
+//! What a browser does with the pages is ui_browser.rs.
+
+use crate::common::app::{TestApp, spawn_app, spawn_app_with};
+use reqwest::header::{self, HeaderMap};
+use serde_json::json;
+
+const TOKEN: &str = "ui-http-t0ken";
+const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+const RULES: &str = r#"
+sources:
+  gh:
+    verify:
+      token: { header: X-Token, value: "tok-123" }
+rules:
+  - name: notify
+    source: gh
+    actions:
+      - http: { url: "http://127.0.0.1:9/" }
+"#;
+
+fn no_redirects() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+}
+
+fn form_body(pairs: &[(&str, &str)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
+/// `name=value` of the session cookie a response sets.
+fn session_cookie(headers: &HeaderMap) -> Option<(String, String)> {
+    headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("hookflow_session="))
+        .map(|c| {
+            let pair = c.split(';').next().unwrap_or("").to_owned();
+            (pair, c.to_owned())
+        })
+}
+
+/// The value of the page's hidden `csrf` field.
+fn csrf_of(html: &str) -> String {
+    let at = html.find(r#"name="csrf" value=""#).expect("a csrf field") + 19;
+    html[at..].split('"').next().expect("its value").to_owned()
+}
+
+/// Opens the login page: (its session cookie, its CSRF token).
+async fn login_form(client: &reqwest::Client, base: &str) -> (String, String) {
+    let page = client
+        .get(format!("{base}/ui/login"))
+        .send()
+        .await
+        .expect("login page");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+    let (cookie, _) = session_cookie(page.headers()).expect("a pre-login session");
+    (cookie, csrf_of(&page.text().await.expect("html")))
+}
+
+async fn post_login(
+    client: &reqwest::Client,
+    base: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    let mut req = client
+        .post(format!("{base}/ui/login"))
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(form));
+    if let Some(origin) = origin {
+        req = req.header(header::ORIGIN, origin);
+    }
+    req.send().await.expect("login answered")
+}
+
+#[tokio::test]
+async fn with_a_token_the_dashboard_logs_in_once_into_a_session_cookie() {
+    let app = spawn_app_with(&[("r.yaml", RULES)], |s| {
+        s.admin_token = Some(hookflow::config::Secret::new(TOKEN));
+    })
+    .await;
+    let client = no_redirects();
+    let base = format!("http://{}", app.admin_addr);
+
+    // No session: to the login page, remembering where to go; the API's
+    // bearer header is not a dashboard login.
+    let page = client
+        .get(format!("{base}/ui/runs?status=failed"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(page.status(), 303);
+    assert_eq!(
+        page.headers()[header::LOCATION],
+        "/ui/login?next=%2Fui%2Fruns%3Fstatus%3Dfailed"
+    );
+
+    let (cookie, csrf) = login_form(&client, &base).await;
+    let good = [
+        ("token", TOKEN),
+        ("csrf", csrf.as_str()),
+        ("next", "/ui/runs"),
+    ];
+    let no_csrf = [("token", TOKEN), ("next", "/ui/runs")];
+    // Without Origin, from another origin, or without the CSRF token: refused.
+    for (origin, form) in [
+        (None, &good[..]),
+        (Some("http://evil.example"), &good[..]),
+        (Some(base.as_str()), &no_csrf[..]),
+    ] {
+        let r = post_login(&client, &base, &cookie, origin, form).await;
+        assert_eq!(r.status(), 403, "origin {origin:?}, form {form:?}");
+    }
+    let r = post_login(&client, &base, &cookie, Some(&base), &good).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(r.headers()[header::LOCATION], "/ui/runs");
+    let (session, set_cookie) = session_cookie(r.headers()).expect("a session cookie");
+    assert_ne!(session, cookie, "a fresh session id on login");
+    assert!(!set_cookie.contains(TOKEN), "the token is never the cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Max-Age=43200", "Path=/ui"] {
+        assert!(
+            set_cookie.contains(attribute),
+            "{set_cookie} lacks {attribute}"
+        );
+    }
+
+    // The session opens the pages, with the CSP; the pre-login one does not.
+    let page = client
+        .get(format!("{base}/ui/runs"))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .expect("runs page");
+    assert_eq!(page.status(), 200);
+    assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+    assert!(!page.text().await.expect("html").contains(TOKEN));
+    let stale = client
+        .get(format!("{base}/ui/runs"))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(stale.status(), 303);
+
+    // With a token the dashboard is on the webhook listener too.
+    let on_main = client
+        .get(app.url("/ui/rules"))
+        .header(header::COOKIE, &session)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(on_main.status(), 200);
+}
+
+#[tokio::test]
+async fn the_sixth_failed_login_within_a_minute_is_refused_even_with_the_right_token() {
+    let app = spawn_app_with(&[("r.yaml", RULES)], |s| {
+        s.admin_token = Some(hookflow::config::Secret::new(TOKEN));
+    })
+    .await;
+    let client = no_redirects();
+    let base = format!("http://{}", app.admin_addr);
+    let (cookie, csrf) = login_form(&client, &base).await;
+    for attempt in 1..=5 {
+        let form = [("token", "guess"), ("csrf", csrf.as_str())];
+        let r = post_login(&client, &base, &cookie, Some(&base), &form).await;
+        assert_eq!(r.status(), 401, "attempt {attempt}");
+    }
+    let form = [("token", TOKEN), ("csrf", csrf.as_str())];
+    let r = post_login(&client, &base, &cookie, Some(&base), &form).await;
+    assert_eq!(r.status(), 429);
+    assert!(session_cookie(r.headers()).is_none());
+}
+
+/// Opens a page without a token configured: (the session cookie, csrf).
+async fn open_session(client: &reqwest::Client, app: &TestApp, path: &str) -> (String, String) {
+    let page = client.get(app.admin_url(path)).send().await.expect("page");
+    assert_eq!(page.status(), 200, "{path}");
+    assert_eq!(page.headers()[header::CONTENT_SECURITY_POLICY], CSP);
+    let (cookie, set_cookie) = session_cookie(page.headers()).expect("a session");
+    assert!(set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"));
+    (cookie, csrf_of(&page.text().await.expect("html")))
+}
+
+#[tokio::test]
+async fn without_a_token_replay_still_needs_the_csrf_token_and_a_same_origin_origin() {
+    let app = spawn_app(&[("r.yaml", RULES)]).await;
+    let client = no_redirects();
+    // The webhook listener has no dashboard without a token.
+    let absent = client.get(app.url("/ui/")).send().await.expect("answer");
+    assert_eq!(absent.status(), 404);
+
+    let response = app
+        .post(
+            "/hooks/gh",
+            &[("X-Token", "tok-123")],
+            json!({ "a": 1 }).to_string(),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.expect("json")["delivery"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let path = format!("/ui/deliveries/{id}");
+    let (cookie, csrf) = open_session(&client, &app, &path).await;
+    let base = format!("http://{}", app.admin_addr);
+    let replay = |origin: Option<&str>, csrf: String, cookie: String| {
+        let mut req = client
+            .post(app.admin_url(&format!("{path}/replay")))
+            .header(header::COOKIE, cookie)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(form_body(&[("csrf", &csrf)]));
+        if let Some(origin) = origin {
+            req = req.header(header::ORIGIN, origin);
+        }
+        req.send()
+    };
+    let evil = replay(Some("http://evil.example"), csrf.clone(), cookie.clone())
+        .await
+        .expect("answer");
+    assert_eq!(evil.status(), 403);
+    assert!(evil.text().await.expect("html").contains("another site"));
+    assert_eq!(
+        replay(None, csrf.clone(), cookie.clone())
+            .await
+            .expect("answer")
+            .status(),
+        403
+    );
+    let origin = base.as_str();
+    let forged = replay(Some(origin), "0".repeat(64), cookie.clone())
+        .await
+        .expect("answer");
+    assert_eq!(forged.status(), 403);
+    assert_eq!(
+        app.store.runs_for_delivery(&id).await.expect("runs").len(),
+        1
+    );
+
+    let done = replay(Some(origin), csrf, cookie).await.expect("answer");
+    assert_eq!(done.status(), 303);
+    assert_eq!(
+        done.headers()[header::LOCATION],
+        format!("/ui/deliveries/{id}?replayed=1").as_str()
+    );
+    assert_eq!(
+        app.store.runs_for_delivery(&id).await.expect("runs").len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn every_page_answers_with_the_csp_and_unknown_ids_are_404_pages() {
+    let app = spawn_app(&[("r.yaml", RULES)]).await;
+    let client = no_redirects();
+    for path in [
+        "/ui/",
+        "/ui/deliveries",
+        "/ui/runs",
+        "/ui/rules",
+        "/ui/deliveries/nope",
+        "/ui/runs/nope",
+    ] {
+        let page = client.get(app.admin_url(path)).send().await.expect("page");
+        let expected = if path.ends_with("nope") { 404 } else { 200 };
+        assert_eq!(page.status(), expected, "{path}");
+        assert_eq!(
+            page.headers()[header::CONTENT_SECURITY_POLICY],
+            CSP,
+            "{path}"
+        );
+        assert_eq!(page.headers()[header::X_FRAME_OPTIONS], "DENY", "{path}");
+        let html = page.text().await.expect("html");
+        assert!(
+            !html.contains("<script>") && !html.contains(" style="),
+            "{path}: inline script or style"
+        );
+    }
+    let js = client
+        .get(app.admin_url("/ui/assets/htmx.min.js"))
+        .send()
+        .await
+        .expect("asset");
+    assert_eq!(js.status(), 200);
+    assert_eq!(
+        js.headers()[header::CONTENT_TYPE],
+        "text/javascript; charset=utf-8"
+    );
+    let bad = client
+        .get(app.admin_url("/ui/deliveries?outcome=sideways"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(bad.status(), 400);
+}
