@@ -15,8 +15,8 @@ use maud::{Markup, html};
 use super::UiError;
 use super::auth::Current;
 use super::layout::{badge, segment, shell, time};
+use crate::runlog_view::{DeliveryItem, DeliveryStatus, Redact};
 use crate::server::AppState;
-use crate::server::api::dto::{DeliveryItem, Redact};
 use crate::store::DeliveryFilter;
 
 /// Rows shown per page.
@@ -89,9 +89,9 @@ impl Filters {
     pub fn keeps(&self, d: &DeliveryItem) -> bool {
         let event_ok = self.event.is_empty() || d.event == self.event;
         let outcome_ok = match self.outcome.as_str() {
-            "matched" => d.status == "accepted" && !d.matched.is_empty(),
-            "unmatched" => d.status == "accepted" && d.matched.is_empty(),
-            "rejected" => d.status == "rejected",
+            "matched" => d.status == DeliveryStatus::Accepted && !d.matched.is_empty(),
+            "unmatched" => d.status == DeliveryStatus::Accepted && d.matched.is_empty(),
+            "rejected" => d.status == DeliveryStatus::Rejected,
             _ => true,
         };
         event_ok && outcome_ok
@@ -253,7 +253,7 @@ pub fn row(d: &DeliveryItem) -> Markup {
             td { (d.source) }
             td.hide-narrow { (d.event) }
             td {
-                @if d.status == "rejected" {
+                @if d.status == DeliveryStatus::Rejected {
                     (badge("rejected"))
                     @if let Some(status) = d.reject_status { " " span.muted { (status) } }
                 } @else if d.matched.is_empty() {
@@ -273,12 +273,17 @@ mod tests {
     use super::*;
 
     fn item(status: &str, matched: &[&str], event: &str) -> DeliveryItem {
+        let status = if status == "rejected" {
+            DeliveryStatus::Rejected
+        } else {
+            DeliveryStatus::Accepted
+        };
         DeliveryItem {
             id: "01J".into(),
             source: "s".into(),
             received_at: 0,
             event: event.into(),
-            status: status.into(),
+            status,
             reject_status: None,
             matched: matched.iter().map(|s| s.to_string()).collect(),
             remote_addr: "127.0.0.1".into(),

@@ -18,8 +18,8 @@ use super::UiError;
 use super::auth::Current;
 use super::layout::{badge, csrf_field, pre, row, segment, shell, time};
 use crate::rules::{Miss, RuleTrace, Trace};
+use crate::runlog_view::{BodyEncoding, DeliveryDetail, DeliveryStatus, Redact, RunItem};
 use crate::server::AppState;
-use crate::server::api::dto::{DeliveryDetail, Redact, RunItem};
 
 /// `GET /ui/deliveries/{id}`
 pub async fn page(
@@ -52,7 +52,7 @@ pub async fn page(
             }
         }
         (summary(&d))
-        @if d.status == "accepted" || d.body.is_some() {
+        @if d.status == DeliveryStatus::Accepted || d.body.is_some() {
             form.actions method="post" action=(format!("/ui/deliveries/{}/replay", segment(&d.id))) {
                 (csrf_field(&current))
                 button.primary type="submit" { "Replay" }
@@ -88,7 +88,7 @@ fn summary(d: &DeliveryDetail) -> Markup {
             (row("Received", Some(time(d.received_at))))
             (row("Source", Some(html! { (d.source) })))
             (row("Status", Some(html! {
-                (badge(&d.status))
+                (badge(d.status.as_str()))
                 @if let Some(s) = d.reject_status { " " (s) }
             })))
             (row("Why", d.reject_reason.as_ref().map(|r| html! { (r) })))
@@ -161,24 +161,24 @@ pub fn run_row(r: &RunItem) -> Markup {
         tr {
             td.mono { a href=(format!("/ui/runs/{}", segment(&r.id))) { (r.id) } }
             td.mono { (r.rule) }
-            td { (badge(&r.status)) }
+            td { (badge(r.status.as_str())) }
             td.hide-narrow { (time(r.created_at)) }
             td.hide-narrow { @if let Some(e) = &r.error { span.error { (e) } } }
         }
     }
 }
 
+/// The body as `hookflow show` prints it (`body_for_display`).
 fn body_view(d: &DeliveryDetail) -> Markup {
-    let Some(body) = &d.body else {
+    let Some(body) = d.body_for_display() else {
         return html! { p.muted { "Not stored (a refused request keeps no body)." } };
     };
-    if d.body_encoding.as_deref() == Some("base64") {
-        return html! { p.muted { "Not UTF-8; base64:" } (pre(body)) };
+    html! {
+        @if d.body_encoding == Some(BodyEncoding::Base64) {
+            p.muted { "Not UTF-8, so shown as base64." }
+        }
+        (pre(&body))
     }
-    let pretty = serde_json::from_str::<serde_json::Value>(body)
-        .ok()
-        .and_then(|v| serde_json::to_string_pretty(&v).ok());
-    pre(pretty.as_deref().unwrap_or(body))
 }
 
 /// `POST /ui/deliveries/{id}/replay` (CSRF and `Origin` checked by

@@ -15,8 +15,8 @@ use serde_json::Value;
 use super::UiError;
 use super::auth::Current;
 use super::layout::{badge, csrf_field, duration, pre, row, segment, shell, time};
+use crate::runlog_view::{Attempt, AttemptOutcome, Redact, RunDetail, RunStatus};
 use crate::server::AppState;
-use crate::server::api::dto::{Attempt, Redact, RunDetail};
 
 /// `GET /ui/runs/{id}`
 pub async fn page(
@@ -39,7 +39,7 @@ pub async fn page(
     let body = html! {
         h1 { "Run " span.mono { (run.run.id) } }
         (summary(&run))
-        @if run.run.status == "failed" {
+        @if run.run.status == RunStatus::Failed {
             form.actions method="post" action=(format!("/ui/runs/{}/retry", segment(&run.run.id))) {
                 (csrf_field(&current))
                 button.primary type="submit" { "Retry" }
@@ -64,13 +64,13 @@ fn summary(run: &RunDetail) -> Markup {
     let delivery = format!("/ui/deliveries/{}", segment(&r.delivery_id));
     html! {
         div.card { dl.meta {
-            (row("Status", Some(html! { span #run-status { (badge(&r.status)) } })))
+            (row("Status", Some(html! { span #run-status { (badge(r.status.as_str())) } })))
             (row("Rule", Some(html! { span.mono { (r.rule) } })))
             (row("Delivery", Some(html! { a.mono href=(delivery) { (r.delivery_id) } })))
             (row("Created", Some(time(r.created_at))))
             (row("Updated", Some(time(r.updated_at))))
             (row("Finished", r.finished_at.map(time)))
-            (row("Next step", (!matches!(r.status.as_str(), "succeeded" | "cancelled"))
+            (row("Next step", (!matches!(r.status, RunStatus::Succeeded | RunStatus::Cancelled))
                 .then(|| html! { (r.next_step + 1) " (attempts so far: " (r.attempt) ")" })))
             (row("Next try", r.next_attempt_at.filter(|_| r.finished_at.is_none()).map(time)))
             (row("Error", r.error.as_ref().map(|e| html! { span.error { (e) } })))
@@ -103,9 +103,9 @@ fn step(run: &RunDetail, index: u32, label: &str, kind: &str) -> Markup {
 
 fn attempt(a: &Attempt) -> Markup {
     html! {
-        details open[a.outcome != "succeeded"] {
+        details open[a.outcome != AttemptOutcome::Succeeded] {
             summary {
-                "Attempt " (a.attempt) " · " (badge(&a.outcome)) " · " (time(a.started_at))
+                "Attempt " (a.attempt) " · " (badge(a.outcome.as_str())) " · " (time(a.started_at))
                 @if let Some(ms) = a.duration_ms { " · " (duration(ms)) }
                 @if let Some(code) = a.status_code { " · status " (code) }
             }

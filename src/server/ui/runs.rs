@@ -11,8 +11,8 @@ use super::UiError;
 use super::auth::Current;
 use super::delivery::run_table;
 use super::layout::{segment, shell};
+use crate::runlog_view::Redact;
 use crate::server::AppState;
-use crate::server::api::dto::Redact;
 use crate::store::{RunFilter, RunStatus};
 
 /// Rows per page.

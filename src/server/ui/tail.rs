@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::UiError;
 use super::deliveries::{Filters, row};
+use crate::runlog_view::Redact;
 use crate::server::AppState;
-use crate::server::api::dto::Redact;
 
 /// How often the run log is read for new deliveries.
 const POLL: Duration = Duration::from_millis(500);
