@@ -47,6 +47,7 @@ pub async fn page(
     let filter = RunFilter {
         rule: (!rule.is_empty()).then(|| rule.clone()),
         status: parsed_status,
+        waiting_at: None,
         limit: PAGE,
         before_id: (!before.is_empty()).then(|| before.clone()),
     };
