@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 pub mod control;
 pub mod sqlite;
+pub mod stats;
 
 pub use control::{
     CANCELLED_BY_OPERATOR, CancelOutcome, MAX_LEASE_EXPIRIES, Release, Renewal, StepSaved,
@@ -173,6 +174,9 @@ pub trait Store: Send + Sync + 'static {
     /// loop until it returns less than `batch`, pausing in between so
     /// ingest never waits long behind a prune.
     async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64>;
+
+    /// The dashboard overview's figures as of `now_ms` ([`stats`]).
+    async fn overview(&self, now_ms: i64) -> Result<stats::Overview>;
 }
 
 /// What [`Store::retry_run`] did.

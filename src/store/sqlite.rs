@@ -37,6 +37,7 @@ mod queue;
 mod readers;
 mod runs;
 mod space;
+mod stats;
 mod writer;
 
 pub use backup::{BackupReport, backup};
@@ -223,6 +224,12 @@ impl Store for SqliteStore {
 
     async fn queue_depth(&self) -> Result<u64> {
         self.readers.run(runs::QUEUE_DEPTH, runs::queue_depth).await
+    }
+
+    async fn overview(&self, now_ms: i64) -> Result<super::stats::Overview> {
+        self.readers
+            .run(stats::OVERVIEW, move |conn| stats::overview(conn, now_ms))
+            .await
     }
 
     async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased> {

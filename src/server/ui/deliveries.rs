@@ -1,4 +1,4 @@
-//! The deliveries page (`/ui/deliveries`, also the dashboard's front page):
+//! The deliveries page (`/ui/deliveries`):
 //! newest first, filtered by source, event, outcome and time, paged by
 //! cursor, with a live tail of new arrivals on the first page (`tail`).
 //!

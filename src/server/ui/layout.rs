@@ -18,7 +18,8 @@ use super::auth::Current;
 const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"selfRequestsOnly":true,"historyCacheSize":0}"#;
 
 /// The navigation: (path, label).
-const NAV: [(&str, &str); 3] = [
+const NAV: [(&str, &str); 4] = [
+    ("/ui/", "Overview"),
     ("/ui/deliveries", "Deliveries"),
     ("/ui/runs", "Runs"),
     ("/ui/rules", "Rules"),

@@ -14,6 +14,7 @@ pub mod auth;
 mod deliveries;
 mod delivery;
 mod layout;
+mod overview;
 mod rules;
 mod run;
 mod runs;
@@ -44,7 +45,7 @@ pub const CSP: &str =
 pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
     let pages = Router::new()
         .route("/ui", get(|| async { Redirect::to("/ui/") }))
-        .route("/ui/", get(deliveries::page))
+        .route("/ui/", get(overview::page))
         .route("/ui/deliveries", get(deliveries::page))
         .route("/ui/deliveries/tail", get(tail::deliveries))
         .route("/ui/deliveries/{id}", get(delivery::page))
