@@ -38,6 +38,17 @@ macro_rules! settings {
         /// after `HOOKFLOW_`, in the environment).
         pub const NAMES: &[&str] = &[ $( stringify!($name), )* ];
 
+        /// Every setting with its doc comment and default value, in table
+        /// order: docs/REFERENCE.md is generated from it (`crate::reference`).
+        pub fn documented() -> Vec<(&'static str, &'static str, Box<dyn std::any::Any>)> {
+            let defaults = Settings::default();
+            vec![ $( (
+                stringify!($name),
+                concat!($($doc, "\n"),*),
+                Box::new(defaults.$name) as Box<dyn std::any::Any>,
+            ), )* ]
+        }
+
         impl Settings {
             /// Parses `text` into the setting called `name`.
             fn set(&mut self, name: &str, text: &str) -> Result<(), String> {
@@ -78,7 +89,7 @@ settings! {
     admin_token: Option<Secret> = None;
     /// A file holding the admin token (wins over `admin_token`).
     admin_token_file: Option<PathBuf> = None;
-    /// The admin surface's own listener (`None`: none). Loopback only
+    /// The admin surface's own listener (`off`: none). Loopback only
     /// unless an `admin_token` is set.
     admin_listen: Option<SocketAddr> = Some(SocketAddr::from(([127, 0, 0, 1], 9090)));
     /// The URL senders and operators use to reach this server, when it is

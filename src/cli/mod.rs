@@ -10,6 +10,7 @@ mod explain;
 mod replay;
 mod retry;
 mod runs;
+mod schema;
 mod send;
 mod serve;
 mod show;
@@ -64,6 +65,9 @@ enum Command {
     Cancel(cancel::Args),
     /// Write a consistent copy of a live SQLite run log.
     Backup(backup::Args),
+    /// Print the JSON Schema of rule files, for editors (yaml-language-server);
+    /// `--markdown` prints the reference of every key and setting instead.
+    Schema(schema::Args),
     /// Print every request received and answer 200: a local stand-in for
     /// the targets of the rules' actions.
     Sink(sink::Args),
@@ -87,6 +91,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::run(args),
         Command::Sink(args) => sink::run(args),
         Command::Backup(args) => backup::run(args),
+        Command::Schema(args) => schema::run(args),
     };
     match result {
         Ok(code) => code,

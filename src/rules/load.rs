@@ -28,6 +28,9 @@ impl LoadError {
     }
 }
 
+/// The top-level keys of a rule file.
+pub(crate) const FILE_KEYS: &[&str] = &["sources", "rules", "tests"];
+
 /// How deep below the rules directory files are looked for.
 const MAX_DEPTH: usize = 16;
 
@@ -302,7 +305,7 @@ fn decode_file(
             _ => dec.expected(node, &format!("a list of {key}")),
         }
     }
-    f.finish(dec, "a rule file", &["sources", "rules", "tests"]);
+    f.finish(dec, "a rule file", FILE_KEYS);
 }
 
 /// Checks across files: unique names and paths, known references. Rules

@@ -3,11 +3,13 @@
 
 pub mod condition;
 pub mod decode;
+pub mod editor_schema;
 pub mod index;
 pub mod jsonpath;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod reference;
 pub mod schema;
 pub mod secrets;
 pub mod snapshot;

@@ -7,6 +7,28 @@ use subtle::{Choice, ConstantTimeEq};
 
 use super::mac::{Keys, decode_base64, encode_base64, header};
 use super::{BuildError, Incoming, Scheme, Secret, Verify, VerifyError};
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `basic:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "basic",
+    about: "HTTP basic authentication",
+    keys: &[
+        Key::required("username", Ty::Text, "the expected user name"),
+        Key::required("password", Ty::Secrets, "the expected password"),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let username = r.required("username");
+    let passwords = r.secrets("password");
+    Some(VerifierConfig::Basic {
+        username: username?,
+        passwords: passwords?,
+    })
+}
 
 const HEADER: &str = "Authorization";
 
@@ -68,7 +90,7 @@ impl Verify for Basic {
 
 impl Scheme for Basic {
     fn name(&self) -> &'static str {
-        "basic"
+        SENDER.name
     }
 
     fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {

@@ -7,6 +7,37 @@ use super::mac::{Keys, header, optional_header};
 use super::{
     BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
 };
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `github:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "github",
+    about: "GitHub: `X-Hub-Signature-256`, an HMAC-SHA256 of the body",
+    keys: &[
+        Key::required(
+            "secret",
+            Ty::Secrets,
+            "the webhook's secret, as set in GitHub",
+        ),
+        Key::defaults(
+            "allow_sha1",
+            Ty::Bool,
+            "false",
+            "also accept the legacy `X-Hub-Signature` (HMAC-SHA1) when no sha256 header came",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    let allow_sha1 = r.bool("allow_sha1", false);
+    Some(VerifierConfig::Github {
+        secrets: secrets?,
+        allow_sha1: allow_sha1?,
+    })
+}
 
 const SHA256_HEADER: &str = "X-Hub-Signature-256";
 const SHA1_HEADER: &str = "X-Hub-Signature";
@@ -71,7 +102,7 @@ impl Verify for Github {
 
 impl Scheme for Github {
     fn name(&self) -> &'static str {
-        "github"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {

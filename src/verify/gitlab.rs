@@ -4,6 +4,25 @@
 
 use super::mac::{Keys, header};
 use super::{BuildError, Delivered, Incoming, Scheme, Secret, Verify, VerifyError};
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `gitlab:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "gitlab",
+    about: "GitLab: `X-Gitlab-Token` equals the token",
+    keys: &[Key::required(
+        "token",
+        Ty::Secrets,
+        "the webhook's secret token, as set in GitLab",
+    )],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let tokens = r.secrets("token");
+    Some(VerifierConfig::Gitlab { tokens: tokens? })
+}
 
 const HEADER: &str = "X-Gitlab-Token";
 
@@ -38,7 +57,7 @@ impl Verify for Gitlab {
 
 impl Scheme for Gitlab {
     fn name(&self) -> &'static str {
-        "gitlab"
+        SENDER.name
     }
 
     fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {

@@ -5,6 +5,79 @@
 
 use super::mac::{Keys, header};
 use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError};
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `hmac:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "hmac",
+    about: "any header-signed scheme: an HMAC of the body in a header",
+    keys: &[
+        Key::required("header", Ty::Text, "the header that carries the signature"),
+        Key::defaults(
+            "algorithm",
+            Ty::Choice(&["sha1", "sha256", "sha512"]),
+            "sha256",
+            "the HMAC's hash",
+        ),
+        Key::defaults(
+            "encoding",
+            Ty::Choice(&["hex", "base64"]),
+            "hex",
+            "how the signature is written",
+        ),
+        Key::defaults(
+            "prefix",
+            Ty::Text,
+            "\"\"",
+            "text before the signature, e.g. `sha256=`",
+        ),
+        Key::required("secret", Ty::Secrets, "the shared secret"),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let header = r.required("header");
+    let algorithm = match r.text("algorithm") {
+        Some(None) => Some(HmacAlgorithm::Sha256),
+        Some(Some(text)) => match text.as_str() {
+            "sha1" => Some(HmacAlgorithm::Sha1),
+            "sha256" => Some(HmacAlgorithm::Sha256),
+            "sha512" => Some(HmacAlgorithm::Sha512),
+            other => {
+                let message = format!("unknown algorithm {other:?} (use sha1, sha256 or sha512)");
+                r.invalid("algorithm", message);
+                None
+            }
+        },
+        None => None,
+    };
+    let encoding = match r.text("encoding") {
+        Some(None) => Some(Encoding::Hex),
+        Some(Some(text)) => match text.as_str() {
+            "hex" => Some(Encoding::Hex),
+            "base64" => Some(Encoding::Base64),
+            other => {
+                r.invalid(
+                    "encoding",
+                    format!("unknown encoding {other:?} (use hex or base64)"),
+                );
+                None
+            }
+        },
+        None => None,
+    };
+    let prefix = r.text("prefix").map(Option::unwrap_or_default);
+    let secrets = r.secrets("secret");
+    Some(VerifierConfig::Hmac {
+        header: header?,
+        algorithm: algorithm?,
+        encoding: encoding?,
+        prefix: prefix?,
+        secrets: secrets?,
+    })
+}
 
 #[derive(Debug)]
 pub(crate) struct GenericHmac {
@@ -67,7 +140,7 @@ impl Verify for GenericHmac {
 
 impl Scheme for GenericHmac {
     fn name(&self) -> &'static str {
-        "hmac"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {

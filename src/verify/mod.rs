@@ -4,19 +4,22 @@
 //! bytes) and an injected clock, and answers `Ok` or a [`VerifyError`] whose
 //! text is what the sender gets back in the 401 body.
 //!
-//! [`build`] turns a validated [`VerifierConfig`] into a verifier once, at
-//! load time, so bad secrets are load errors rather than 401s; [`sign`] is the
-//! sender's side of every scheme (for `hookflow send` and round-trip tests).
-//! `mac.rs` holds the HMAC, comparison and header helpers the schemes share.
+//! `registry.rs` lists the senders: [`SENDERS`] (each one's name, documented
+//! keys and settings decoder, found by the rule loader with [`sender`]) and
+//! [`build`], which turns a validated [`VerifierConfig`] into a verifier
+//! once, at load time, so bad secrets are load errors rather than 401s;
+//! [`sign`] is the sender's side of every scheme (for `hookflow send` and
+//! round-trip tests). `mac.rs` holds the HMAC, comparison and header helpers
+//! the schemes share.
 
 use std::fmt;
-use std::time::Duration;
 
 mod basic;
 mod github;
 mod gitlab;
 mod hmac;
 mod mac;
+mod registry;
 mod shopify;
 mod sign;
 mod slack;
@@ -27,6 +30,7 @@ mod testing;
 mod token;
 mod twilio;
 
+pub use registry::{Reader, SENDERS, Sender, VerifierConfig, build, sender};
 pub use sign::{SignError, Signed, sign};
 
 /// A configured secret. Never printed: `Debug` and `Display` show `***`.
@@ -100,54 +104,6 @@ pub enum Encoding {
 pub enum TokenLocation {
     Header(String),
     Query(String),
-}
-
-/// A source's validated `verify:` block. Every list of secrets is non-empty;
-/// several secrets allow rotation without downtime (any may match).
-#[derive(Debug, Clone, PartialEq)]
-pub enum VerifierConfig {
-    Github {
-        secrets: Vec<Secret>,
-        allow_sha1: bool,
-    },
-    Stripe {
-        secrets: Vec<Secret>,
-        tolerance: Duration,
-    },
-    Slack {
-        secrets: Vec<Secret>,
-        tolerance: Duration,
-    },
-    Standard {
-        secrets: Vec<Secret>,
-        tolerance: Duration,
-    },
-    Shopify {
-        secrets: Vec<Secret>,
-    },
-    Twilio {
-        secrets: Vec<Secret>,
-        /// The URL Twilio was given, without its query string.
-        public_url: String,
-    },
-    Gitlab {
-        tokens: Vec<Secret>,
-    },
-    Hmac {
-        header: String,
-        algorithm: HmacAlgorithm,
-        encoding: Encoding,
-        prefix: String,
-        secrets: Vec<Secret>,
-    },
-    Token {
-        location: TokenLocation,
-        values: Vec<Secret>,
-    },
-    Basic {
-        username: String,
-        passwords: Vec<Secret>,
-    },
 }
 
 /// One verification scheme.
@@ -249,48 +205,6 @@ pub enum BuildError {
     InvalidPublicUrl,
 }
 
-/// Builds the scheme a source's `verify:` block describes: the registry of
-/// senders, one arm each.
-pub fn build(config: &VerifierConfig) -> Result<Box<dyn Scheme>, BuildError> {
-    Ok(match config {
-        VerifierConfig::Github {
-            secrets,
-            allow_sha1,
-        } => Box::new(github::Github::new(secrets, *allow_sha1)?),
-        VerifierConfig::Stripe { secrets, tolerance } => {
-            Box::new(stripe::Stripe::new(secrets, *tolerance)?)
-        }
-        VerifierConfig::Slack { secrets, tolerance } => {
-            Box::new(slack::Slack::new(secrets, *tolerance)?)
-        }
-        VerifierConfig::Standard { secrets, tolerance } => {
-            Box::new(standard::Standard::new(secrets, *tolerance)?)
-        }
-        VerifierConfig::Shopify { secrets } => Box::new(shopify::Shopify::new(secrets)?),
-        VerifierConfig::Twilio {
-            secrets,
-            public_url,
-        } => Box::new(twilio::Twilio::new(secrets, public_url)?),
-        VerifierConfig::Gitlab { tokens } => Box::new(gitlab::Gitlab::new(tokens)?),
-        VerifierConfig::Hmac {
-            header,
-            algorithm,
-            encoding,
-            prefix,
-            secrets,
-        } => Box::new(hmac::GenericHmac::new(
-            header, *algorithm, *encoding, prefix, secrets,
-        )?),
-        VerifierConfig::Token { location, values } => {
-            Box::new(token::Token::new(location, values)?)
-        }
-        VerifierConfig::Basic {
-            username,
-            passwords,
-        } => Box::new(basic::Basic::new(username, passwords)?),
-    })
-}
-
 /// Checks a configured header name once, at build time, so a typo is a load
 /// error instead of every request failing with "missing header".
 /// Returns the name as written, which error messages then echo.
@@ -306,6 +220,8 @@ fn header_name(kind: &'static str, header: &str) -> Result<String, BuildError> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::testing::Req;
     use super::*;
 
@@ -373,6 +289,20 @@ mod tests {
                 "token", "basic"
             ]
         );
+    }
+
+    #[test]
+    fn the_registry_names_each_sender_as_its_scheme_does() {
+        let registered: Vec<_> = SENDERS.iter().map(|s| s.name).collect();
+        let built: Vec<_> = every_kind()
+            .iter()
+            .map(|c| build(c).expect("builds").name())
+            .collect();
+        assert_eq!(registered, built);
+        for s in SENDERS {
+            assert_eq!(sender(s.name).map(|found| found.about), Some(s.about));
+        }
+        assert!(sender("gihub").is_none());
     }
 
     #[test]

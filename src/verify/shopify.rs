@@ -7,6 +7,25 @@ use super::mac::{Keys, first_header};
 use super::{
     BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
 };
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `shopify:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "shopify",
+    about: "Shopify: `X-Shopify-Hmac-Sha256`, a base64 HMAC-SHA256 of the body",
+    keys: &[Key::required(
+        "secret",
+        Ty::Secrets,
+        "the app's client secret",
+    )],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    Some(VerifierConfig::Shopify { secrets: secrets? })
+}
 
 const HEADERS: [&str; 2] = ["X-Shopify-Hmac-Sha256", "Shopify-Hmac-Sha256"];
 
@@ -48,7 +67,7 @@ impl Verify for Shopify {
 
 impl Scheme for Shopify {
     fn name(&self) -> &'static str {
-        "shopify"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {

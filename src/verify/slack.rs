@@ -10,9 +10,37 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, header, parse_timestamp};
+use super::registry::DEFAULT_TOLERANCE;
 use super::{
     BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
 };
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `slack:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "slack",
+    about: "Slack: `X-Slack-Signature` (`v0=…`) over the timestamp and body; answers the Events API handshake",
+    keys: &[
+        Key::required("secret", Ty::Secrets, "the app's signing secret"),
+        Key::defaults(
+            "tolerance",
+            Ty::Duration,
+            "5m",
+            "how old `X-Slack-Request-Timestamp` may be",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
+    Some(VerifierConfig::Slack {
+        secrets: secrets?,
+        tolerance: tolerance?,
+    })
+}
 
 const SIGNATURE: &str = "X-Slack-Signature";
 const TIMESTAMP: &str = "X-Slack-Request-Timestamp";
@@ -66,7 +94,7 @@ impl Verify for Slack {
 
 impl Scheme for Slack {
     fn name(&self) -> &'static str {
-        "slack"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {

@@ -8,9 +8,41 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, decode_base64, first_header, parse_timestamp};
+use super::registry::DEFAULT_TOLERANCE;
 use super::{
     BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
 };
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `standard:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "standard",
+    about: "Standard Webhooks / Svix: `webhook-id`, `webhook-timestamp`, `webhook-signature` (`v1,<base64>`)",
+    keys: &[
+        Key::required(
+            "secret",
+            Ty::Secrets,
+            "the endpoint's secret, `whsec_` followed by base64",
+        ),
+        Key::defaults(
+            "tolerance",
+            Ty::Duration,
+            "5m",
+            "how old `webhook-timestamp` may be",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
+    Some(VerifierConfig::Standard {
+        secrets: secrets?,
+        tolerance: tolerance?,
+    })
+}
 
 // The standard's names first: a missing header is reported by them.
 const ID: [&str; 2] = ["webhook-id", "svix-id"];
@@ -78,7 +110,7 @@ impl Verify for Standard {
 
 impl Scheme for Standard {
     fn name(&self) -> &'static str {
-        "standard"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {

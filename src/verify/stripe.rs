@@ -8,9 +8,41 @@
 use std::time::Duration;
 
 use super::mac::{Keys, Window, check_window, header, parse_timestamp};
+use super::registry::DEFAULT_TOLERANCE;
 use super::{
     BuildError, Delivered, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError,
 };
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `stripe:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "stripe",
+    about: "Stripe: `Stripe-Signature` (`t=…,v1=…`), an HMAC-SHA256 of the timestamp and body",
+    keys: &[
+        Key::required(
+            "secret",
+            Ty::Secrets,
+            "the endpoint's signing secret (`whsec_…`)",
+        ),
+        Key::defaults(
+            "tolerance",
+            Ty::Duration,
+            "5m",
+            "how old a signature's timestamp may be",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
+    Some(VerifierConfig::Stripe {
+        secrets: secrets?,
+        tolerance: tolerance?,
+    })
+}
 
 const HEADER: &str = "Stripe-Signature";
 
@@ -71,7 +103,7 @@ impl Verify for Stripe {
 
 impl Scheme for Stripe {
     fn name(&self) -> &'static str {
-        "stripe"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {

@@ -5,6 +5,48 @@
 
 use super::mac::{Keys, header};
 use super::{BuildError, Incoming, Scheme, Secret, TokenLocation, Verify, VerifyError};
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `token:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "token",
+    about: "a header (or a query parameter) equals a value",
+    keys: &[
+        Key::optional(
+            "header",
+            Ty::Text,
+            "the header that carries the token (this or `query`)",
+        ),
+        Key::optional(
+            "query",
+            Ty::Text,
+            "the query parameter that carries the token (this or `header`)",
+        ),
+        Key::required(
+            "value",
+            Ty::Secrets,
+            "the expected value, e.g. `Bearer ${CI_TOKEN}`",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let location = match (r.has("header"), r.has("query")) {
+        (true, false) => r.required("header").map(TokenLocation::Header),
+        (false, true) => r.required("query").map(TokenLocation::Query),
+        _ => {
+            r.error("verifier `token` needs exactly one of `header` or `query`".to_string());
+            None
+        }
+    };
+    let values = r.secrets("value");
+    Some(VerifierConfig::Token {
+        location: location?,
+        values: values?,
+    })
+}
 
 #[derive(Debug)]
 pub(crate) struct Token {
@@ -72,7 +114,7 @@ impl Verify for Token {
 
 impl Scheme for Token {
     fn name(&self) -> &'static str {
-        "token"
+        SENDER.name
     }
 
     fn sign(&self, _body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {

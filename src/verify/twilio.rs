@@ -20,6 +20,32 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::mac::{Keys, ct_eq, header, optional_header, sha256_hex};
 use super::sign::append_query;
 use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verify, VerifyError};
+use super::{Reader, Sender, VerifierConfig};
+use crate::keys::{Key, Ty};
+
+/// The `twilio:` entry of a `verify:` block.
+pub(super) const SENDER: Sender = Sender {
+    name: "twilio",
+    about: "Twilio: `X-Twilio-Signature` over the public URL and the form parameters (or `bodySHA256` for JSON)",
+    keys: &[
+        Key::required("secret", Ty::Secrets, "the account's auth token"),
+        Key::required(
+            "public_url",
+            Ty::Text,
+            "the URL Twilio was given, without its query string",
+        ),
+    ],
+    decode,
+};
+
+fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
+    let secrets = r.secrets("secret");
+    let public_url = r.required("public_url");
+    Some(VerifierConfig::Twilio {
+        secrets: secrets?,
+        public_url: public_url?,
+    })
+}
 
 const SIGNATURE: &str = "X-Twilio-Signature";
 const SETTINGS: &str = "X-Twilio-Webhooks-Signature-Settings";
@@ -176,7 +202,7 @@ fn toggle_default_port(url: &str) -> Option<String> {
 
 impl Scheme for Twilio {
     fn name(&self) -> &'static str {
-        "twilio"
+        SENDER.name
     }
 
     fn sign(&self, body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {

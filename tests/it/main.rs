@@ -28,6 +28,7 @@ mod receive;
 mod reload;
 mod runlog_cli;
 mod runlog_view;
+mod schema;
 mod secret_files;
 mod secrets;
 mod send;

@@ -11,8 +11,8 @@ use super::Decoder;
 use crate::rules::condition::{Bound, Condition, ConditionKind, Op, Selector, Test};
 use crate::rules::node::{Kind, Node, key_text};
 
-const SELECTORS: &[&str] = &["path", "header", "query", "event", "source_ip"];
-const OPERATORS: &[&str] = &[
+pub(crate) const SELECTORS: &[&str] = &["path", "header", "query", "event", "source_ip"];
+pub(crate) const OPERATORS: &[&str] = &[
     "equals",
     "not_equals",
     "in",
@@ -28,7 +28,7 @@ const OPERATORS: &[&str] = &[
     "exists",
     "cidr",
 ];
-const COMBINATORS: &[&str] = &["all", "any", "not"];
+pub(crate) const COMBINATORS: &[&str] = &["all", "any", "not"];
 
 impl Decoder<'_> {
     /// A condition, or a list of them (all must hold).

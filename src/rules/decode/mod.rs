@@ -20,6 +20,20 @@ mod source;
 pub use source::{MAX_BODY_CAP, parse_byte_size};
 mod test;
 
+/// The decoders' own key lists, for the editor schema and the reference
+/// (`rules::reference`), which are generated from them.
+pub(crate) mod keys {
+    pub(crate) use super::condition::{COMBINATORS, OPERATORS, SELECTORS};
+    pub(crate) use super::rule::RULE_KEYS;
+    pub(crate) use super::source::{EXTRACT_KEYS, RESPONSE_KEYS, SOURCE_KEYS};
+    pub(crate) use super::test::{EXPECT_KEYS, TEST_KEYS};
+    pub(crate) use crate::actions::STEP_KEYS;
+    pub(crate) use crate::actions::http::HTTP_KEYS;
+    pub(crate) use crate::actions::shell::SHELL_KEYS;
+    pub(crate) use crate::actions::slack::SLACK_KEYS;
+    pub(crate) use crate::rules::load::FILE_KEYS;
+}
+
 /// How bad a diagnostic is: errors reject the rule set, warnings do not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
 #[serde(rename_all = "lowercase")]

@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use super::{Decoder, DefaultedSecret, Diagnostic, Severity};
+use super::{Decoder, DefaultedSecret, Diagnostic, Fields, Severity};
 use crate::rules::model::{Extract, RateLimit, ResponseSpec, Source};
 use crate::rules::node::{Kind, Node, key_text};
-use crate::verify::{Encoding, HmacAlgorithm, Secret, TokenLocation, VerifierConfig};
+use crate::verify::{Reader, SENDERS, Secret, Sender, VerifierConfig};
 
-const SOURCE_KEYS: &[&str] = &[
+pub(crate) const SOURCE_KEYS: &[&str] = &[
     "path",
     "methods",
     "verify",
@@ -21,13 +21,10 @@ const SOURCE_KEYS: &[&str] = &[
     "schema",
     "schema_file",
 ];
-
-const VERIFIERS: &[&str] = &[
-    "github", "stripe", "slack", "standard", "shopify", "twilio", "gitlab", "hmac", "token",
-    "basic",
-];
-
-const DEFAULT_TOLERANCE: Duration = Duration::from_secs(300);
+/// The keys of a source's `event:` and `dedupe:`.
+pub(crate) const EXTRACT_KEYS: &[&str] = &["header", "path"];
+/// The keys of a source's `response:`.
+pub(crate) const RESPONSE_KEYS: &[&str] = &["status", "headers", "body"];
 
 /// The largest `max_body` a source (or the server, `config.rs`) may set.
 ///
@@ -207,148 +204,34 @@ impl Decoder<'_> {
             return None;
         };
         let kind = key_text(kind_node);
-        if !VERIFIERS.contains(&kind.as_str()) {
-            let hint = super::did_you_mean(&kind, VERIFIERS.iter().copied())
+        let Some(sender) = crate::verify::sender(&kind) else {
+            let names = SENDERS.iter().map(|s| s.name);
+            let hint = super::did_you_mean(&kind, names.clone())
                 .map(|h| format!(" (did you mean `{h}`?)"))
-                .unwrap_or_else(|| format!("; expected one of: {}", VERIFIERS.join(", ")));
+                .unwrap_or_else(|| {
+                    format!(
+                        "; expected one of: {}",
+                        names.collect::<Vec<_>>().join(", ")
+                    )
+                });
             self.error(kind_node, format!("unknown verifier `{kind}`{hint}"));
             return None;
-        }
-        let mut f = self.map(
+        };
+        let fields = self.map(
             config,
             &format!("the `{kind}` verifier's settings (a mapping)"),
         )?;
-        let what = format!("verifier `{kind}`");
-        let config = match kind.as_str() {
-            "github" => {
-                let secrets = self.secrets(&mut f, "secret", &what);
-                let allow_sha1 = f
-                    .get("allow_sha1")
-                    .map(|n| self.bool(n))
-                    .unwrap_or(Some(false));
-                f.finish(self, &what, &["secret", "allow_sha1"]);
-                VerifierConfig::Github {
-                    secrets: secrets?,
-                    allow_sha1: allow_sha1?,
-                }
-            }
-            "stripe" | "slack" | "standard" => {
-                let secrets = self.secrets(&mut f, "secret", &what);
-                let tolerance = f
-                    .get("tolerance")
-                    .map(|n| self.duration(n))
-                    .unwrap_or(Some(DEFAULT_TOLERANCE));
-                f.finish(self, &what, &["secret", "tolerance"]);
-                let (secrets, tolerance) = (secrets?, tolerance?);
-                match kind.as_str() {
-                    "stripe" => VerifierConfig::Stripe { secrets, tolerance },
-                    "slack" => VerifierConfig::Slack { secrets, tolerance },
-                    _ => VerifierConfig::Standard { secrets, tolerance },
-                }
-            }
-            "shopify" => {
-                let secrets = self.secrets(&mut f, "secret", &what);
-                f.finish(self, &what, &["secret"]);
-                VerifierConfig::Shopify { secrets: secrets? }
-            }
-            "twilio" => {
-                let secrets = self.secrets(&mut f, "secret", &what);
-                let url = f
-                    .require(self, "public_url", &what)
-                    .and_then(|n| self.string(n));
-                f.finish(self, &what, &["secret", "public_url"]);
-                VerifierConfig::Twilio {
-                    secrets: secrets?,
-                    public_url: url?,
-                }
-            }
-            "gitlab" => {
-                let tokens = self.secrets(&mut f, "token", &what);
-                f.finish(self, &what, &["token"]);
-                VerifierConfig::Gitlab { tokens: tokens? }
-            }
-            "hmac" => self.hmac_verifier(f, &what)?,
-            "token" => {
-                let location = match (f.get("header"), f.get("query")) {
-                    (Some(h), None) => self.string(h).map(TokenLocation::Header),
-                    (None, Some(q)) => self.string(q).map(TokenLocation::Query),
-                    _ => {
-                        self.error(
-                            f.node,
-                            "verifier `token` needs exactly one of `header` or `query`",
-                        );
-                        None
-                    }
-                };
-                let values = self.secrets(&mut f, "value", &what);
-                f.finish(self, &what, &["header", "query", "value"]);
-                VerifierConfig::Token {
-                    location: location?,
-                    values: values?,
-                }
-            }
-            _ => {
-                let username = f
-                    .require(self, "username", &what)
-                    .and_then(|n| self.string(n));
-                let passwords = self.secrets(&mut f, "password", &what);
-                f.finish(self, &what, &["username", "password"]);
-                VerifierConfig::Basic {
-                    username: username?,
-                    passwords: passwords?,
-                }
-            }
+        let mut reader = SenderReader {
+            dec: self,
+            fields,
+            what: format!("verifier `{kind}`"),
+            sender,
         };
-        Some(config)
-    }
-
-    fn hmac_verifier(&mut self, mut f: super::Fields<'_>, what: &str) -> Option<VerifierConfig> {
-        let header = f.require(self, "header", what).and_then(|n| self.string(n));
-        let algorithm = match f.get("algorithm") {
-            None => Some(HmacAlgorithm::Sha256),
-            Some(n) => match self.string(n).as_deref() {
-                Some("sha1") => Some(HmacAlgorithm::Sha1),
-                Some("sha256") => Some(HmacAlgorithm::Sha256),
-                Some("sha512") => Some(HmacAlgorithm::Sha512),
-                Some(other) => {
-                    self.error(
-                        n,
-                        format!("unknown algorithm {other:?} (use sha1, sha256 or sha512)"),
-                    );
-                    None
-                }
-                None => None,
-            },
-        };
-        let encoding = match f.get("encoding") {
-            None => Some(Encoding::Hex),
-            Some(n) => match self.string(n).as_deref() {
-                Some("hex") => Some(Encoding::Hex),
-                Some("base64") => Some(Encoding::Base64),
-                Some(other) => {
-                    self.error(n, format!("unknown encoding {other:?} (use hex or base64)"));
-                    None
-                }
-                None => None,
-            },
-        };
-        let prefix = f
-            .get("prefix")
-            .map(|n| self.string(n))
-            .unwrap_or(Some(String::new()));
-        let secrets = self.secrets(&mut f, "secret", what);
-        f.finish(
-            self,
-            what,
-            &["header", "algorithm", "encoding", "prefix", "secret"],
-        );
-        Some(VerifierConfig::Hmac {
-            header: header?,
-            algorithm: algorithm?,
-            encoding: encoding?,
-            prefix: prefix?,
-            secrets: secrets?,
-        })
+        let config = (sender.decode)(&mut reader);
+        let SenderReader { fields, what, .. } = reader;
+        let known: Vec<&str> = sender.keys.iter().map(|k| k.name).collect();
+        fields.finish(self, &what, &known);
+        config
     }
 
     /// Warns about the secrets recorded since `from` that came from a
@@ -375,7 +258,7 @@ impl Decoder<'_> {
 
     /// A required secret, or a list of them for rotation. A value that came
     /// from a `${NAME:-default}` default is recorded in `defaulted_secrets`.
-    fn secrets(&mut self, f: &mut super::Fields<'_>, key: &str, what: &str) -> Option<Vec<Secret>> {
+    fn secrets(&mut self, f: &mut Fields<'_>, key: &str, what: &str) -> Option<Vec<Secret>> {
         let node = f.require(self, key, what)?;
         self.track_defaults();
         let values = self.string_list(node);
@@ -467,7 +350,7 @@ impl Decoder<'_> {
                 None
             }
         };
-        f.finish(self, &format!("`{what}`"), &["header", "path"]);
+        f.finish(self, &format!("`{what}`"), EXTRACT_KEYS);
         result
     }
 
@@ -492,12 +375,84 @@ impl Decoder<'_> {
             Some(n) => self.template(n).map(Some),
             None => Some(None),
         };
-        f.finish(self, "`response`", &["status", "headers", "body"]);
+        f.finish(self, "`response`", RESPONSE_KEYS);
         Some(ResponseSpec {
             status: status?,
             headers: headers?,
             body: body?,
         })
+    }
+}
+
+/// A sender's `verify:` settings as it reads them: each problem is reported
+/// at its place, and the keys it reads are marked as known.
+struct SenderReader<'d, 'a, 'n> {
+    dec: &'d mut Decoder<'a>,
+    fields: Fields<'n>,
+    /// `verifier `github``, for messages.
+    what: String,
+    sender: &'static Sender,
+}
+
+impl<'n> SenderReader<'_, '_, 'n> {
+    /// The value of `key`. A sender reads only the keys it documents, so
+    /// that the editor schema and docs/REFERENCE.md list every one.
+    fn get(&mut self, key: &str) -> Option<&'n Node> {
+        debug_assert!(
+            self.sender.keys.iter().any(|k| k.name == key),
+            "the {} sender reads `{key}`, which its `keys` do not list",
+            self.sender.name
+        );
+        self.fields.get(key)
+    }
+}
+
+impl Reader for SenderReader<'_, '_, '_> {
+    fn has(&mut self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn secrets(&mut self, key: &str) -> Option<Vec<Secret>> {
+        self.get(key);
+        self.dec.secrets(&mut self.fields, key, &self.what)
+    }
+
+    fn required(&mut self, key: &str) -> Option<String> {
+        self.get(key);
+        let node = self.fields.require(self.dec, key, &self.what)?;
+        self.dec.string(node)
+    }
+
+    fn text(&mut self, key: &str) -> Option<Option<String>> {
+        match self.get(key) {
+            Some(n) => self.dec.string(n).map(Some),
+            None => Some(None),
+        }
+    }
+
+    fn bool(&mut self, key: &str, default: bool) -> Option<bool> {
+        match self.get(key) {
+            Some(n) => self.dec.bool(n),
+            None => Some(default),
+        }
+    }
+
+    fn duration(&mut self, key: &str, default: Duration) -> Option<Duration> {
+        match self.get(key) {
+            Some(n) => self.dec.duration(n),
+            None => Some(default),
+        }
+    }
+
+    fn invalid(&mut self, key: &str, message: String) {
+        match self.get(key) {
+            Some(n) => self.dec.error(n, message),
+            None => self.error(message),
+        }
+    }
+
+    fn error(&mut self, message: String) {
+        self.dec.error(self.fields.node, message);
     }
 }
 

@@ -5,7 +5,7 @@ use super::Decoder;
 use crate::rules::model::RuleTest;
 use crate::rules::node::{Kind, Node, key_text};
 
-const TEST_KEYS: &[&str] = &[
+pub(crate) const TEST_KEYS: &[&str] = &[
     "name",
     "source",
     "event",
@@ -15,6 +15,8 @@ const TEST_KEYS: &[&str] = &[
     "payload_file",
     "expect",
 ];
+/// The keys of a test's `expect:`.
+pub(crate) const EXPECT_KEYS: &[&str] = &["matched", "render", "rejected"];
 
 impl Decoder<'_> {
     pub fn rule_test(&mut self, node: &Node) -> Option<RuleTest> {
@@ -167,7 +169,7 @@ impl Decoder<'_> {
                 }
             }
         }
-        f.finish(self, "`expect`", &["matched", "render", "rejected"]);
+        f.finish(self, "`expect`", EXPECT_KEYS);
         let (matched, rejected) = (matched?, rejected?);
         if rejected.is_some() && (matched.is_some() || !render.is_empty()) {
             self.error(
