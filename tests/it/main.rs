@@ -37,4 +37,5 @@ mod steering;
 mod store_sqlite;
 mod ui;
 mod ui_browser;
+mod ui_screenshots;
 mod verify_vectors;

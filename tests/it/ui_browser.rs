@@ -8,7 +8,7 @@
 //! Needs Debian's `chromium` and `chromium-driver`; without them these
 //! tests fail and say what to install.
 
-mod driver;
+pub(crate) mod driver;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -121,6 +121,14 @@ pub fn time(ms: i64) -> Markup {
     }
 }
 
+/// An RFC 3339 time as [`time`] shows it; other text as it is.
+pub fn time_text(rfc3339: &str) -> Markup {
+    match chrono::DateTime::parse_from_rfc3339(rfc3339) {
+        Ok(t) => time(t.timestamp_millis()),
+        Err(_) => html! { (rfc3339) },
+    }
+}
+
 /// A status word as a coloured badge (the class is the word itself, from
 /// a closed set, never from the payload).
 pub fn badge(status: &str) -> Markup {

@@ -13,7 +13,7 @@ use maud::{Markup, html};
 
 use super::UiError;
 use super::auth::Current;
-use super::layout::{badge, duration, segment, shell};
+use super::layout::{badge, duration, segment, shell, time_text};
 use crate::server::AppState;
 use crate::store::stats::{CHART_MS, MinuteCount, Outcome, RuleStats, Window};
 
@@ -57,12 +57,15 @@ pub async fn page(
             }
             div.card.tile {
                 div.muted { "Last reload" }
-                div { (badge(reload.last_outcome.as_deref().unwrap_or("ok"))) }
+                div { @match reload.last_outcome.as_deref() {
+                    Some(outcome) => (badge(outcome)),
+                    None => span.muted { "none since start" },
+                } }
                 @if !reload.errors.is_empty() {
                     div.error { (reload.errors.len()) " error(s): " a href="/ui/rules" { "see the rules page" } }
                     ul { @for e in reload.errors.iter().take(3) { li.mono { (e) } } }
                 }
-                div.muted { "running set loaded " (reload.loaded_at) }
+                div.muted { "running set loaded " (time_text(&reload.loaded_at)) }
             }
         }
         h2 { "Deliveries per minute, last hour" }

@@ -9,7 +9,7 @@ use axum::extract::State;
 use maud::{Markup, html};
 
 use super::auth::Current;
-use super::layout::{badge, row, shell};
+use super::layout::{badge, row, shell, time_text};
 use crate::server::AppState;
 use crate::server::api::dto::ReloadStatus;
 
@@ -65,8 +65,8 @@ pub fn reload(r: &ReloadStatus) -> Markup {
     html! {
         div.card #reload {
             dl.meta {
-                (row("Running set loaded", Some(html! { (r.loaded_at) })))
-                (row("Last reload", r.last_reload_at.as_ref().map(|t| html! { (t) })))
+                (row("Running set loaded", Some(time_text(&r.loaded_at))))
+                (row("Last reload", r.last_reload_at.as_deref().map(time_text)))
                 (row("Outcome", r.last_outcome.as_ref().map(|o| badge(o))))
                 (row("Reloads", Some(html! { (r.succeeded) " ok, " (r.failed) " failed" })))
             }

@@ -113,10 +113,11 @@ fn attempt(a: &Attempt) -> Markup {
                 div.muted { "Request" }
                 (pre(&serde_json::to_string_pretty(&a.request).unwrap_or_default()))
             }
-            @if let Some(e) = &a.error { div.muted { "Error" } (pre(e)) }
-            @if let Some(r) = &a.response { div.muted { "Response" } (pre(r)) }
-            @if let Some(s) = &a.stdout { div.muted { "stdout" } (pre(s)) }
-            @if let Some(s) = &a.stderr { div.muted { "stderr" } (pre(s)) }
+            @for (label, text) in [("Error", &a.error), ("Response", &a.response), ("stdout", &a.stdout), ("stderr", &a.stderr)] {
+                @if let Some(text) = text.as_deref().filter(|t| !t.is_empty()) {
+                    div.muted { (label) } (pre(text))
+                }
+            }
         }
     }
 }
