@@ -101,12 +101,14 @@ impl App {
             let engine = engine.clone();
             Arc::new(move || engine.notify())
         };
-        let state = Arc::new(AppState::new(
-            reloader.clone(),
-            store.clone(),
-            settings,
-            on_queued,
-        ));
+        let on_cancel: server::OnCancel = {
+            let engine = engine.clone();
+            Arc::new(move |run: &str| engine.cancel_local(run))
+        };
+        let state = Arc::new(
+            AppState::new(reloader.clone(), store.clone(), settings, on_queued)
+                .with_on_cancel(on_cancel),
+        );
         Ok(App {
             addr,
             admin_addr,

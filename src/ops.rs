@@ -13,7 +13,10 @@ use serde::Serialize;
 
 use crate::delivery::Delivery;
 use crate::rules::RuleSet;
-use crate::store::{DeliveryStatus, NewRun, RetryOutcome, RunRecord, RunStatus, Store, StoreError};
+use crate::store::{
+    ActionKind, Actor, DeliveryStatus, NewRun, OperatorAction, RetryOutcome, RunRecord, RunStatus,
+    Store, StoreError,
+};
 
 mod cancel;
 
@@ -58,6 +61,7 @@ pub async fn replay(
     rules: &RuleSet,
     delivery_id: &str,
     dry_run: bool,
+    actor: &Actor,
 ) -> Result<Replay, OpsError> {
     let record = store
         .get_delivery(delivery_id)
@@ -123,17 +127,27 @@ pub async fn replay(
     if !runs.is_empty() {
         store.queue_runs(&delivery.id, runs).await?;
     }
+    let detail = serde_json::json!({ "matched": replay.matched, "runs": replay.runs });
+    audit(store, ActionKind::Replay, &delivery.id, actor, detail).await;
     Ok(replay)
 }
 
 /// Re-queues failed run `run_id` from its failed step (earlier steps are
 /// not run again; their outputs are kept). Returns the run as re-queued.
-pub async fn retry(store: &Arc<dyn Store>, run_id: &str) -> Result<RunRecord, OpsError> {
+pub async fn retry(
+    store: &Arc<dyn Store>,
+    run_id: &str,
+    actor: &Actor,
+) -> Result<RunRecord, OpsError> {
     match store
         .retry_run(run_id, Utc::now().timestamp_millis())
         .await?
     {
-        RetryOutcome::Requeued(run) => Ok(*run),
+        RetryOutcome::Requeued(run) => {
+            let detail = serde_json::json!({ "step": run.next_step, "attempt": run.attempt });
+            audit(store, ActionKind::Retry, run_id, actor, detail).await;
+            Ok(*run)
+        }
         RetryOutcome::NotFound => Err(OpsError::NotFound {
             what: "run",
             id: run_id.to_owned(),
@@ -142,6 +156,22 @@ pub async fn retry(store: &Arc<dyn Store>, run_id: &str) -> Result<RunRecord, Op
             id: run_id.to_owned(),
             status,
         }),
+    }
+}
+
+/// Appends a done action to the audit trail. The action itself is
+/// committed already, so a trail that cannot be written is logged loudly
+/// rather than reported as the action failing.
+pub(crate) async fn audit(
+    store: &Arc<dyn Store>,
+    action: ActionKind,
+    target: &str,
+    actor: &Actor,
+    detail: serde_json::Value,
+) {
+    let entry = OperatorAction::new(action, Some(target), actor, detail);
+    if let Err(e) = store.record_operator_action(entry).await {
+        tracing::error!(error = %e, action = action.as_str(), target, "cannot record an operator action in the audit trail");
     }
 }
 
@@ -167,6 +197,13 @@ rules:
     actions:
       - http: { url: "http://127.0.0.1:9/c" }
 "#;
+
+    fn me() -> Actor {
+        Actor {
+            via: crate::store::Via::Api,
+            client: "127.0.0.1:4711".into(),
+        }
+    }
 
     struct Fixture {
         _dir: tempfile::TempDir,
@@ -223,12 +260,14 @@ rules:
         let f = fixture().await;
         accept(&f, "D1", 500).await;
 
-        let dry = replay(&f.store, &f.rules, "D1", true).await.unwrap();
+        let dry = replay(&f.store, &f.rules, "D1", true, &me()).await.unwrap();
         assert_eq!(dry.matched, ["big", "all"]);
         assert!(dry.runs.is_empty());
         assert_eq!(f.store.runs_for_delivery("D1").await.unwrap().len(), 1);
 
-        let done = replay(&f.store, &f.rules, "D1", false).await.unwrap();
+        let done = replay(&f.store, &f.rules, "D1", false, &me())
+            .await
+            .unwrap();
         assert_eq!(done.runs.len(), 2);
         let runs = f.store.runs_for_delivery("D1").await.unwrap();
         assert_eq!(runs.len(), 3);
@@ -236,7 +275,7 @@ rules:
         assert_eq!((big.rule.as_str(), big.status), ("big", RunStatus::Queued));
         assert_eq!(big.definition, f.rules.rule("big").unwrap().definition);
 
-        let missing = replay(&f.store, &f.rules, "nope", false).await;
+        let missing = replay(&f.store, &f.rules, "nope", false, &me()).await;
         assert!(matches!(
             missing,
             Err(OpsError::NotFound {
@@ -274,7 +313,7 @@ rules:
             .await
             .unwrap();
         assert!(matches!(
-            replay(&f.store, &f.rules, "R401", false).await,
+            replay(&f.store, &f.rules, "R401", false, &me()).await,
             Err(OpsError::NotReplayable { .. })
         ));
 
@@ -286,7 +325,7 @@ rules:
         );
         std::fs::write(dir.path().join("r.yaml"), strict).unwrap();
         let strict = crate::rules::load(dir.path()).unwrap();
-        let still = replay(&f.store, &strict, "R422", false).await;
+        let still = replay(&f.store, &strict, "R422", false, &me()).await;
         match still {
             Err(OpsError::NotReplayable { reason, .. }) => {
                 assert!(reason.contains("/total"), "{reason}")
@@ -295,7 +334,9 @@ rules:
         }
 
         // The schema fixed (here: gone), the kept body runs.
-        let done = replay(&f.store, &f.rules, "R422", false).await.unwrap();
+        let done = replay(&f.store, &f.rules, "R422", false, &me())
+            .await
+            .unwrap();
         assert_eq!(done.matched, ["all"]);
         let runs = f.store.runs_for_delivery("R422").await.unwrap();
         assert_eq!(runs.len(), 1);
@@ -307,7 +348,7 @@ rules:
         let f = fixture().await;
         let run = accept(&f, "D2", 1).await;
 
-        let not_failed = retry(&f.store, &run).await;
+        let not_failed = retry(&f.store, &run, &me()).await;
         assert!(
             matches!(
                 not_failed,
@@ -319,7 +360,7 @@ rules:
             "{not_failed:?}"
         );
         assert!(matches!(
-            retry(&f.store, "nope").await,
+            retry(&f.store, "nope", &me()).await,
             Err(OpsError::NotFound { what: "run", .. })
         ));
 
@@ -353,7 +394,7 @@ rules:
             .await
             .unwrap();
 
-        let requeued = retry(&f.store, &run).await.unwrap();
+        let requeued = retry(&f.store, &run, &me()).await.unwrap();
         assert_eq!(requeued.status, RunStatus::Queued);
         // Numbering goes on from attempt 3; the budget counts from there.
         assert_eq!(
@@ -366,7 +407,7 @@ rules:
         assert_eq!(requeued.outputs, json!({ "first": { "status": 200 } }));
         // Queued again, so a second retry is refused.
         assert!(matches!(
-            retry(&f.store, &run).await,
+            retry(&f.store, &run, &me()).await,
             Err(OpsError::NotFailed { .. })
         ));
     }

@@ -16,7 +16,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::rules::Secrets;
-use crate::store::{self, AttemptRecord, DeliveryRecord, DeliverySummary, RunRecord};
+use crate::store::{
+    self, AttemptRecord, DeliveryRecord, DeliverySummary, OperatorAction, RunRecord,
+};
 
 /// Whether a delivery was accepted (and matched) or rejected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -36,6 +38,67 @@ pub enum RunStatus {
     Succeeded,
     Failed,
     Cancelled,
+}
+
+/// How a run reads now: its status, except that a `running` run no
+/// worker holds and not due yet is `waiting` (for a retry at
+/// `next_attempt_at`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunState {
+    Queued,
+    Running,
+    Waiting,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl From<store::RunState> for RunState {
+    fn from(s: store::RunState) -> Self {
+        match s {
+            store::RunState::Queued => RunState::Queued,
+            store::RunState::Running => RunState::Running,
+            store::RunState::Waiting => RunState::Waiting,
+            store::RunState::Succeeded => RunState::Succeeded,
+            store::RunState::Failed => RunState::Failed,
+            store::RunState::Cancelled => RunState::Cancelled,
+        }
+    }
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        store::RunState::from(self).as_str()
+    }
+}
+
+impl From<RunState> for store::RunState {
+    fn from(s: RunState) -> Self {
+        match s {
+            RunState::Queued => store::RunState::Queued,
+            RunState::Running => store::RunState::Running,
+            RunState::Waiting => store::RunState::Waiting,
+            RunState::Succeeded => store::RunState::Succeeded,
+            RunState::Failed => store::RunState::Failed,
+            RunState::Cancelled => store::RunState::Cancelled,
+        }
+    }
+}
+
+/// An operator's action on a delivery or run (the audit trail): what, through
+/// what (`cli`, `api`, `ui`, `signal`), from where, and when.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct OperatorActionView {
+    /// `replay`, `retry`, `cancel` or `reload`.
+    pub action: String,
+    /// Unix milliseconds.
+    pub at: i64,
+    pub via: String,
+    /// The client's address, or `user@host` for the CLI.
+    pub client: String,
+    /// What it did (runs queued, a cancel's outcome).
+    pub detail: Value,
 }
 
 /// How an attempt ended: `retrying` failed and will be tried again,
@@ -180,6 +243,8 @@ pub struct DeliveryDetail {
     pub trace: Value,
     /// The runs it queued, oldest first (replays add more).
     pub runs: Vec<RunItem>,
+    /// Replays of it, oldest first.
+    pub operator_actions: Vec<OperatorActionView>,
 }
 
 impl DeliveryDetail {
@@ -204,6 +269,11 @@ pub struct RunItem {
     pub delivery_id: String,
     pub rule: String,
     pub status: RunStatus,
+    /// The status as it reads now: `waiting` for a `running` run that
+    /// waits for a retry at `next_attempt_at`.
+    pub state: RunState,
+    /// When an operator asked to cancel it while it ran.
+    pub cancel_requested_at: Option<i64>,
     /// Index of the first step not yet done; a resumed or retried run
     /// starts here.
     pub next_step: u32,
@@ -226,6 +296,8 @@ pub struct RunDetail {
     pub outputs: Value,
     /// By step, then attempt number.
     pub attempts: Vec<Attempt>,
+    /// Retries and cancels of it, oldest first.
+    pub operator_actions: Vec<OperatorActionView>,
 }
 
 /// One try of a step (SPEC §5).
@@ -315,11 +387,29 @@ impl Redact<'_> {
             matched: d.matched,
             trace: self.0.redact_value(&d.trace),
             runs: runs.into_iter().map(|r| self.run_item(r)).collect(),
+            operator_actions: Vec::new(),
         }
     }
 
+    /// The audit trail entries, as shown.
+    pub fn trail(&self, actions: Vec<OperatorAction>) -> Vec<OperatorActionView> {
+        actions
+            .into_iter()
+            .map(|a| OperatorActionView {
+                action: a.action.as_str().to_owned(),
+                at: a.at,
+                via: a.via.as_str().to_owned(),
+                client: a.client,
+                detail: self.0.redact_value(&a.detail),
+            })
+            .collect()
+    }
+
     pub fn run_item(&self, r: RunRecord) -> RunItem {
+        let state = r.state(chrono::Utc::now().timestamp_millis()).into();
         RunItem {
+            state,
+            cancel_requested_at: r.cancel_requested_at,
             id: r.id,
             delivery_id: r.delivery_id,
             rule: r.rule,
@@ -340,6 +430,7 @@ impl Redact<'_> {
             run: self.run_item(r),
             outputs,
             attempts: attempts.into_iter().map(|a| self.attempt(a)).collect(),
+            operator_actions: Vec::new(),
         }
     }
 

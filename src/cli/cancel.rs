@@ -26,9 +26,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&args.settings)?;
     let results = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
+        let actor = crate::store::Actor::cli();
         let mut results = Vec::with_capacity(args.run_ids.len());
         for id in &args.run_ids {
-            results.push((id.clone(), crate::ops::cancel(&store, id).await));
+            results.push((id.clone(), crate::ops::cancel(&store, id, &actor).await));
         }
         anyhow::Ok(results)
     })?;

@@ -25,7 +25,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let replay = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
-        anyhow::Ok(crate::ops::replay(&store, &rules, &args.delivery_id, args.dry_run).await?)
+        anyhow::Ok(
+            crate::ops::replay(
+                &store,
+                &rules,
+                &args.delivery_id,
+                args.dry_run,
+                &crate::store::Actor::cli(),
+            )
+            .await?,
+        )
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&replay)?);

@@ -18,7 +18,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&args.settings)?;
     let run = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
-        anyhow::Ok(crate::ops::retry(&store, &args.run_id).await?)
+        anyhow::Ok(crate::ops::retry(&store, &args.run_id, &crate::store::Actor::cli()).await?)
     })?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&run)?);

@@ -15,7 +15,8 @@ pub struct Args {
     /// Only runs of this rule.
     #[arg(long)]
     rule: Option<String>,
-    /// Only runs in this state: queued, running, succeeded, failed, cancelled.
+    /// Only runs in this state: queued, running, waiting (for a retry),
+    /// succeeded, failed, cancelled.
     #[arg(long)]
     status: Option<String>,
     /// At most this many (newest first).
@@ -27,14 +28,20 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    // `waiting` is a state, not a stored status: running runs due later.
+    let mut waiting_at = None;
     let status = match args.status.as_deref() {
         None => None,
+        Some("waiting") => {
+            waiting_at = Some(chrono::Utc::now().timestamp_millis());
+            None
+        }
         Some(text) => match RunStatus::parse(text) {
             Some(status) => Some(status),
             None => {
                 let known: Vec<&str> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
                 bail!(
-                    "--status {text:?} is not a run state (one of: {})",
+                    "--status {text:?} is not a run state (one of: {}, waiting)",
                     known.join(", ")
                 );
             }
@@ -46,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         status,
         limit: args.limit.max(1),
         before_id: None,
-        waiting_at: None,
+        waiting_at,
     };
     let secrets = super::show::secrets(&settings)?;
     let records = super::runtime()?.block_on(async {
@@ -79,7 +86,7 @@ pub(super) fn render_table(runs: &[RunItem], labels: &[String]) -> String {
                 r.id.clone(),
                 super::time(r.created_at),
                 r.rule.clone(),
-                r.status.as_str().to_string(),
+                state(r),
                 label.clone(),
                 r.delivery_id.clone(),
                 r.error
@@ -94,6 +101,19 @@ pub(super) fn render_table(runs: &[RunItem], labels: &[String]) -> String {
         ],
         &rows,
     )
+}
+
+/// The run's state for people: `waiting until 14:02:11` for a run waiting
+/// for a retry, `running (cancelling)` once a cancel is requested.
+pub(super) fn state(r: &RunItem) -> String {
+    use crate::runlog_view::RunState;
+    match (r.state, r.next_attempt_at) {
+        (RunState::Waiting, Some(at)) => format!("waiting until {}", super::time(at)),
+        (RunState::Running, _) if r.cancel_requested_at.is_some() => {
+            "running (cancelling)".to_owned()
+        }
+        (state, _) => state.as_str().to_owned(),
+    }
 }
 
 /// Where the run is: `2/3` (1-based step of the step count, from the

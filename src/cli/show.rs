@@ -11,11 +11,14 @@ use serde_json::Value;
 
 use crate::config::Settings;
 use crate::rules::Secrets;
-use crate::runlog_view::{DeliveryDetail, Redact, RunDetail};
-use crate::store::{AttemptRecord, DeliveryRecord, RunRecord};
+use crate::runlog_view::{DeliveryDetail, OperatorActionView, Redact, RunDetail};
+use crate::store::{AttemptRecord, DeliveryRecord, OperatorAction, RunRecord};
 
 /// Body bytes shown in text; `--json` has all of it.
 const BODY_SHOWN: usize = 4096;
+
+/// Most audit-trail entries shown for one delivery or run.
+const TRAIL_SHOWN: u32 = 100;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -29,8 +32,8 @@ pub struct Args {
 }
 
 enum Found {
-    Delivery(Box<DeliveryRecord>, Vec<RunRecord>),
-    Run(Box<RunRecord>, Vec<AttemptRecord>),
+    Delivery(Box<DeliveryRecord>, Vec<RunRecord>, Vec<OperatorAction>),
+    Run(Box<RunRecord>, Vec<AttemptRecord>, Vec<OperatorAction>),
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -41,11 +44,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let store = super::open_store(&settings).await?;
         if let Some(delivery) = store.get_delivery(&id).await? {
             let runs = store.runs_for_delivery(&id).await?;
-            return anyhow::Ok(Some(Found::Delivery(Box::new(delivery), runs)));
+            let trail = store.operator_actions(Some(&id), TRAIL_SHOWN).await?;
+            return anyhow::Ok(Some(Found::Delivery(Box::new(delivery), runs, trail)));
         }
         if let Some(run) = store.get_run(&id).await? {
             let attempts = store.attempts_for_run(&id).await?;
-            return anyhow::Ok(Some(Found::Run(Box::new(run), attempts)));
+            let trail = store.operator_actions(Some(&id), TRAIL_SHOWN).await?;
+            return anyhow::Ok(Some(Found::Run(Box::new(run), attempts, trail)));
         }
         anyhow::Ok(None)
     })?;
@@ -57,19 +62,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let view = Redact(&secrets);
     match found {
-        Found::Delivery(d, runs) => {
+        Found::Delivery(d, runs, trail) => {
             let labels: Vec<String> = runs.iter().map(super::runs::step_label).collect();
             let bytes = d.body.as_ref().map(Vec::len);
-            let detail = view.delivery(*d, runs);
+            let mut detail = view.delivery(*d, runs);
+            detail.operator_actions = view.trail(trail);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
                 print!("{}", render_delivery(&detail, bytes, &labels));
             }
         }
-        Found::Run(run, attempts) => {
+        Found::Run(run, attempts, trail) => {
             let label = super::runs::step_label(&run);
-            let detail = view.run(*run, attempts);
+            let mut detail = view.run(*run, attempts);
+            detail.operator_actions = view.trail(trail);
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
@@ -156,7 +163,26 @@ fn render_delivery(d: &DeliveryDetail, bytes: Option<usize>, labels: &[String]) 
             let _ = writeln!(out, "  {line}");
         }
     }
+    render_trail(&mut out, &d.operator_actions);
     out
+}
+
+/// The audit trail: who replayed, retried or cancelled it, and when.
+fn render_trail(out: &mut String, trail: &[OperatorActionView]) {
+    if trail.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\noperator actions:");
+    for a in trail {
+        let _ = writeln!(
+            out,
+            "  {}  {:<7} by {} {}",
+            super::time(a.at),
+            a.action,
+            a.via,
+            a.client
+        );
+    }
 }
 
 fn render_run(detail: &RunDetail, step: &str) -> String {
@@ -165,7 +191,7 @@ fn render_run(detail: &RunDetail, step: &str) -> String {
     let _ = writeln!(out, "run {}", run.id);
     let _ = writeln!(out, "  rule      {}", run.rule);
     let _ = writeln!(out, "  delivery  {}", run.delivery_id);
-    let _ = writeln!(out, "  status    {}", run.status.as_str());
+    let _ = writeln!(out, "  status    {}", super::runs::state(run));
     let _ = writeln!(out, "  step      {step}");
     let _ = writeln!(out, "  created   {}", super::time(run.created_at));
     if let Some(at) = run.next_attempt_at {
@@ -212,6 +238,7 @@ fn render_run(detail: &RunDetail, step: &str) -> String {
             }
         }
     }
+    render_trail(&mut out, &detail.operator_actions);
     out
 }
 

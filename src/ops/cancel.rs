@@ -10,7 +10,7 @@ use chrono::Utc;
 use serde::Serialize;
 
 use super::OpsError;
-use crate::store::{CancelOutcome, RunRecord, Store};
+use crate::store::{ActionKind, Actor, CancelOutcome, RunRecord, Store};
 
 /// What [`cancel`] did.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -44,7 +44,11 @@ impl CancelState {
 
 /// Cancels run `run_id`: a queued or waiting run at once, a running one by
 /// its worker. A finished run is refused ([`OpsError::NotCancellable`]).
-pub async fn cancel(store: &Arc<dyn Store>, run_id: &str) -> Result<Cancelled, OpsError> {
+pub async fn cancel(
+    store: &Arc<dyn Store>,
+    run_id: &str,
+    actor: &Actor,
+) -> Result<Cancelled, OpsError> {
     let now = Utc::now().timestamp_millis();
     let (run, outcome) = match store.cancel_run(run_id, now).await? {
         CancelOutcome::Cancelled { run } => {
@@ -66,5 +70,9 @@ pub async fn cancel(store: &Arc<dyn Store>, run_id: &str) -> Result<Cancelled, O
             });
         }
     };
+    if outcome != CancelState::AlreadyCancelled {
+        let detail = serde_json::json!({ "outcome": outcome.as_str() });
+        super::audit(store, ActionKind::Cancel, run_id, actor, detail).await;
+    }
     Ok(Cancelled { run: *run, outcome })
 }

@@ -32,6 +32,10 @@ use crate::store::{Rejected, Store};
 /// Called after a delivery with runs is committed (wakes the workers).
 pub type OnQueued = Arc<dyn Fn() + Send + Sync>;
 
+/// Called when an operator cancels a running run: stops it now if a
+/// worker of this process holds it (`false` if none does).
+pub type OnCancel = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
 /// State shared by every request.
 pub struct AppState {
     pub rules: SharedRules,
@@ -39,6 +43,7 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     pub settings: Arc<Settings>,
     pub on_queued: OnQueued,
+    pub on_cancel: OnCancel,
     limiters: client::RateLimiters,
     /// Rejected requests are logged at most this fast, so a flood of forged
     /// requests cannot fill the disk; the rest are only counted.
@@ -71,11 +76,19 @@ impl AppState {
             store,
             settings,
             on_queued,
+            on_cancel: Arc::new(|_| false),
             limiters: client::RateLimiters::default(),
             reject_log: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             ids: Mutex::new(ulid::Generator::new()),
             ui: ui::UiState::default(),
         }
+    }
+
+    /// Sets what a cancel of a running run calls (the engine's
+    /// `cancel_local`); without it, runs stop at their lease heartbeat.
+    pub fn with_on_cancel(mut self, on_cancel: OnCancel) -> Self {
+        self.on_cancel = on_cancel;
+        self
     }
 
     /// A new ULID: sortable, unique across nodes.
@@ -126,6 +139,8 @@ fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs", get(api::runlog::list_runs))
         .route("/runs/{id}", get(api::runlog::get_run))
         .route("/runs/{id}/retry", post(api::ops::retry))
+        .route("/runs/{id}/cancel", post(api::ops::cancel))
+        .route("/operator-actions", get(api::runlog::operator_actions))
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api", api)

@@ -31,6 +31,8 @@ use super::api::{self, dto};
         api::runlog::get_run,
         api::ops::replay,
         api::ops::retry,
+        api::ops::cancel,
+        api::runlog::operator_actions,
         api::rules,
         api::reload,
     ),
@@ -49,6 +51,9 @@ use super::api::{self, dto};
         dto::AttemptOutcome,
         dto::BodyEncoding,
         dto::ReplayResult,
+        dto::CancelResult,
+        dto::RunState,
+        dto::OperatorActionView,
         dto::RulesView,
         dto::SourceView,
         dto::RuleView,
@@ -165,6 +170,45 @@ pub async fn document(State(app): State<Arc<AppState>>) -> Json<Document> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `(method, path)` of every `.route(…)` of the `/api` router, read
+    /// from the router's source so that a route added there without a
+    /// `#[utoipa::path]` in the document fails this test.
+    fn api_routes() -> Vec<(String, String)> {
+        let src = include_str!("mod.rs");
+        let start = src.find("fn admin_routes").expect("admin_routes");
+        let end = start + src[start..].find(".nest(\"/api\"").expect("the /api nest");
+        let mut routes = Vec::new();
+        for piece in src[start..end].split(".route(\"").skip(1) {
+            let (path, rest) = piece.split_once('"').expect("a quoted path");
+            let method = rest
+                .trim_start_matches([',', ' ', '\n'])
+                .split('(')
+                .next()
+                .expect("a method router")
+                .trim()
+                .to_owned();
+            routes.push((method, format!("/api{path}")));
+        }
+        routes
+    }
+
+    #[test]
+    fn every_api_route_is_in_the_document() {
+        let doc = json(Access::AdminListenerOnly);
+        let routes = api_routes();
+        assert!(routes.len() >= 10, "{routes:?}");
+        for (method, path) in routes {
+            if path == "/api/openapi.json" {
+                continue; // the document itself
+            }
+            assert!(
+                doc["paths"][&path][&method].is_object(),
+                "{} {path} is routed but not in the OpenAPI document",
+                method.to_uppercase()
+            );
+        }
+    }
 
     fn json(access: Access) -> serde_json::Value {
         serde_json::to_value(document_for(access)).expect("serializable")

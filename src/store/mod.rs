@@ -21,10 +21,12 @@ use serde::Serialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+pub mod audit;
 pub mod control;
 pub mod sqlite;
 pub mod stats;
 
+pub use audit::{ActionKind, Actor, OperatorAction, Via};
 pub use control::{
     CANCELLED_BY_OPERATOR, CancelOutcome, MAX_LEASE_EXPIRIES, Release, Renewal, StepSaved,
     WORKER_LOST,
@@ -167,12 +169,24 @@ pub trait Store: Send + Sync + 'static {
     /// write transaction, so a run is never re-queued twice by racing calls.
     async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome>;
 
+    /// Append an operator's action to the audit trail.
+    async fn record_operator_action(&self, action: OperatorAction) -> Result<()>;
+
+    /// The audit trail: the actions on `target` (a delivery or run id),
+    /// oldest first; or, without a target, the latest `limit`, newest first.
+    async fn operator_actions(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<OperatorAction>>;
+
     /// Retention (SPEC §5): delete up to `batch` deliveries received before
     /// `before_ms` (oldest first) with their runs and attempts (and so
     /// their dedupe keys), in one transaction, and return how many went.
     /// Deliveries with a run still queued or running are kept. Callers
     /// loop until it returns less than `batch`, pausing in between so
-    /// ingest never waits long behind a prune.
+    /// ingest never waits long behind a prune. Audit-trail entries older
+    /// than `before_ms` go too (up to `batch`; the larger count is returned).
     async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64>;
 
     /// The dashboard overview's figures as of `now_ms` ([`stats`]).

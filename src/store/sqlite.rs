@@ -26,6 +26,7 @@ use super::{
 };
 
 mod attempts;
+mod audit;
 mod backup;
 mod cancel;
 mod checkpoint;
@@ -365,6 +366,26 @@ impl Store for SqliteStore {
         self.writer
             .call(runs::RETRY, move |conn| {
                 runs::requeue_failed(conn, &run_id, now_ms)
+            })
+            .await
+    }
+
+    async fn record_operator_action(&self, action: super::OperatorAction) -> Result<()> {
+        let record = audit::Record::encode(action)?;
+        self.writer
+            .call(audit::RECORD, move |conn| record.apply(conn))
+            .await
+    }
+
+    async fn operator_actions(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<super::OperatorAction>> {
+        let target = target.map(str::to_owned);
+        self.readers
+            .run(audit::LIST, move |conn| {
+                audit::list(conn, target.as_deref(), limit)
             })
             .await
     }

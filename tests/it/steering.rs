@@ -381,6 +381,17 @@ async fn a_waiting_run_reads_as_waiting_and_a_manual_retry_numbers_on() {
         [waiting.id.as_str()]
     );
 
+    // `runs` shows it waiting, with when, and filters on it.
+    let listed = hookflow([
+        "runs", "--db", &db, "--rules", "rules", "--status", "waiting",
+    ])
+    .cwd(dir.path())
+    .run_async()
+    .await;
+    listed.success();
+    assert!(listed.stdout.contains(&waiting.id), "{}", listed.all());
+    assert!(listed.stdout.contains("waiting until"), "{}", listed.all());
+
     // Two attempts, failed; retried by hand: attempts 3 and 4 (a fresh
     // budget of two), not 1 and 2 again.
     let flaky = send(&server, "s", r#"{"flaky": true}"#).await;
@@ -410,4 +421,190 @@ async fn a_waiting_run_reads_as_waiting_and_a_manual_retry_numbers_on() {
     let run = store.get_run(&failed.id).await.expect("get").expect("run");
     let error = run.error.unwrap_or_default();
     assert!(error.contains("after 2 attempts"), "{error}");
+}
+
+const API_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: slow
+    source: s
+    when: { path: $.slow, exists: true }
+    actions:
+      - id: long
+        shell: { command: ["sleep", "300"], timeout: 10m }
+  - name: quick
+    source: s
+    when: { path: $.quick, exists: true }
+    actions:
+      - shell: { command: ["sh", "-c", "exit 1"] }
+"#;
+
+/// The in-process server: a cancel through the API stops a run its own
+/// worker holds at once; the audit trail names the API caller and the CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_and_retry_through_the_api_are_audited_with_who_and_from_where() {
+    use crate::common::app::spawn_app_with_engine;
+    use crate::common::cli::hookflow;
+    let app = spawn_app_with_engine(&[("r.yaml", API_RULES)], |_| {}).await;
+    let post = |body: &'static str| {
+        app.post(
+            "/hooks/s",
+            &[
+                ("X-Token", "steering-token"),
+                ("content-type", "application/json"),
+            ],
+            body,
+        )
+    };
+    let accepted: serde_json::Value = post(r#"{"slow": 1}"#).await.json().await.expect("json");
+    let delivery = accepted["delivery"].as_str().expect("id").to_owned();
+    let run = crate::common::wait::for_ok("the slow run running", Duration::from_secs(20), || {
+        let store = app.store.clone();
+        let delivery = delivery.clone();
+        async move {
+            let runs = store
+                .runs_for_delivery(&delivery)
+                .await
+                .map_err(|e| e.to_string())?;
+            let run = runs.into_iter().next().ok_or("no run")?;
+            if run.status == RunStatus::Running && run.lease_owner.is_some() {
+                Ok(run)
+            } else {
+                Err(format!("{:?}", run.status))
+            }
+        }
+    })
+    .await;
+
+    let cancel_url = app.admin_url(&format!("/api/runs/{}/cancel", run.id));
+    let started = Instant::now();
+    let resp = app.client.post(&cancel_url).send().await.expect("cancel");
+    assert_eq!(resp.status().as_u16(), 200);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["outcome"], "requested", "{body}");
+    crate::common::wait::until("the run cancelled", Duration::from_secs(10), || {
+        let store = app.store.clone();
+        let id = run.id.clone();
+        async move {
+            store
+                .get_run(&id)
+                .await
+                .ok()
+                .flatten()
+                .is_some_and(|r| r.status == RunStatus::Cancelled)
+        }
+    })
+    .await;
+    // Held by this server's own worker: stopped at once, not at a heartbeat.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // Twice: harmless.
+    let again: serde_json::Value = app
+        .client
+        .post(&cancel_url)
+        .send()
+        .await
+        .expect("cancel")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["outcome"], "already_cancelled");
+    assert_eq!(again["run"]["state"], "cancelled");
+
+    // A finished run: 409. Then retried through the CLI.
+    let accepted: serde_json::Value = post(r#"{"quick": 1}"#).await.json().await.expect("json");
+    let quick = accepted["delivery"].as_str().expect("id").to_owned();
+    let failed =
+        crate::common::wait::for_ok("the quick run failed", Duration::from_secs(20), || {
+            let store = app.store.clone();
+            let quick = quick.clone();
+            async move {
+                let runs = store
+                    .runs_for_delivery(&quick)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                let run = runs.into_iter().next().ok_or("no run")?;
+                if run.status == RunStatus::Failed {
+                    Ok(run)
+                } else {
+                    Err(format!("{:?}", run.status))
+                }
+            }
+        })
+        .await;
+    let resp = app
+        .client
+        .post(app.admin_url(&format!("/api/runs/{}/cancel", failed.id)))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(resp.status().as_u16(), 409);
+    let unknown = app
+        .client
+        .post(app.admin_url("/api/runs/01NOSUCHRUN/cancel"))
+        .send()
+        .await
+        .expect("cancel");
+    assert_eq!(unknown.status().as_u16(), 404);
+    let db = format!("sqlite://{}", app.db_path.display());
+    let rules = app.rules_dir.display().to_string();
+    hookflow(["retry", "--db", &db, "--rules", &rules, &failed.id])
+        .run_async()
+        .await
+        .success();
+
+    // The trail: in the API's run detail, with the caller's address…
+    let detail: serde_json::Value = app
+        .client
+        .get(app.admin_url(&format!("/api/runs/{}", run.id)))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let trail = detail["operator_actions"].as_array().expect("a trail");
+    assert_eq!(trail.len(), 1, "twice is recorded once: {trail:?}");
+    assert_eq!(trail[0]["action"], "cancel");
+    assert_eq!(trail[0]["via"], "api");
+    assert!(
+        trail[0]["client"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("127.0.0.1:")),
+        "{trail:?}"
+    );
+    assert!(trail[0]["at"].as_i64().is_some_and(|at| at > 0));
+    // …and in `show`, by the CLI.
+    let shown = hookflow(["show", "--db", &db, "--rules", &rules, &failed.id])
+        .run_async()
+        .await;
+    shown.success();
+    assert!(
+        shown.stdout.contains("operator actions:"),
+        "{}",
+        shown.stdout
+    );
+    assert!(shown.stdout.contains("retry   by cli"), "{}", shown.stdout);
+    let all: serde_json::Value = app
+        .client
+        .get(app.admin_url("/api/operator-actions"))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    let actions: Vec<&str> = all
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter_map(|a| a["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["retry", "cancel"], "newest first");
 }

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 pub use crate::runlog_view::{
     Attempt, AttemptOutcome, BodyEncoding, DeliveryDetail, DeliveryItem, DeliveryStatus, Header,
-    Redact, RunDetail, RunItem, RunStatus,
+    OperatorActionView, Redact, RunDetail, RunItem, RunState, RunStatus,
 };
 
 /// `{"error": …}`: every 4xx/5xx answer of the API.
@@ -33,6 +33,16 @@ pub struct RunPage {
     pub items: Vec<RunItem>,
     /// Pass as `before` to get the next page; `null` on the last page.
     pub next: Option<String>,
+}
+
+/// What `POST /api/runs/{id}/cancel` did.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CancelResult {
+    /// `cancelled` (now), `requested` (its worker stops it within seconds)
+    /// or `already_cancelled`.
+    pub outcome: String,
+    /// The run after the cancel.
+    pub run: RunItem,
 }
 
 /// What `POST /api/deliveries/{id}/replay` did (or, dry, would do).

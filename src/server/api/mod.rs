@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use dto::{ReloadReport, RuleView, RulesView, SourceView, StepView};
 
+pub mod actor;
 pub mod dto;
 mod error;
 pub mod ops;
@@ -83,10 +84,23 @@ pub async fn rules(State(app): State<Arc<AppState>>) -> Json<RulesView> {
         (status = 422, description = "The rules are invalid; the running set stays. `errors` lists every problem", body = ReloadReport),
     )
 )]
-pub async fn reload(State(app): State<Arc<AppState>>) -> Response {
+pub async fn reload(
+    State(app): State<Arc<AppState>>,
+    actor::ApiActor(actor): actor::ApiActor,
+) -> Response {
     let reloader = app.reloader.clone();
     match tokio::task::spawn_blocking(move || reloader.reload()).await {
         Ok(report) => {
+            let detail = serde_json::json!({ "ok": report.ok });
+            let entry = crate::store::OperatorAction::new(
+                crate::store::ActionKind::Reload,
+                None,
+                &actor,
+                detail,
+            );
+            if let Err(e) = app.store.record_operator_action(entry).await {
+                tracing::error!(error = %e, "cannot record a reload in the audit trail");
+            }
             let status = if report.ok {
                 StatusCode::OK
             } else {

@@ -1,5 +1,7 @@
-//! Operators' writes: replaying a delivery and retrying a failed run. The
-//! work is `crate::ops` (shared with the CLI); this wakes the workers.
+//! Operators' writes: replaying a delivery, retrying a failed run and
+//! cancelling a run. The work is `crate::ops` (shared with the CLI); this
+//! wakes the workers, stops a cancelled run held here at once, and names
+//! the caller for the audit trail.
 
 use std::sync::Arc;
 
@@ -7,7 +9,8 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 
 use super::ApiError;
-use super::dto::{ErrorBody, Redact, ReplayResult, RunItem};
+use super::actor::ApiActor;
+use super::dto::{CancelResult, ErrorBody, Redact, ReplayResult, RunItem};
 use crate::server::AppState;
 
 /// `POST /api/deliveries/{id}/replay`
@@ -28,6 +31,7 @@ use crate::server::AppState;
 )]
 pub async fn replay(
     State(app): State<Arc<AppState>>,
+    ApiActor(actor): ApiActor,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ReplayResult>, ApiError> {
@@ -48,7 +52,7 @@ pub async fn replay(
         }
     }
     let rules = app.rules.load_full();
-    let replay = crate::ops::replay(&app.store, &rules, &id, dry_run).await?;
+    let replay = crate::ops::replay(&app.store, &rules, &id, dry_run, &actor).await?;
     if !replay.runs.is_empty() {
         (app.on_queued)();
     }
@@ -74,10 +78,40 @@ pub async fn replay(
 )]
 pub async fn retry(
     State(app): State<Arc<AppState>>,
+    ApiActor(actor): ApiActor,
     Path(id): Path<String>,
 ) -> Result<Json<RunItem>, ApiError> {
-    let run = crate::ops::retry(&app.store, &id).await?;
+    let run = crate::ops::retry(&app.store, &id, &actor).await?;
     (app.on_queued)();
     let rules = app.rules.load();
     Ok(Json(Redact(rules.secrets()).run_item(run)))
+}
+
+/// `POST /api/runs/{id}/cancel`
+#[utoipa::path(
+    post,
+    path = "/api/runs/{id}/cancel",
+    tag = "operations",
+    params(("id" = String, Path, description = "Run id")),
+    responses(
+        (status = 200, description = "`cancelled`: it was queued or waiting and is cancelled now; `requested`: a worker holds it and stops it within seconds; `already_cancelled`: nothing to do", body = CancelResult),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run has finished (succeeded or failed)", body = ErrorBody),
+    )
+)]
+pub async fn cancel(
+    State(app): State<Arc<AppState>>,
+    ApiActor(actor): ApiActor,
+    Path(id): Path<String>,
+) -> Result<Json<CancelResult>, ApiError> {
+    let done = crate::ops::cancel(&app.store, &id, &actor).await?;
+    if done.outcome == crate::ops::CancelState::Requested {
+        // Held here? Stop it now; else its node's heartbeat sees the mark.
+        (app.on_cancel)(&id);
+    }
+    let rules = app.rules.load();
+    Ok(Json(CancelResult {
+        outcome: done.outcome.as_str().to_owned(),
+        run: Redact(rules.secrets()).run_item(done.run),
+    }))
 }

@@ -11,9 +11,14 @@ use utoipa::openapi::schema::{
 };
 
 use super::ApiError;
-use super::dto::{DeliveryDetail, DeliveryPage, ErrorBody, Redact, RunDetail, RunPage};
+use super::dto::{
+    DeliveryDetail, DeliveryPage, ErrorBody, OperatorActionView, Redact, RunDetail, RunPage,
+};
 use crate::server::AppState;
 use crate::store::{DeliveryFilter, RunFilter, RunStatus};
+
+/// Most audit-trail entries in a delivery's or run's detail.
+const TRAIL_SHOWN: u32 = 100;
 
 /// `GET /api/deliveries`
 #[utoipa::path(
@@ -77,8 +82,12 @@ pub async fn get_delivery(
         .await?
         .ok_or_else(|| ApiError::not_found("delivery", &id))?;
     let runs = app.store.runs_for_delivery(&id).await?;
+    let trail = app.store.operator_actions(Some(&id), TRAIL_SHOWN).await?;
     let rules = app.rules.load();
-    Ok(Json(Redact(rules.secrets()).delivery(delivery, runs)))
+    let redact = Redact(rules.secrets());
+    let mut detail = redact.delivery(delivery, runs);
+    detail.operator_actions = redact.trail(trail);
+    Ok(Json(detail))
 }
 
 /// `GET /api/runs`
@@ -87,7 +96,7 @@ pub async fn get_delivery(
     path = "/api/runs",
     tag = "run log",
     params(
-        ("status" = Option<String>, Query, pattern = "^(queued|running|succeeded|failed|cancelled)?$", description = "Only runs in this state (empty: any)"),
+        ("status" = Option<String>, Query, pattern = "^(queued|running|waiting|succeeded|failed|cancelled)?$", description = "Only runs in this state (empty: any); `waiting`: running runs waiting for a retry"),
         ("rule" = Option<String>, Query, description = "Only this rule's runs"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "Page size (default 100)"),
         ("before" = Option<String>, Query, description = "Cursor: the `next` of the previous page"),
@@ -104,10 +113,13 @@ pub async fn list_runs(
     let mut filter = RunFilter::default();
     for (key, value) in pairs(query.as_deref()) {
         match key.as_str() {
+            "status" if value == "waiting" => {
+                filter.waiting_at = Some(chrono::Utc::now().timestamp_millis());
+            }
             "status" => {
                 filter.status = Some(RunStatus::parse(&value).ok_or_else(|| {
                     ApiError::bad_request(format!(
-                        "status must be one of queued, running, succeeded, failed, cancelled; not `{value}`"
+                        "status must be one of queued, running, waiting, succeeded, failed, cancelled; not `{value}`"
                     ))
                 })?);
             }
@@ -149,8 +161,12 @@ pub async fn get_run(
         .await?
         .ok_or_else(|| ApiError::not_found("run", &id))?;
     let attempts = app.store.attempts_for_run(&id).await?;
+    let trail = app.store.operator_actions(Some(&id), TRAIL_SHOWN).await?;
     let rules = app.rules.load();
-    Ok(Json(Redact(rules.secrets()).run(run, attempts)))
+    let redact = Redact(rules.secrets());
+    let mut detail = redact.run(run, attempts);
+    detail.operator_actions = redact.trail(trail);
+    Ok(Json(detail))
 }
 
 /// The query string's pairs, percent-decoded. An empty filter is no filter
@@ -266,4 +282,33 @@ mod tests {
             );
         }
     }
+}
+
+/// `GET /api/operator-actions`
+#[utoipa::path(
+    get,
+    path = "/api/operator-actions",
+    tag = "run log",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "How many, newest first (default 100)"),
+    ),
+    responses(
+        (status = 200, description = "The audit trail, newest first: replays, retries, cancels and reloads, with who started them, from where and when", body = [OperatorActionView]),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
+    )
+)]
+pub async fn operator_actions(
+    State(app): State<Arc<AppState>>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Vec<OperatorActionView>>, ApiError> {
+    let mut limit = 0;
+    for (key, value) in pairs(query.as_deref()) {
+        if key == "limit" {
+            limit = parse_limit(&value)?;
+        }
+    }
+    let limit = crate::store::DeliveryFilter::page_size(limit);
+    let trail = app.store.operator_actions(None, limit).await?;
+    let rules = app.rules.load();
+    Ok(Json(Redact(rules.secrets()).trail(trail)))
 }

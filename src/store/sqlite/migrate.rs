@@ -34,6 +34,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "attempt_base",
         include_str!("../migrations/sqlite/0005_attempt_base.sql"),
     ),
+    (
+        6,
+        "operator_actions",
+        include_str!("../migrations/sqlite/0006_operator_actions.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -4,6 +4,7 @@
 
 use rusqlite::{Connection, params};
 
+use super::audit;
 use crate::store::{Context, Result};
 
 pub(super) const PRUNE: &str = "prune old deliveries";
@@ -24,5 +25,7 @@ pub(super) fn prune(conn: &Connection, before_ms: i64, batch: u32) -> Result<u64
         )
         .and_then(|mut stmt| stmt.execute(params![before_ms, batch]))
         .ctx(PRUNE)?;
-    Ok(deleted as u64)
+    // The audit trail ages out with the log (a batch each call too).
+    let trail = audit::prune(conn, before_ms, batch).ctx(PRUNE)?;
+    Ok(deleted.max(trail) as u64)
 }
