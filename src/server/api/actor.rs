@@ -16,6 +16,21 @@ pub const CLIENT_HEADER: &str = "x-hookflow-client";
 /// The caller of an operator's route.
 pub struct ApiActor(pub Actor);
 
+/// The caller of a dashboard (`/ui`) route: always `ui`.
+pub struct UiActor(pub Actor);
+
+impl<S: Send + Sync> FromRequestParts<S> for UiActor {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let ApiActor(actor) = ApiActor::from_request_parts(parts, state).await?;
+        Ok(UiActor(Actor {
+            via: Via::Ui,
+            ..actor
+        }))
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ApiActor {
     type Rejection = Infallible;
 

@@ -185,10 +185,11 @@ fn body_view(d: &DeliveryDetail) -> Markup {
 /// `auth::guard`): replays, then shows the delivery with its new runs.
 pub async fn replay(
     State(app): State<Arc<AppState>>,
+    crate::server::api::actor::UiActor(actor): crate::server::api::actor::UiActor,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
     let rules = app.rules.load_full();
-    let replay = crate::ops::replay(&app.store, &rules, &id, false).await?;
+    let replay = crate::ops::replay(&app.store, &rules, &id, false, &actor).await?;
     if !replay.runs.is_empty() {
         (app.on_queued)();
     }

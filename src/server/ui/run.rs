@@ -147,9 +147,10 @@ fn step_names(definition: &Value) -> Vec<(String, String)> {
 /// `POST /ui/runs/{id}/retry` (CSRF and `Origin` checked by `auth::guard`).
 pub async fn retry(
     State(app): State<Arc<AppState>>,
+    crate::server::api::actor::UiActor(actor): crate::server::api::actor::UiActor,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
-    crate::ops::retry(&app.store, &id).await?;
+    crate::ops::retry(&app.store, &id, &actor).await?;
     (app.on_queued)();
     tracing::info!(run = %id, by = "ui", "run retried");
     Ok(Redirect::to(&format!("/ui/runs/{}", segment(&id))).into_response())
