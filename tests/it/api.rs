@@ -4,16 +4,17 @@
 //! holds succeeded and failed runs with their attempts. Also retention and
 //! the metrics the traffic leaves behind.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::app::{TestApp, fixture, spawn_app, spawn_app_with, spawn_app_with_engine};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::StatusCode;
 use hookflow::config::SettingValue;
 use hookflow::store::{AcceptOutcome, NewDelivery, NewRun};
 use serde_json::{Value, json};
+
+use crate::common::app::{TestApp, fixture, spawn_app, spawn_app_with, spawn_app_with_engine};
+use crate::common::sink::{Reply, Sink};
+use crate::common::wait;
 
 const GITHUB_PUSH: &str = "signatures/payloads/github-push.json";
 
@@ -24,47 +25,9 @@ const GITHUB_PUSH: &str = "signatures/payloads/github-push.json";
 /// binary in `secrets.rs`.
 const SECRET: &str = "s3cr3t-api-7f3a9c2e";
 
-// ------------------------------------------------------------------ sink
-
-/// A local HTTP sink: `/fail` answers 500 while `failing`, everything else
-/// 200. Records what it saw (URL and headers) to prove secrets were sent.
-#[derive(Clone, Default)]
-struct Sink {
-    failing: Arc<AtomicBool>,
-    seen: Arc<Mutex<Vec<(String, HeaderMap)>>>,
-}
-
-async fn sink_handler(State(sink): State<Sink>, uri: Uri, headers: HeaderMap) -> StatusCode {
-    sink.seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push((uri.to_string(), headers));
-    if uri.path() == "/fail" && sink.failing.load(Ordering::SeqCst) {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else {
-        StatusCode::OK
-    }
-}
-
-async fn start_sink() -> (Sink, String) {
-    let sink = Sink::default();
-    sink.failing.store(true, Ordering::SeqCst);
-    let app = axum::Router::new()
-        .fallback(sink_handler)
-        .with_state(sink.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind sink");
-    let addr = listener.local_addr().expect("sink addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (sink, format!("http://{addr}"))
-}
-
 /// A token-verified source and two rules: `notify` (succeeds, and sends the
 /// secret in a header and the URL query) and `flaky` (one attempt at the
-/// failing path).
+/// sink's `/fail`, which answers 500 until a test heals it).
 fn rules_yaml(sink: &str, secret_file: &std::path::Path) -> String {
     let secret = format!("${{file:{}}}", secret_file.display());
     format!(
@@ -96,11 +59,12 @@ rules:
 /// A server with its engine, after `deliveries` GitHub push payloads were
 /// accepted and every run they queued finished.
 async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
-    let (sink, sink_url) = start_sink().await;
+    let sink = Sink::start().await;
+    sink.answer("/fail", Reply::status(500));
     let secret_dir = tempfile::tempdir().expect("temp dir");
     let secret_file = secret_dir.path().join("api-secret");
     std::fs::write(&secret_file, SECRET).expect("write the secret file");
-    let yaml = rules_yaml(&sink_url, &secret_file);
+    let yaml = rules_yaml(&sink.url, &secret_file);
     let mut app = spawn_app_with_engine(&[("rules.yaml", &yaml)], |s| s.workers = 2).await;
     // A reload (`POST /api/reload`) reads the file again.
     app.keep(secret_dir);
@@ -146,8 +110,8 @@ async fn post_json(app: &TestApp, path: &str) -> (u16, Value) {
 
 /// Waits until `expected` runs exist and none is queued or running.
 async fn wait_all_finished(app: &TestApp, expected: usize) -> Vec<Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    let what = format!("{expected} runs to finish");
+    wait::for_ok(&what, Duration::from_secs(30), || async {
         let (_, page) = get_json(app, "/api/runs?limit=1000").await;
         let items = page["items"].as_array().cloned().unwrap_or_default();
         let done = items.len() >= expected
@@ -158,14 +122,12 @@ async fn wait_all_finished(app: &TestApp, expected: usize) -> Vec<Value> {
                 )
             });
         if done {
-            return items;
+            Ok(items)
+        } else {
+            Err(format!("{page:#}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "runs did not finish in time: {page:#}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 fn ids(page: &Value) -> Vec<String> {
@@ -283,21 +245,25 @@ async fn a_failed_run_retried_through_the_api_succeeds() {
     let (status, _) = post_json(&app, "/api/runs/01NOPE/retry").await;
     assert_eq!(status, 404);
 
-    sink.failing.store(false, Ordering::SeqCst);
+    sink.answer("/fail", Reply::status(200));
     let (status, body) = post_json(&app, &format!("/api/runs/{run_id}/retry")).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["id"], run_id.as_str());
     assert_eq!(body["status"], "queued");
 
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let run = loop {
-        let (_, run) = get_json(&app, &format!("/api/runs/{run_id}")).await;
-        if run["status"] == "succeeded" {
-            break run;
-        }
-        assert!(Instant::now() < deadline, "retry did not succeed: {run:#}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run = wait::for_ok(
+        "the retried run to succeed",
+        Duration::from_secs(30),
+        || async {
+            let (_, run) = get_json(&app, &format!("/api/runs/{run_id}")).await;
+            if run["status"] == "succeeded" {
+                Ok(run)
+            } else {
+                Err(format!("{run:#}"))
+            }
+        },
+    )
+    .await;
     let outcomes: Vec<&str> = run["attempts"]
         .as_array()
         .expect("attempts")
@@ -424,16 +390,10 @@ async fn secrets_never_reach_the_database_or_the_api() {
     let secret = SECRET;
 
     // It was really used.
-    let seen = sink.seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
-    let (url, headers) = seen
-        .iter()
-        .find(|(url, _)| url.starts_with("/ok"))
-        .expect("the notify step reached the sink");
-    assert!(url.contains(secret), "{url}");
-    assert_eq!(
-        headers.get("x-api-key").and_then(|v| v.to_str().ok()),
-        Some(secret)
-    );
+    let seen = sink.seen("/ok");
+    let notified = seen.first().expect("the notify step reached the sink");
+    assert!(notified.uri.contains(secret), "{}", notified.uri);
+    assert_eq!(notified.header("x-api-key"), secret);
 
     let (_, runs) = get_json(&app, "/api/runs").await;
     let mut answers = vec![runs.to_string()];
@@ -588,17 +548,18 @@ async fn retention_task_prunes_once_at_start() {
         .expect("accept");
     let (trigger, shutdown) = hookflow::shutdown::channel();
     let task = hookflow::retention::spawn(app.store.clone(), Duration::from_secs(86_400), shutdown);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while app
-        .store
-        .get_delivery("01OLD0000000000000000000B1")
-        .await
-        .expect("get")
-        .is_some()
-    {
-        assert!(Instant::now() < deadline, "not pruned at start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until(
+        "the old delivery pruned at start",
+        Duration::from_secs(10),
+        || async {
+            app.store
+                .get_delivery("01OLD0000000000000000000B1")
+                .await
+                .expect("get")
+                .is_none()
+        },
+    )
+    .await;
     trigger.trigger();
     tokio::time::timeout(Duration::from_secs(5), task)
         .await

@@ -1,8 +1,7 @@
 //! The rule author's tools as a user runs them: `check`, `test` and
 //! `explain` on the shipped example rules, through the real binary.
 
-use std::process::Command;
-
+use crate::common::app::{Server, serve};
 use crate::common::cli;
 
 /// `hookflow ARGS` in the crate's root: (exit code, stdout, stderr).
@@ -265,63 +264,18 @@ fn rules_with_a_missing_payload_file(dir: &std::path::Path) {
 
 #[test]
 fn serve_starts_with_a_test_payload_file_missing() {
-    use std::io::{BufRead, BufReader};
     let dir = tempfile::tempdir().expect("temp");
     let rules = dir.path().join("rules");
     std::fs::create_dir(&rules).expect("mkdir");
     rules_with_a_missing_payload_file(&rules);
-    let db = format!("sqlite://{}", dir.path().join("h.db").display());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args(["serve", "--dev", "--listen", "127.0.0.1:0"])
-        .args(["--admin-listen", "127.0.0.1:0", "--db", &db, "--rules"])
-        .arg(&rules)
-        .current_dir(dir.path())
-        .env_remove("HOOKFLOW_RULES")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawn serve");
-    // Both streams go to one channel; whoever says "listening" wins, and
-    // an exit (both streams closed) ends the wait.
-    let (tx, rx) = std::sync::mpsc::channel::<String>();
-    for stream in [
-        Box::new(child.stdout.take().expect("stdout")) as Box<dyn std::io::Read + Send>,
-        Box::new(child.stderr.take().expect("stderr")),
-    ] {
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-    }
-    drop(tx);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    let mut seen = Vec::new();
-    let mut listening = false;
-    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
-        match rx.recv_timeout(left) {
-            Ok(line) => {
-                listening |= line.contains("hookflow listening");
-                seen.push(line);
-                if listening {
-                    break;
-                }
-            }
-            Err(_) => break,
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    assert!(listening, "serve did not start:\n{}", seen.join("\n"));
+    // `start` fails the test unless serve logs its start line.
+    let server = Server::start(serve(dir.path(), &["--dev"], &[]));
+    let log = server.log();
     // It says why the test cannot run, as a warning.
     assert!(
-        seen.iter()
+        log.lines()
             .any(|l| l.contains("warning") && l.contains("payloads/push.json")),
-        "{}",
-        seen.join("\n")
+        "{log}"
     );
 }
 

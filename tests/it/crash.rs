@@ -2,10 +2,13 @@
 //! stream of deliveries and is killed with SIGKILL mid-stream. Every
 //! delivery that got a 2xx must be in the database with its queued run.
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::app::{Server, rules_dir};
+use crate::common::app::{Server, rules_dir, serve};
+use crate::common::sink::{Reply, Seen, Sink};
+use crate::common::wait;
 
 const RULES: &str = r#"
 sources:
@@ -23,7 +26,7 @@ const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_delivery_survives_sigkill() {
     let dir = rules_dir(RULES);
-    let mut child = Server::start(dir.path(), &ARGS, &[]);
+    let mut child = Server::start(serve(dir.path(), &ARGS, &[]));
     let client = reqwest::Client::new();
     child.wait_ready(&client).await;
     let url = child.url("/hooks/ingest");
@@ -61,10 +64,12 @@ async fn every_acknowledged_delivery_survives_sigkill() {
         }));
     }
     // Kill it mid-stream, once a good number of deliveries went through.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while acknowledged.lock().expect("lock").len() < 300 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait::until(
+        "300 acknowledged deliveries",
+        Duration::from_secs(30),
+        || async { acknowledged.lock().expect("lock").len() >= 300 },
+    )
+    .await;
     child.kill();
     for s in senders {
         let _ = s.await;
@@ -101,46 +106,15 @@ async fn every_acknowledged_delivery_survives_sigkill() {
     drop(store);
 
     // And the server starts again on the same file.
-    let child = Server::start(dir.path(), &ARGS, &[]);
+    let child = Server::start(serve(dir.path(), &ARGS, &[]));
     child.wait_ready(&client).await;
-}
-
-/// A sink standing in for a CI API: fails with 503 until told otherwise,
-/// and remembers which deliveries it answered 200 for.
-#[derive(Default)]
-struct Sink {
-    healthy: std::sync::atomic::AtomicBool,
-    delivered: Mutex<std::collections::HashSet<String>>,
-}
-
-async fn start_sink(sink: Arc<Sink>) -> u16 {
-    use axum::extract::{Path, State};
-    use axum::http::StatusCode;
-    async fn hit(State(sink): State<Arc<Sink>>, Path(id): Path<String>) -> StatusCode {
-        if sink.healthy.load(std::sync::atomic::Ordering::SeqCst) {
-            sink.delivered.lock().expect("lock").insert(id);
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
-    }
-    let app = axum::Router::new()
-        .route("/ci/{id}", axum::routing::post(hit))
-        .with_state(sink);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind sink");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    port
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runs_interrupted_by_sigkill_reach_the_sink_after_restart() {
-    let sink = Arc::new(Sink::default());
-    let sink_port = start_sink(sink.clone()).await;
+    // A CI API that fails with 503 until the restart.
+    let sink = Sink::start().await;
+    sink.answer("/ci/*", Reply::status(503));
     let rules = format!(
         r#"
 sources:
@@ -151,13 +125,14 @@ rules:
     source: ingest
     actions:
       - http:
-          url: "http://127.0.0.1:{sink_port}/ci/{{{{delivery.id}}}}"
+          url: "{sink}/ci/{{{{delivery.id}}}}"
           retry: {{ attempts: 100, backoff: 100ms, max_backoff: 300ms }}
-"#
+"#,
+        sink = sink.url
     );
     let dir = rules_dir(&rules);
     let client = reqwest::Client::new();
-    let mut child = Server::start(dir.path(), &ARGS, &[]);
+    let mut child = Server::start(serve(dir.path(), &ARGS, &[]));
     child.wait_ready(&client).await;
 
     let mut accepted = Vec::new();
@@ -174,36 +149,41 @@ rules:
         let v: serde_json::Value = resp.json().await.expect("json");
         accepted.push(v["delivery"].as_str().expect("id").to_string());
     }
-    // Let the workers fail and reschedule for a while, then kill mid-run.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill it mid-run: once every run was tried and failed at least once
+    // (and is waiting for its retry).
+    sink.wait_until(
+        "every run to have failed once at the sink",
+        Duration::from_secs(30),
+        |seen| {
+            let tried: HashSet<&str> = seen.iter().map(|s| s.path.as_str()).collect();
+            tried.len() >= accepted.len()
+        },
+    )
+    .await;
     child.kill();
     assert!(
-        sink.delivered.lock().expect("lock").is_empty(),
+        sink.all()
+            .iter()
+            .all(|s| s.answered.is_none_or(|(_, status)| status == 503)),
         "nothing got through a failing sink"
     );
 
-    sink.healthy
-        .store(true, std::sync::atomic::Ordering::SeqCst);
-    let child = Server::start(dir.path(), &ARGS, &[]);
+    sink.answer("/ci/*", Reply::status(200));
+    let child = Server::start(serve(dir.path(), &ARGS, &[]));
     child.wait_ready(&client).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let missing: Vec<&String> = {
-            let delivered = sink.delivered.lock().expect("lock");
-            accepted
-                .iter()
-                .filter(|id| !delivered.contains(*id))
-                .collect()
-        };
-        if missing.is_empty() {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} of {} accepted deliveries never reached the sink",
-            missing.len(),
-            accepted.len()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let delivered = |seen: &[Seen]| -> HashSet<String> {
+        seen.iter()
+            .filter(|s| s.answered.is_some_and(|(_, status)| status == 200))
+            .filter_map(|s| s.path.strip_prefix("/ci/").map(str::to_owned))
+            .collect()
+    };
+    sink.wait_until(
+        "every accepted delivery to reach the sink",
+        Duration::from_secs(60),
+        |seen| {
+            let delivered = delivered(seen);
+            accepted.iter().all(|id| delivered.contains(id))
+        },
+    )
+    .await;
 }

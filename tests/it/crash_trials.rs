@@ -14,13 +14,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::app::{Server, github_signature, rules_dir};
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use crate::common::app::{Server, github_signature, rules_dir, serve};
+use crate::common::sink::Sink;
+use crate::common::wait;
 
 /// The webhook secret the child reads from its environment.
 const SECRET_VAR: &str = "HOOKFLOW_CRASH_SECRET";
@@ -29,53 +29,24 @@ const SECRET: &str = "crash-trials-secret";
 /// How long a restarted server may take to drain its queue.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Requests seen by the sink, by `Idempotency-Key` (`<run id>.<step>`).
-#[derive(Clone, Default)]
-struct Sink {
-    seen: Arc<Mutex<HashMap<String, u32>>>,
+/// Run ids that reached the sink (its requests carry `Idempotency-Key:
+/// <run id>.<step>`), and how many requests beyond the first any key got.
+fn runs_and_duplicates(sink: &Sink) -> (HashSet<String>, u64) {
+    let mut per_key: HashMap<String, u64> = HashMap::new();
+    for seen in sink.all() {
+        *per_key
+            .entry(seen.header("idempotency-key").to_owned())
+            .or_default() += 1;
+    }
+    let runs = per_key
+        .keys()
+        .filter_map(|k| k.rsplit_once('.').map(|(run, _)| run.to_owned()))
+        .collect();
+    let duplicates = per_key.values().map(|n| n.saturating_sub(1)).sum();
+    (runs, duplicates)
 }
 
-impl Sink {
-    async fn start(&self) -> u16 {
-        async fn hit(State(sink): State<Sink>, headers: HeaderMap) -> StatusCode {
-            let key = headers
-                .get("idempotency-key")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
-            *sink
-                .seen
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(key)
-                .or_default() += 1;
-            StatusCode::OK
-        }
-        let app = axum::Router::new().fallback(hit).with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sink");
-        let port = listener.local_addr().expect("sink addr").port();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        port
-    }
-
-    /// Run ids that reached the sink, and how many requests beyond the
-    /// first any key got.
-    fn runs_and_duplicates(&self) -> (HashSet<String>, u64) {
-        let seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        let runs = seen
-            .keys()
-            .filter_map(|k| k.rsplit_once('.').map(|(run, _)| run.to_owned()))
-            .collect();
-        let duplicates = seen.values().map(|n| u64::from(n.saturating_sub(1))).sum();
-        (runs, duplicates)
-    }
-}
-
-fn rules(sink_port: u16) -> String {
+fn rules(sink: &str) -> String {
     format!(
         r#"
 sources:
@@ -87,7 +58,7 @@ rules:
     source: gh
     actions:
       - http:
-          url: "http://127.0.0.1:{sink_port}/count/{{{{payload.client}}}}"
+          url: "{sink}/count/{{{{payload.client}}}}"
           json: {{ n: "{{{{payload.n}}}}" }}
           retry: {{ attempts: 50, backoff: 50ms, max_backoff: 200ms }}
 "#
@@ -166,15 +137,14 @@ async fn trial(number: u64, seed: u64) -> Figures {
     let kill_after = Duration::from_millis(rng.u64(200..=2000));
     let clients = rng.usize(2..=6);
 
-    let sink = Sink::default();
-    let sink_port = sink.start().await;
-    let dir = rules_dir(&rules(sink_port));
+    let sink = Sink::start().await;
+    let dir = rules_dir(&rules(&sink.url));
     let db = dir.path().join("hookflow.db");
     let args = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
     let envs = [(SECRET_VAR, SECRET)];
     let http = reqwest::Client::new();
 
-    let mut server = Server::start(dir.path(), &args, &envs);
+    let mut server = Server::start(serve(dir.path(), &args, &envs));
     server.wait_ready(&http).await;
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..clients)
@@ -187,7 +157,7 @@ async fn trial(number: u64, seed: u64) -> Figures {
             ))
         })
         .collect();
-    // Not synchronisation: the random moment of the crash.
+    // Not synchronisation: the random moment of the crash (the scenario).
     tokio::time::sleep(kill_after).await;
     server.kill();
     stop.store(true, Ordering::Relaxed);
@@ -198,17 +168,16 @@ async fn trial(number: u64, seed: u64) -> Figures {
     drop(server);
 
     // Restarted on the same file, it must finish everything it took.
-    let server = Server::start(dir.path(), &args, &envs);
+    let server = Server::start(serve(dir.path(), &args, &envs));
     server.wait_ready(&http).await;
-    let deadline = Instant::now() + DRAIN_DEADLINE;
-    while unfinished_runs(&db) != 0 {
-        assert!(
-            Instant::now() < deadline,
-            "trial {number} (seed {seed}): the queue did not drain in {DRAIN_DEADLINE:?}\n{}",
-            server.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("trial {number} (seed {seed}): the queue to drain");
+    wait::for_ok(&what, DRAIN_DEADLINE, || async {
+        match unfinished_runs(&db) {
+            0 => Ok(()),
+            n => Err(format!("{n} unfinished\n{}", server.log_tail())),
+        }
+    })
+    .await;
     let mut server = server;
     server.terminate(Duration::from_secs(10));
 
@@ -227,7 +196,7 @@ async fn trial(number: u64, seed: u64) -> Figures {
                 .collect::<Result<_, _>>()
         })
         .expect("read runs");
-    let (at_sink, duplicate_actions) = sink.runs_and_duplicates();
+    let (at_sink, duplicate_actions) = runs_and_duplicates(&sink);
 
     let with_run: HashSet<&str> = runs.iter().map(|(_, d, _)| d.as_str()).collect();
     let lost: Vec<&String> = acked

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::common::app::{Server, rules_dir};
+use crate::common::app::{Server, rules_dir, serve};
+use crate::common::wait;
 
 const RULES: &str = r#"
 sources:
@@ -162,11 +163,11 @@ async fn a_full_disk_answers_503_and_recovers_without_a_restart() {
     let http = reqwest::Client::new();
     let mut rng = fastrand::Rng::with_seed(11);
 
-    let mut server = Server::start(
+    let mut server = Server::start(serve(
         dir.path(),
         &["--rules", "rules", "--db", &db_url, "--workers", "0"],
         &[],
-    );
+    ));
     server.wait_ready(&http).await;
 
     // Large bodies first, then small ones into whatever crumbs are left.
@@ -188,32 +189,35 @@ async fn a_full_disk_answers_503_and_recovers_without_a_restart() {
 
     // Free space; the same process must come back by itself.
     std::fs::remove_file(&filler).expect("delete the filler file");
-    let deadline = Instant::now() + Duration::from_secs(30);
     let recovered_after = Instant::now();
-    loop {
-        match post(&http, &server, body(&mut rng, 1024)).await {
-            (202, Some(id)) => {
-                acked.push(id);
-                break;
+    let (client, running) = (&http, &server);
+    let id = wait::for_ok(
+        "a delivery accepted after freeing space",
+        Duration::from_secs(30),
+        || {
+            let sent = body(&mut rng, 1024);
+            async move {
+                match post(client, running, sent).await {
+                    (202, Some(id)) => Ok(id),
+                    (503, _) => Err(running.log_tail()),
+                    (status, _) => panic!("after freeing space a delivery got {status}"),
+                }
             }
-            (503, _) => {}
-            (status, _) => panic!("after freeing space a delivery got {status}"),
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no delivery was accepted within 30 s of freeing space\n{}",
-            server.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    while readyz(&http, &server).await != 200 {
-        assert!(
-            Instant::now() < deadline,
-            "/readyz did not return to 200 within 30 s of freeing space\n{}",
-            server.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        },
+    )
+    .await;
+    acked.push(id);
+    wait::for_ok(
+        "/readyz to return to 200",
+        Duration::from_secs(30),
+        || async {
+            match readyz(&http, &server).await {
+                200 => Ok(()),
+                status => Err(format!("{status}\n{}", server.log_tail())),
+            }
+        },
+    )
+    .await;
     eprintln!(
         "disk full: recovered {} ms after the filler was deleted",
         recovered_after.elapsed().as_millis()

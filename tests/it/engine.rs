@@ -3,15 +3,10 @@
 //! accepts them, and a real HTTP sink on 127.0.0.1:0 that records every
 //! request with timestamps and answers scripted replies.
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use hookflow::delivery::Delivery;
 use hookflow::engine::{Engine, EngineConfig};
 use hookflow::rules::{RuleSet, SharedRules};
@@ -19,146 +14,16 @@ use hookflow::shutdown::{self, Trigger};
 use hookflow::store::{
     AttemptOutcome, AttemptRecord, NewDelivery, NewRun, RunRecord, RunStatus, Store,
 };
-use serde_json::{Value, json};
+use serde_json::json;
 use tempfile::TempDir;
+
+use crate::common::sink::{Reply, Sink};
+use crate::common::wait;
 
 /// The value of `${SECRET}` in the rules.
 const SECRET: &str = "s3cr3t-T0KEN-4711";
 
 const GITHUB_PUSH: &str = include_str!("../fixtures/signatures/payloads/github-push.json");
-
-// ---------------------------------------------------------------- the sink
-
-/// A request the sink received.
-#[derive(Debug, Clone)]
-struct Seen {
-    path: String,
-    /// Lower-case names.
-    headers: HashMap<String, String>,
-    body: String,
-    /// When the request arrived and when its answer was sent.
-    started: Instant,
-    finished: Instant,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> &str {
-        self.headers.get(name).map_or("", String::as_str)
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-/// A scripted answer.
-#[derive(Debug, Clone)]
-struct Reply {
-    status: u16,
-    headers: Vec<(&'static str, String)>,
-    body: String,
-    delay: Duration,
-}
-
-fn reply(status: u16, body: &str) -> Reply {
-    Reply {
-        status,
-        headers: Vec::new(),
-        body: body.to_owned(),
-        delay: Duration::ZERO,
-    }
-}
-
-#[derive(Default)]
-struct SinkState {
-    seen: Mutex<Vec<Seen>>,
-    /// Per path, the answers in order; the last one repeats.
-    script: Mutex<HashMap<String, VecDeque<Reply>>>,
-}
-
-#[derive(Clone)]
-struct Sink {
-    url: String,
-    state: Arc<SinkState>,
-}
-
-impl Sink {
-    async fn start() -> Sink {
-        let state = Arc::new(SinkState::default());
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(state.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sink");
-        let url = format!("http://{}", listener.local_addr().expect("sink addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Sink { url, state }
-    }
-
-    fn script(&self, path: &str, replies: Vec<Reply>) {
-        self.state
-            .script
-            .lock()
-            .unwrap()
-            .insert(path.to_owned(), replies.into());
-    }
-
-    fn seen(&self, path: &str) -> Vec<Seen> {
-        let seen = self.state.seen.lock().unwrap();
-        seen.iter().filter(|s| s.path == path).cloned().collect()
-    }
-}
-
-async fn answer(
-    State(state): State<Arc<SinkState>>,
-    _method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let started = Instant::now();
-    let path = uri.path().to_owned();
-    let reply = {
-        let mut script = state.script.lock().unwrap();
-        match script.get_mut(&path) {
-            Some(replies) if replies.len() > 1 => replies.pop_front(),
-            Some(replies) => replies.front().cloned(),
-            None => None,
-        }
-    }
-    .unwrap_or_else(|| reply(200, "{}"));
-    tokio::time::sleep(reply.delay).await;
-    state.seen.lock().unwrap().push(Seen {
-        path,
-        headers: headers
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.as_str().to_owned(),
-                    v.to_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect(),
-        body: String::from_utf8_lossy(&body).into_owned(),
-        started,
-        finished: Instant::now(),
-    });
-    let mut response = (
-        StatusCode::from_u16(reply.status).unwrap(),
-        [("content-type", "application/json")],
-        reply.body,
-    )
-        .into_response();
-    for (name, value) in reply.headers {
-        response
-            .headers_mut()
-            .insert(name, value.parse().expect("header value"));
-    }
-    response
-}
 
 // ------------------------------------------------------------- the harness
 
@@ -287,24 +152,22 @@ impl Harness {
 
     /// Waits (bounded) until every run has finished.
     async fn wait_finished(&self, ids: &[String], timeout: Duration) -> Vec<RunRecord> {
-        let deadline = Instant::now() + timeout;
-        loop {
+        wait::for_ok("the runs to finish", timeout, || async {
             let mut runs = Vec::new();
             for id in ids {
                 runs.push(self.run(id).await);
             }
             if runs.iter().all(|r| r.status.is_finished()) {
-                return runs;
+                return Ok(runs);
             }
-            assert!(
-                Instant::now() < deadline,
-                "runs did not finish in {timeout:?}: {:#?}",
+            Err(format!(
+                "{:#?}",
                 runs.iter()
                     .map(|r| (&r.rule, r.status, r.next_step, r.attempt, &r.error))
                     .collect::<Vec<_>>()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            ))
+        })
+        .await
     }
 
     async fn attempts(&self, run: &str) -> Vec<AttemptRecord> {
@@ -343,8 +206,8 @@ rules:
 "#,
     )
     .await;
-    h.sink.script("/build", vec![reply(201, r#"{"id": 42}"#)]);
-    h.sink.script("/slack", vec![reply(200, "ok")]);
+    h.sink.script("/build", [Reply::body(201, r#"{"id": 42}"#)]);
+    h.sink.script("/slack", [Reply::body(200, "ok")]);
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h
         .deliver("github", &[("X-GitHub-Event", "push")], GITHUB_PUSH)
@@ -407,7 +270,11 @@ rules:
     .await;
     h.sink.script(
         "/flaky",
-        vec![reply(503, "busy"), reply(503, "busy"), reply(200, "{}")],
+        [
+            Reply::body(503, "busy"),
+            Reply::body(503, "busy"),
+            Reply::body(200, "{}"),
+        ],
     );
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], "{}").await;
@@ -444,16 +311,15 @@ rules:
 "#,
     )
     .await;
-    let mut limited = reply(429, "slow down");
-    limited.headers.push(("retry-after", "2".into()));
-    h.sink.script("/limited", vec![limited, reply(200, "{}")]);
+    let limited = Reply::body(429, "slow down").header("retry-after", "2");
+    h.sink.script("/limited", [limited, Reply::status(200)]);
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], "{}").await;
     let runs = h.wait_finished(&ids, 10 * SECOND).await;
     assert_eq!(runs[0].status, RunStatus::Succeeded, "{:?}", runs[0].error);
     let seen = h.sink.seen("/limited");
     assert_eq!(seen.len(), 2);
-    let gap = seen[1].started - seen[0].finished;
+    let gap = seen[1].arrived - seen[0].finished();
     assert!(gap >= 2 * SECOND, "retried after {gap:?}");
 }
 
@@ -472,7 +338,7 @@ rules:
     )
     .await;
     h.sink
-        .script("/bad", vec![reply(400, r#"{"error":"bad input"}"#)]);
+        .script("/bad", [Reply::body(400, r#"{"error":"bad input"}"#)]);
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], "{}").await;
     let runs = h.wait_finished(&ids, 10 * SECOND).await;
@@ -510,7 +376,10 @@ rules:
     .await;
     h.sink.script(
         "/api/chat.postMessage",
-        vec![reply(200, r#"{"ok":false,"error":"channel_not_found"}"#)],
+        [Reply::body(
+            200,
+            r#"{"ok":false,"error":"channel_not_found"}"#,
+        )],
     );
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], r#"{"who":"team"}"#).await;
@@ -565,7 +434,7 @@ rules:
 "#,
     )
     .await;
-    h.sink.script("/build", vec![reply(500, "broken")]);
+    h.sink.script("/build", [Reply::body(500, "broken")]);
     let (_engine, _handle, _stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], "{}").await;
     let runs = h.wait_finished(&ids, 10 * SECOND).await;
@@ -601,10 +470,7 @@ rules:
     .await;
     h.sink.script(
         "/slow",
-        vec![Reply {
-            delay: Duration::from_millis(200),
-            ..reply(200, "{}")
-        }],
+        [Reply::status(200).delay(Duration::from_millis(200))],
     );
     let mut ids = Vec::new();
     for n in 0..5 {
@@ -615,10 +481,10 @@ rules:
     assert!(runs.iter().all(|r| r.status == RunStatus::Succeeded));
     let mut seen = h.sink.seen("/slow");
     assert_eq!(seen.len(), 5);
-    seen.sort_by_key(|s| s.started);
+    seen.sort_by_key(|s| s.arrived);
     for pair in seen.windows(2) {
         assert!(
-            pair[1].started >= pair[0].finished,
+            pair[1].arrived >= pair[0].finished(),
             "overlap: {:?} started before {:?} finished",
             pair[1].json(),
             pair[0].json()
@@ -649,9 +515,8 @@ rules:
 "#,
     )
     .await;
-    let mut busy = reply(503, "busy");
-    busy.headers.push(("retry-after", "1".into()));
-    h.sink.script("/wait", vec![busy, reply(200, "{}")]);
+    let busy = Reply::body(503, "busy").header("retry-after", "1");
+    h.sink.script("/wait", [busy, Reply::status(200)]);
     // One worker: `quick` can only run while `waits` waits for its retry.
     let (_engine, _handle, _stop) = h.engine(1, SECOND);
     let first = h.deliver("plain", &[], r#"{"n":1}"#).await;
@@ -664,7 +529,7 @@ rules:
     assert_eq!(wait.len(), 3, "two attempts of run 1, one of run 2");
     assert_eq!(quick.len(), 2);
     // Both `quick` runs went while run 1 of `waits` waited for its retry.
-    assert!(quick.iter().all(|q| q.started < wait[1].started));
+    assert!(quick.iter().all(|q| q.arrived < wait[1].arrived));
     // Run 2 of `waits` started only after run 1 finished.
     let ns: Vec<i64> = wait
         .iter()
@@ -696,7 +561,7 @@ rules:
     // A receiver that echoes the secret back.
     h.sink.script(
         "/hook",
-        vec![reply(200, &format!(r#"{{"echo":"{SECRET}"}}"#))],
+        [Reply::body(200, &format!(r#"{{"echo":"{SECRET}"}}"#))],
     );
     let (_engine, handle, stop) = h.engine(4, SECOND);
     let ids = h.deliver("plain", &[], "{}").await;
@@ -756,28 +621,13 @@ rules:
 "#,
     )
     .await;
-    h.sink.script("/one", vec![reply(200, r#"{"n": 7}"#)]);
+    h.sink.script("/one", [Reply::body(200, r#"{"n": 7}"#)]);
     // The first try of step two hangs: shutdown abandons it.
-    h.sink.script(
-        "/two",
-        vec![
-            Reply {
-                delay: 30 * SECOND,
-                ..reply(200, "{}")
-            },
-            reply(200, "{}"),
-        ],
-    );
+    h.sink.script("/two", [Reply::hang(), Reply::status(200)]);
     let ids = h.deliver("plain", &[], "{}").await;
     let (_engine, handle, stop) = h.engine(4, Duration::from_millis(200));
-    // Wait for step two to be in flight (its request reaches the sink only
-    // when answered, so watch the run instead).
-    let deadline = Instant::now() + 10 * SECOND;
-    while h.run(&ids[0]).await.next_step < 1 {
-        assert!(Instant::now() < deadline, "step one did not finish");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Step two is in flight once its request reached the sink.
+    h.sink.wait_for("/two", 1, 10 * SECOND).await;
     stop.trigger();
     tokio::time::timeout(5 * SECOND, handle)
         .await
@@ -892,12 +742,14 @@ rules:
 "#,
     )
     .await;
-    h.sink.script("/deploy", vec![reply(200, "ok")]);
+    h.sink.script("/deploy", [Reply::body(200, "ok")]);
     let (receiver, _handle, _stop_receiver) = h.engine(0, SECOND);
     let ids = h
         .deliver("github", &[("X-GitHub-Event", "push")], GITHUB_PUSH)
         .await;
     receiver.notify();
+    // Not synchronisation: a window in which a receive-only engine that
+    // wrongly ran steps would call the sink (nothing to wait for).
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(h.run(&ids[0]).await.status, RunStatus::Queued);
     assert!(

@@ -4,14 +4,16 @@
 //! already taken, public default secrets, an idle node that writes.
 //! Every test runs the real binary on loopback.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::app::{Server, serve};
 use crate::common::cli::in_own_process;
+use crate::common::wait;
 
 const SOURCES: &str = "sources:\n  hooks:\n    verify: { token: { header: X-T, value: \"${HOOK_TOKEN}\" } }\nrules:\n  - name: log\n    source: hooks\n    actions: [{ shell: { command: [\"true\"] } }]\n";
 
@@ -34,101 +36,9 @@ impl Dir {
 
     /// `hookflow serve` on port 0, JSON logs, a short grace.
     fn serve(&self, extra: &[&str]) -> Command {
-        let given = |flag: &str| extra.contains(&flag);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookflow"));
-        cmd.current_dir(self.dir.path()).arg("serve");
-        if !given("--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
-        }
-        if !given("--db") {
-            cmd.arg("--db")
-                .arg(format!("sqlite://{}", self.path("hookflow.db").display()));
-        }
-        cmd.args(["--admin-listen", "127.0.0.1:0"])
-            .args(["--log-format", "json", "--shutdown-grace", "2s"])
-            .arg("--rules")
-            .arg(self.path("rules"))
-            .args(extra)
-            .env("HOOK_TOKEN", "t0ken")
-            .env("RUST_LOG", "hookflow=info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        cmd
-    }
-}
-
-/// A running server and the addresses its start line gave.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
-    stderr: Option<BufReader<ChildStderr>>,
-}
-
-impl Server {
-    fn start(mut cmd: Command) -> Server {
-        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
-        // Owned by `Server` from the start, so a failed start still kills it.
-        let mut server = Server {
-            child: cmd.spawn().expect("spawn hookflow serve"),
-            addr: unknown,
-            admin: unknown,
-            stderr: None,
-        };
-        let mut stderr = BufReader::new(server.child.stderr.take().expect("stderr piped"));
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = stderr.read_line(&mut line).expect("read the log");
-            assert!(
-                n > 0,
-                "serve exited before listening: {:?}",
-                server.child.try_wait()
-            );
-            assert!(Instant::now() < deadline, "no start line in time");
-            let Ok(json) = serde_json::from_str::<serde_json::Value>(&line) else {
-                continue;
-            };
-            if json["fields"]["message"] == "hookflow listening" {
-                let addr = json["fields"]["address"].as_str().expect("address");
-                let admin = json["fields"]["admin"].as_str().expect("admin");
-                server.addr = addr.parse().expect("an address");
-                server.admin = admin.parse().expect("an admin address");
-                server.stderr = Some(stderr);
-                return server;
-            }
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    fn sigterm(&self) {
-        // SAFETY: kill(2) on our own child's pid.
-        let pid = i32::try_from(self.child.id()).expect("pid");
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    }
-
-    /// Waits for the process to exit, at most `within`.
-    fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + within;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let mut args = vec!["--shutdown-grace", "2s"];
+        args.extend_from_slice(extra);
+        serve(self.dir.path(), &args, &[("HOOK_TOKEN", "t0ken")])
     }
 }
 
@@ -146,9 +56,8 @@ async fn deliver(client: &reqwest::Client, server: &Server, n: usize) -> reqwest
 #[tokio::test]
 async fn a_closed_log_pipe_neither_drops_deliveries_nor_blocks_shutdown() {
     let dir = Dir::new(SOURCES);
-    let mut server = Server::start(dir.serve(&[]));
     // The reader of the log goes away (`hookflow serve 2>&1 | head -2`).
-    drop(server.stderr.take());
+    let mut server = Server::start_closing_log(dir.serve(&[]));
     let client = reqwest::Client::new();
     for n in 0..50 {
         let answer = deliver(&client, &server, n).await;
@@ -177,6 +86,8 @@ fn a_log_pipe_closed_at_start_does_not_stop_serve() {
     let mut first = [0u8; 1];
     stderr.read_exact(&mut first).expect("some log output");
     drop(stderr);
+    // Not synchronisation: the scenario is serve living on for a while
+    // (writing its log into the closed pipe) after its reader left.
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         child.try_wait().expect("wait").is_none(),
@@ -245,32 +156,46 @@ async fn slowloris_connections_cannot_take_the_server_off_the_air() {
     let addr = server.addr;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let reconnects = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let connected = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut slow = tokio::task::JoinSet::new();
     for _ in 0..SLOW {
         let stop = stop.clone();
         let reconnects = reconnects.clone();
+        let connected = connected.clone();
         slow.spawn(async move {
             use tokio::io::AsyncWriteExt;
             let header = b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nX-Slow: ";
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let Ok(mut socket) = tokio::net::TcpStream::connect(addr).await else {
+                    // The attacker's pace, not synchronisation.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 };
+                connected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 for byte in header.iter().chain(std::iter::repeat(&b'a')) {
                     if stop.load(std::sync::atomic::Ordering::Relaxed)
                         || socket.write_all(&[*byte]).await.is_err()
                     {
                         break;
                     }
+                    // Slowloris: one header byte every 2 s (the scenario).
                     tokio::time::sleep(Duration::from_secs(2)).await;
                 }
                 reconnects.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // The attacker's pace, not synchronisation.
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
     }
-    // Let the flood fill every slot (and a few rounds of trickling).
+    // Every slowloris connection is open…
+    wait::until(
+        "the slowloris connections to open",
+        Duration::from_secs(60),
+        || async { connected.load(std::sync::atomic::Ordering::Relaxed) >= SLOW },
+    )
+    .await;
+    // …and, the scenario rather than synchronisation, the flood goes on
+    // for a few rounds of trickling (header deadlines pass, slots recycle).
     tokio::time::sleep(Duration::from_secs(5)).await;
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -310,6 +235,7 @@ async fn slowloris_connections_cannot_take_the_server_off_the_air() {
 async fn sigterm_with_half_sent_requests_exits_within_the_grace() {
     let dir = Dir::new(SOURCES);
     let mut server = Server::start(dir.serve(&[]));
+    let before = server.open_descriptors();
     let mut half_header = std::net::TcpStream::connect(server.addr).expect("connect");
     half_header
         .write_all(b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nContent-Le")
@@ -318,7 +244,13 @@ async fn sigterm_with_half_sent_requests_exits_within_the_grace() {
     half_body
         .write_all(b"POST /hooks/hooks HTTP/1.1\r\nHost: x\r\nX-T: t0ken\r\nContent-Length: 100\r\n\r\n{\"a\":")
         .expect("write");
-    std::thread::sleep(Duration::from_millis(300));
+    // Both are in the server's hands once it accepted them (two more
+    // descriptors), not merely in the kernel's backlog.
+    wait::blocking(
+        "serve to accept the two half-sent requests",
+        Duration::from_secs(10),
+        || server.open_descriptors() >= before + 2,
+    );
     let started = Instant::now();
     server.sigterm();
     let status = server
@@ -388,7 +320,7 @@ async fn an_idle_server_commits_nothing() {
     let client = reqwest::Client::new();
     // One delivery, so the store has written and the run has finished.
     assert_eq!(deliver(&client, &server, 1).await.status().as_u16(), 202);
-    let metrics_url = format!("http://{}/metrics", server.admin);
+    let metrics_url = server.admin_url("/metrics");
     let commits = || async {
         let text = client
             .get(&metrics_url)
@@ -403,6 +335,7 @@ async fn an_idle_server_commits_nothing() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut before = commits().await;
     loop {
+        // The sampling period of the measurement, not synchronisation.
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let now = commits().await;
         if now == before {
@@ -415,6 +348,7 @@ async fn an_idle_server_commits_nothing() {
         before = now;
     }
     assert!(before >= 1.0, "the delivery was a commit");
+    // The scenario: 2 s of idleness, in which nothing may be written.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(commits().await, before, "idle for 2 s: no commit");
 }
@@ -588,22 +522,29 @@ async fn https_with_a_pair_swapped_while_serving() {
     let (cert_b, key_b) = self_signed();
     replace(&key_path, &key_b);
     replace(&cert_path, &cert_b);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while post(trusting(&cert_b, server.addr)).await.is_err() {
-        assert!(Instant::now() < deadline, "pair B never served");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until("pair B to be served", Duration::from_secs(20), || async {
+        post(trusting(&cert_b, server.addr)).await.is_ok()
+    })
+    .await;
     assert!(
         post(trusting(&cert_a, server.addr)).await.is_err(),
         "pair A is gone"
     );
 
-    // A broken certificate file: B stays in use.
+    // A broken certificate file: once serve tried it and logged so, B
+    // stays in use.
+    let refused = "TLS certificate not reloaded";
+    let refusals_before = server.log().matches(refused).count();
     replace(
         &cert_path,
         "-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n",
     );
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    wait::until(
+        "serve to refuse the broken pair",
+        Duration::from_secs(20),
+        || async { server.log().matches(refused).count() > refusals_before },
+    )
+    .await;
     let answer = post(trusting(&cert_b, server.addr))
         .await
         .expect("B still served");

@@ -3,8 +3,9 @@
 //! to a source of every verifier kind; each answer must be a clear 2xx/4xx,
 //! and the server must still be healthy afterwards.
 
-use crate::common::app::spawn_app;
 use reqwest::header::{HeaderName, HeaderValue};
+
+use crate::common::app::spawn_app;
 
 const SOURCES: &str = r#"
 sources:

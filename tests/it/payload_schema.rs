@@ -3,9 +3,10 @@
 //! naming where and why, kept as a rejected delivery with its verified
 //! request, and replayable once the schema admits it.
 
-use crate::common::app::{TestApp, spawn_app};
 use hookflow::store::DeliveryStatus;
 use serde_json::{Value, json};
+
+use crate::common::app::{TestApp, spawn_app};
 
 const STRICT: &str = r#"
 sources:

@@ -2,9 +2,11 @@
 //! every verifier with a valid and a tampered request, dedupe, form bodies,
 //! Slack's handshake, rotation, and what is in the database afterwards.
 
-use crate::common::app::{TestApp, fixture, now, spawn_app, spawn_app_with};
 use hookflow::verify::sign;
 use serde_json::{Value, json};
+
+use crate::common::app::{TestApp, fixture, now, spawn_app, spawn_app_with};
+use crate::common::wait;
 
 const SOURCES: &str = r#"
 sources:
@@ -627,25 +629,27 @@ async fn rejected_requests_are_logged_without_body_or_credentials() {
     );
 
     // The rejected one is written in the background.
-    let mut found = None;
-    for _ in 0..50 {
-        let list = app
-            .store
-            .list_deliveries(hookflow::store::DeliveryFilter {
-                source: Some("token".into()),
-                since_ms: None,
-                limit: 10,
-                before_id: None,
-            })
-            .await
-            .expect("list");
-        if let Some(r) = list.into_iter().find(|d| d.reject_status == Some(401)) {
-            found = Some(r);
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let rejected = found.expect("the 401 is in the run log");
+    let rejected = wait::for_ok(
+        "the 401 in the run log",
+        std::time::Duration::from_secs(10),
+        || async {
+            let list = app
+                .store
+                .list_deliveries(hookflow::store::DeliveryFilter {
+                    source: Some("token".into()),
+                    since_ms: None,
+                    limit: 10,
+                    before_id: None,
+                })
+                .await
+                .expect("list");
+            let statuses: Vec<_> = list.iter().map(|d| d.reject_status).collect();
+            list.into_iter()
+                .find(|d| d.reject_status == Some(401))
+                .ok_or(format!("{statuses:?}"))
+        },
+    )
+    .await;
     let record = app
         .store
         .get_delivery(&rejected.id)

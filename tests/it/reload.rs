@@ -4,8 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use crate::common::app::{TestApp, spawn_app, spawn_app_with};
 use serde_json::{Value, json};
+
+use crate::common::app::{TestApp, spawn_app, spawn_app_with};
+use crate::common::wait;
 
 const SOURCES: &str = "sources:\n  hooks:\n    verify: { token: { header: X-T, value: t0ken } }\n";
 
@@ -34,7 +36,7 @@ async fn within(limit: Duration, mut check: impl AsyncFnMut() -> bool) -> Durati
         if check().await {
             return started.elapsed();
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(wait::POLL).await;
     }
     panic!("not live within {limit:?}");
 }
@@ -161,7 +163,8 @@ async fn poll_mode_notices_changes() {
         |s| s.poll = true,
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await; // the first scan
+    // No wait for the poller's first scan: `App::build` starts the watcher,
+    // and notify's PollWatcher takes its snapshot inside `watch`.
     app.write_rule_file("r.yaml", &rules("two"));
     within(Duration::from_secs(2), async || {
         matched(&app).await == ["two-1", "two-2"]
@@ -257,9 +260,22 @@ async fn deliveries_never_fail_stall_or_see_a_mixed_set_during_100_reloads() {
         let tmp = app.rules_dir.join(".r.yaml.new");
         std::fs::write(&tmp, &yaml).expect("write");
         std::fs::rename(&tmp, app.rules_dir.join("r.yaml")).expect("rename");
+        // The pace of the rewrites (the scenario), not synchronisation.
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The client goes on until the watcher reloaded after the last rewrite.
+    let last_write = chrono::Utc::now();
+    wait::until(
+        "a reload after the last rewrite",
+        Duration::from_secs(10),
+        || async {
+            app.reloader
+                .status()
+                .last_reload_at
+                .is_some_and(|at| at > last_write)
+        },
+    )
+    .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (sent, slowest, seen) = client.await.expect("client");
     assert!(sent > 100, "the client kept sending: {sent}");

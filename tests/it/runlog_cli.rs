@@ -3,17 +3,14 @@
 //! server that received real fixture payloads and ran them against a local
 //! sink. The CLI reads and writes the server's SQLite file directly.
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::process::Command;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::app::{TestApp, fixture, spawn_app_with_engine};
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
 use hookflow::store::{RunRecord, RunStatus};
 use serde_json::Value;
+
+use crate::common::app::{TestApp, fixture, spawn_app_with_engine};
+use crate::common::sink::{Reply, Sink};
+use crate::common::{cli, wait};
 
 const TOKEN: &str = "tok-runlog";
 
@@ -41,60 +38,14 @@ rules:
       - http: { url: SINK/release }
 "#;
 
-// ---------------------------------------------------------------- the sink
-
-/// Answers 200 except on paths scripted to fail; counts requests per path.
-#[derive(Clone, Default)]
-struct Sink {
-    failing: Arc<Mutex<HashMap<String, u16>>>,
-    seen: Arc<Mutex<HashMap<String, usize>>>,
-}
-
-impl Sink {
-    async fn start(&self) -> String {
-        let app = axum::Router::new()
-            .fallback(answer)
-            .with_state(self.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind sink");
-        let url = format!("http://{}", listener.local_addr().expect("sink addr"));
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        url
-    }
-
-    fn fail(&self, path: &str, status: u16) {
-        self.failing.lock().unwrap().insert(path.into(), status);
-    }
-
-    fn heal(&self, path: &str) {
-        self.failing.lock().unwrap().remove(path);
-    }
-
-    fn count(&self, path: &str) -> usize {
-        self.seen.lock().unwrap().get(path).copied().unwrap_or(0)
-    }
-}
-
-async fn answer(State(sink): State<Sink>, uri: Uri) -> (StatusCode, &'static str) {
-    let path = uri.path().to_owned();
-    *sink.seen.lock().unwrap().entry(path.clone()).or_default() += 1;
-    match sink.failing.lock().unwrap().get(&path) {
-        Some(&code) => (StatusCode::from_u16(code).unwrap(), "{\"error\":\"down\"}"),
-        None => (StatusCode::OK, "{}"),
-    }
-}
-
 // ------------------------------------------------------------- the scenario
 
 /// A server that received three pushes: to master (its run fails at the
 /// `notify` step), to a feature branch (matches nothing), and a ping.
 struct Scenario {
     app: TestApp,
+    /// `/notify` answers 500 until a test heals it.
     sink: Sink,
-    sink_url: String,
     master: String,
     feature: String,
     ping: String,
@@ -102,10 +53,9 @@ struct Scenario {
 }
 
 async fn scenario() -> Scenario {
-    let sink = Sink::default();
-    let sink_url = sink.start().await;
-    sink.fail("/notify", 500);
-    let rules = RULES.replace("SINK", &sink_url);
+    let sink = Sink::start().await;
+    sink.answer("/notify", Reply::body(500, r#"{"error":"down"}"#));
+    let rules = RULES.replace("SINK", &sink.url);
     let app = spawn_app_with_engine(&[("gh.yaml", &rules)], |_| {}).await;
 
     let push = fixture("signatures/payloads/github-push.json");
@@ -126,7 +76,6 @@ async fn scenario() -> Scenario {
     Scenario {
         app,
         sink,
-        sink_url,
         master,
         feature,
         ping,
@@ -153,18 +102,14 @@ async fn deliver(app: &TestApp, event: &str, body: Vec<u8>) -> String {
 }
 
 async fn wait_for_run(app: &TestApp, id: &str, status: RunStatus) -> RunRecord {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let run = app.store.get_run(id).await.unwrap();
-        if let Some(run) = run.filter(|r| r.status == status) {
-            return run;
+    let what = format!("run {id} to become {status:?}");
+    wait::for_ok(&what, Duration::from_secs(20), || async {
+        match app.store.get_run(id).await.unwrap() {
+            Some(run) if run.status == status => Ok(run),
+            other => Err(format!("{:?}", other.map(|r| r.status))),
         }
-        assert!(
-            Instant::now() < deadline,
-            "run {id} never became {status:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    })
+    .await
 }
 
 /// Runs the binary on the app's database and rules, outside any checkout
@@ -180,25 +125,8 @@ async fn hookflow(app: &TestApp, args: &[&str]) -> (i32, String, String) {
         full.extend(["--rules".into(), rules]);
     }
     full.extend(["--db".into(), db]);
-    tokio::task::spawn_blocking(move || run_binary(&cwd, &full))
-        .await
-        .unwrap()
-}
-
-fn run_binary(cwd: &Path, args: &[String]) -> (i32, String, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_hookflow"));
-    cmd.args(args).current_dir(cwd);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("HOOKFLOW_") {
-            cmd.env_remove(name);
-        }
-    }
-    let out = cmd.output().expect("run hookflow");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let ran = cli::hookflow(full).cwd(cwd).run_async().await;
+    (ran.code, ran.stdout, ran.stderr)
 }
 
 // ----------------------------------------------------------------- the tests
@@ -291,7 +219,7 @@ async fn show_gives_a_delivery_with_its_trace_and_a_run_with_every_attempt() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("POST {}/notify", s.sink_url)),
+        out.contains(&format!("POST {}/notify", s.sink.url)),
         "{out}"
     );
 
@@ -312,14 +240,17 @@ async fn show_gives_a_delivery_with_its_trace_and_a_run_with_every_attempt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_run_retried_from_the_cli_resumes_at_its_failed_step() {
     let s = scenario().await;
-    assert_eq!((s.sink.count("/build"), s.sink.count("/notify")), (1, 1));
+    assert_eq!(
+        (s.sink.seen("/build").len(), s.sink.seen("/notify").len()),
+        (1, 1)
+    );
 
     // Only a failed run can be retried.
     let (code, _, err) = hookflow(&s.app, &["retry", "01ARZ3NDEKTSV4RRFFQ69G5FAV"]).await;
     assert_ne!(code, 0);
     assert!(err.contains("there is no run with id"), "{err}");
 
-    s.sink.heal("/notify");
+    s.sink.answer("/notify", Reply::status(200));
     let (code, out, err) = hookflow(&s.app, &["retry", &s.failed_run]).await;
     assert_eq!(code, 0, "{err}");
     assert!(
@@ -333,7 +264,10 @@ async fn a_failed_run_retried_from_the_cli_resumes_at_its_failed_step() {
     let run = wait_for_run(&s.app, &s.failed_run, RunStatus::Succeeded).await;
     assert_eq!(run.error, None);
     // The build step is not run again; the notify step is.
-    assert_eq!((s.sink.count("/build"), s.sink.count("/notify")), (1, 2));
+    assert_eq!(
+        (s.sink.seen("/build").len(), s.sink.seen("/notify").len()),
+        (1, 2)
+    );
     let attempts = s.app.store.attempts_for_run(&s.failed_run).await.unwrap();
     assert_eq!(attempts.len(), 3, "{attempts:?}");
 
@@ -348,7 +282,7 @@ async fn a_failed_run_retried_from_the_cli_resumes_at_its_failed_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replay_queues_a_new_run_and_a_dry_run_queues_none() {
     let s = scenario().await;
-    s.sink.heal("/notify");
+    s.sink.answer("/notify", Reply::status(200));
 
     let (code, out, err) = hookflow(&s.app, &["replay", "--dry-run", &s.master]).await;
     assert_eq!(code, 0, "{err}");
@@ -383,7 +317,7 @@ async fn replay_queues_a_new_run_and_a_dry_run_queues_none() {
             .len(),
         2
     );
-    assert_eq!(s.sink.count("/build"), 2);
+    assert_eq!(s.sink.seen("/build").len(), 2);
 
     let (code, out, _) = hookflow(&s.app, &["replay", &s.ping]).await;
     assert_eq!(code, 0);
@@ -425,7 +359,7 @@ async fn diff_reports_deliveries_that_would_newly_match_or_stop_matching() {
     let candidate = s.app.rules_dir.parent().unwrap().join("candidate");
     std::fs::create_dir_all(&candidate).unwrap();
     let rules = RULES
-        .replace("SINK", &s.sink_url)
+        .replace("SINK", &s.sink.url)
         .replace("equals: refs/heads/master", "equals: refs/heads/feature");
     std::fs::write(candidate.join("gh.yaml"), rules).unwrap();
     let base = s.app.rules_dir.display().to_string();
@@ -487,8 +421,9 @@ async fn backup_copies_a_live_run_log_consistently() {
         .unwrap()
         .len();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let flood = {
-        let stop = stop.clone();
+        let (stop, sent) = (stop.clone(), sent.clone());
         let (client, url) = (app.client.clone(), app.url("/hooks/gh"));
         tokio::spawn(async move {
             let mut n = 0;
@@ -503,11 +438,18 @@ async fn backup_copies_a_live_run_log_consistently() {
                     .expect("the server answers");
                 assert_eq!(answer.status(), 202);
                 n += 1;
+                sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             n
         })
     };
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The backup starts while deliveries are being written.
+    wait::until(
+        "the flood to be under way",
+        Duration::from_secs(20),
+        || async { sent.load(std::sync::atomic::Ordering::Relaxed) >= 10 },
+    )
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("copy.db");
     let (code, out, err) = hookflow(&app, &["backup", copy.to_str().unwrap()]).await;
@@ -543,7 +485,7 @@ async fn diff_names_each_rendered_field_that_changes() {
     let candidate = s.app.rules_dir.parent().unwrap().join("candidate-render");
     std::fs::create_dir_all(&candidate).unwrap();
     let rules = RULES
-        .replace("SINK", &s.sink_url)
+        .replace("SINK", &s.sink.url)
         .replace("sha: \"{{payload.after}}\"", "sha: \"{{payload.ref}}\"");
     std::fs::write(candidate.join("gh.yaml"), rules).unwrap();
     let base = s.app.rules_dir.display().to_string();

@@ -7,6 +7,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::common::app::{TestApp, spawn_app};
+use crate::common::wait;
 
 /// A Kubernetes-style secret volume: `dir/token` → `..data/token`, and
 /// `..data` → the current version's directory.
@@ -56,16 +57,12 @@ async fn rotating_a_secret_file_reloads_the_rules() {
 
     mount_version(secrets.path(), "v2", "new-t0ken");
     let started = Instant::now();
-    loop {
-        if status(&app, "new-t0ken").await == 202 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "the rotated secret was not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait::until(
+        "the rotated secret to be picked up",
+        Duration::from_secs(5),
+        || async { status(&app, "new-t0ken").await == 202 },
+    )
+    .await;
     eprintln!("rotated after {:?}", started.elapsed());
     assert_eq!(status(&app, "old-t0ken").await, 401);
 }

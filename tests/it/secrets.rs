@@ -4,9 +4,7 @@
 //! files (main and WAL), the server's logs, the API nor the CLI's output
 //! holds the value — as written, URL-encoded or base64-encoded.
 
-use std::net::TcpListener;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,6 +12,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
+use crate::common::app::{Server, serve};
+use crate::common::sink::{Reply, Sink};
 use crate::common::{cli, wait};
 
 /// Used by the verifier, an outgoing header, URL and body.
@@ -23,14 +23,6 @@ const SECRET: &str = "s3cr3t-4c9e1f7b2d";
 /// from it (`%20` and `+` styles).
 const TEAM: &str = "Team s3cr3t/4c9e+1f7b=2d:x";
 const ADMIN_TOKEN: &str = "admin-token-for-the-test";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port()
-}
 
 /// Every form of `secret` that must not be stored: as written, URL-encoded
 /// (strict, form `+` style, and a URL parser's `%20` style), and base64
@@ -67,26 +59,16 @@ fn database_files(dir: &Path, when: &str) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// A local peer: `/deploy` records what it got and answers 500 (so an
-/// error text is stored too); `/echo` answers with its request URL, and
-/// the `form` query value base64-encoded: alone, and inside a longer
-/// base64 text (`user:VALUE`, as in Basic auth).
-async fn start_peer(seen: Arc<Mutex<Vec<String>>>) -> u16 {
-    let deploy = move |headers: axum::http::HeaderMap, body: String| {
-        let seen = seen.clone();
-        async move {
-            let auth = headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("")
-                .to_string();
-            seen.lock().expect("lock").push(format!("{auth} {body}"));
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR
-        }
-    };
-    let echo = |uri: axum::http::Uri| async move {
-        let uri = uri.to_string();
-        let form = uri
+/// A local peer: `/deploy` answers 500 (so an error text is stored too);
+/// `/echo` answers with its request URL, and the `form` query value
+/// base64-encoded: alone, and inside a longer base64 text (`user:VALUE`,
+/// as in Basic auth).
+async fn start_peer() -> Sink {
+    let sink = Sink::start().await;
+    sink.answer("/deploy", Reply::status(500));
+    sink.answer_with("/echo", |seen| {
+        let form = seen
+            .uri
             .split_once('?')
             .map(|(_, q)| q)
             .into_iter()
@@ -94,24 +76,17 @@ async fn start_peer(seen: Arc<Mutex<Vec<String>>>) -> u16 {
             .find(|(k, _)| k == "form")
             .map(|(_, v)| v.into_owned())
             .unwrap_or_default();
-        axum::Json(serde_json::json!({
-            "uri": uri,
-            "form_b64": STANDARD.encode(&form),
-            "basic": STANDARD.encode(format!("user:{form}")),
-            "form_b64url": URL_SAFE_NO_PAD.encode(&form),
-        }))
-    };
-    let app = axum::Router::new()
-        .route("/deploy", axum::routing::post(deploy))
-        .route("/echo", axum::routing::get(echo));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
+        Reply::json(
+            200,
+            &serde_json::json!({
+                "uri": seen.uri,
+                "form_b64": STANDARD.encode(&form),
+                "basic": STANDARD.encode(format!("user:{form}")),
+                "form_b64url": URL_SAFE_NO_PAD.encode(&form),
+            }),
+        )
     });
-    port
+    sink
 }
 
 /// Runs the CLI on the test's rules and database; it must exit 0. Returns
@@ -130,8 +105,7 @@ async fn cli(dir: &Path, args: &[&str]) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_secret_appears_nowhere_but_at_its_destination() {
-    let seen: Arc<Mutex<Vec<String>>> = Arc::default();
-    let peer = start_peer(seen.clone()).await;
+    let peer = start_peer().await;
 
     let dir = tempfile::tempdir().expect("temp");
     std::fs::create_dir(dir.path().join("rules")).expect("dir");
@@ -148,7 +122,7 @@ rules:
     when: {{ header: X-Kind, equals: deploy }}
     actions:
       - http:
-          url: "http://127.0.0.1:{peer}/deploy?key=${{DEPLOY_SECRET}}"
+          url: "{peer}/deploy?key=${{DEPLOY_SECRET}}"
           headers: {{ Authorization: "Bearer ${{DEPLOY_SECRET}}" }}
           json: {{ token: "${{DEPLOY_SECRET}}", ref: "{{{{payload.ref}}}}" }}
           retry: {{ attempts: 1 }}
@@ -159,53 +133,42 @@ rules:
       - id: echo
         http:
           method: GET
-          url: "http://127.0.0.1:{peer}/echo?raw=${{TEAM_SECRET}}"
+          url: "{peer}/echo?raw=${{TEAM_SECRET}}"
           query: {{ form: "${{TEAM_SECRET}}" }}
       - id: sh
         shell:
           script: 'printf "%s\n" "$T"; printf "%s" "$T" | base64'
           env: {{ T: "${{TEAM_SECRET}}" }}
-"#
+"#,
+            peer = peer.url
         ),
     )
     .expect("rules");
-    let port = free_port();
-    let log = dir.path().join("server.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_hookflow"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--admin-listen",
-            "127.0.0.1:0",
+    let mut server = Server::start(serve(
+        dir.path(),
+        &[
             "--admin-token",
             ADMIN_TOKEN,
             "--rules",
             "rules",
             "--db",
             "sqlite://h.db",
-        ])
-        .current_dir(dir.path())
-        .env("DEPLOY_SECRET", SECRET)
-        .env("TEAM_SECRET", TEAM)
-        .env("RUST_LOG", "hookflow=debug")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).expect("log file"))
-        .spawn()
-        .expect("serve");
+        ],
+        &[
+            ("DEPLOY_SECRET", SECRET),
+            ("TEAM_SECRET", TEAM),
+            ("RUST_LOG", "hookflow=debug"),
+        ],
+    ));
     let client = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("http://{}", server.addr);
     let api = |path: &str| {
         client
             .get(format!("{base}{path}"))
             .bearer_auth(ADMIN_TOKEN)
             .send()
     };
-    wait::until("the server to be ready", Duration::from_secs(20), || {
-        let ready = client.get(format!("{base}/readyz")).send();
-        async move { ready.await.is_ok_and(|r| r.status().is_success()) }
-    })
-    .await;
+    server.wait_ready(&client).await;
 
     // One delivery matches both rules; the other neither (its X-Team is
     // wrong, so the trace records the failed condition and its operand).
@@ -249,9 +212,19 @@ rules:
         }
     })
     .await;
+    let deployed = peer.seen("/deploy");
+    let deployed = deployed.first().expect("the deploy step reached the peer");
+    assert_eq!(deployed.method, "POST");
+    assert_eq!(deployed.header("authorization"), format!("Bearer {SECRET}"));
     assert!(
-        seen.lock().expect("lock")[0].contains(SECRET),
-        "the destination gets the real value"
+        deployed.text().contains(SECRET),
+        "the destination gets the real value: {}",
+        deployed.text()
+    );
+    assert_eq!(deployed.status(), 500);
+    assert_eq!(
+        peer.seen("/echo").first().map(|s| s.method.as_str()),
+        Some("GET")
     );
     let runs = runs.lock().expect("lock").clone();
     let run_of = |rule: &str| {
@@ -399,10 +372,8 @@ rules:
         "the missed condition is shown, its operand redacted: {cli_text}"
     );
 
-    child.kill().expect("stop");
-    let _ = child.wait();
-
-    let logs = std::fs::read_to_string(&log).expect("logs");
+    server.kill();
+    let logs = server.full_log();
     assert!(
         logs.contains("delivery accepted"),
         "the log has the delivery line: {logs}"

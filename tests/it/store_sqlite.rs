@@ -11,6 +11,8 @@ use hookflow::store::{
 use serde_json::json;
 use tempfile::TempDir;
 
+use crate::common::wait;
+
 const MINUTE: i64 = 60_000;
 const T0: i64 = 1_750_000_000_000;
 
@@ -618,21 +620,25 @@ async fn committed_writes_reach_the_database_file_while_the_store_is_open() {
     assert!(wal_bytes(&path) > 0, "commits go to the WAL first");
 
     let copy = dir.path().join("copy.db");
-    let mut found = 0;
-    for _ in 0..100 {
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        std::fs::copy(&path, &copy).expect("copy the database file alone");
-        let conn = rusqlite::Connection::open(&copy).expect("open the copy");
-        found = conn
-            .query_row("SELECT count(*) FROM deliveries", [], |row| {
-                row.get::<_, i64>(0)
-            })
-            .unwrap_or(0);
-        if found == 300 {
-            break;
-        }
-    }
-    assert_eq!(found, 300, "the checkpointer folded the WAL in");
+    wait::for_ok(
+        "the checkpointer to fold the WAL in (300 rows in the file alone)",
+        std::time::Duration::from_secs(10),
+        || async {
+            std::fs::copy(&path, &copy).expect("copy the database file alone");
+            let conn = rusqlite::Connection::open(&copy).expect("open the copy");
+            let found = conn
+                .query_row("SELECT count(*) FROM deliveries", [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .unwrap_or(0);
+            if found == 300 {
+                Ok(())
+            } else {
+                Err(format!("{found} rows"))
+            }
+        },
+    )
+    .await;
     drop(store);
 }
 
@@ -658,7 +664,8 @@ async fn the_wal_starts_over_under_sustained_writes() {
         for task in tasks {
             task.await.expect("task").expect("accept");
         }
-        // Pauses short enough that the writer never sits idle for long.
+        // The scenario, not synchronisation: sustained writes with pauses
+        // short enough that the writer never sits idle for long.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let wal = wal_bytes(&path);

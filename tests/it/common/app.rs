@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -159,73 +159,141 @@ pub fn now() -> i64 {
 
 // ------------------------------------------------- a `hookflow serve` child
 
-/// A running `hookflow serve`. Killed (SIGKILL) when dropped.
-pub struct Server {
-    pub addr: SocketAddr,
-    child: Child,
-    /// The last lines of its log, for failure messages.
-    log: Arc<Mutex<Vec<String>>>,
+/// `hookflow serve` in `dir`: both listeners on 127.0.0.1:0 (so servers of
+/// concurrent tests never collide), JSON logs at info, `--rules
+/// DIR/rules` and `--db sqlite://DIR/hookflow.db` unless `args` name
+/// others, then `args`; `envs` set and no `HOOKFLOW_*` variable of the
+/// test's own environment. Start it with `Server::start`.
+pub fn serve(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Command {
+    let given = |flag: &str| args.contains(&flag);
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hookflow"));
+    command.current_dir(dir).arg("serve");
+    if !given("--listen") {
+        command.args(["--listen", "127.0.0.1:0"]);
+    }
+    if !given("--admin-listen") {
+        command.args(["--admin-listen", "127.0.0.1:0"]);
+    }
+    if !given("--rules") {
+        command.arg("--rules").arg(dir.join("rules"));
+    }
+    if !given("--db") {
+        command
+            .arg("--db")
+            .arg(format!("sqlite://{}", dir.join("hookflow.db").display()));
+    }
+    command
+        .args(["--log-format", "json"])
+        .args(args)
+        .env("RUST_LOG", "hookflow=info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HOOKFLOW_") {
+            command.env_remove(name);
+        }
+    }
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command
 }
 
-/// How many log lines a `Server` keeps for failure messages.
+/// A running `hookflow serve`, started on the addresses its JSON start
+/// line gave. Killed (SIGKILL) when dropped.
+pub struct Server {
+    /// The webhook listener.
+    pub addr: SocketAddr,
+    /// The admin listener (`/api`, `/metrics`).
+    pub admin: SocketAddr,
+    child: Child,
+    /// Every line it wrote (stderr and stdout), read as it comes so the
+    /// child never blocks on a full pipe.
+    log: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+/// How many log lines failure messages show.
 const LOG_TAIL: usize = 40;
 
+/// How long `serve` may take to log its start line.
+const START: Duration = Duration::from_secs(30);
+
 impl Server {
-    /// Starts `hookflow serve` in `dir` with `args` after `serve --listen
-    /// 127.0.0.1:0`, and `envs` set. Returns once it logged its address.
-    ///
-    /// The admin listener (a fixed port by default) gets port 0 through
-    /// the environment, so servers of concurrent tests never collide.
-    pub fn start(dir: &Path, args: &[&str], envs: &[(&str, &str)]) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_hookflow"));
-        command
-            .args(["serve", "--listen", "127.0.0.1:0"])
-            .args(args)
-            .current_dir(dir)
-            .env_remove("RUST_LOG")
-            .env("HOOKFLOW_ADMIN_LISTEN", "127.0.0.1:0")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (k, v) in envs {
-            command.env(k, v);
-        }
-        let mut child = command.spawn().expect("start hookflow serve");
-        let stderr = child.stderr.take().expect("piped stderr");
+    /// Spawns `command` (from `serve`) and returns once it logged where it
+    /// listens; fails the test if it exits or stays silent first.
+    pub fn start(command: Command) -> Server {
+        Server::spawn(command, false)
+    }
+
+    /// Like `start`, then closes the read end of its stderr, as a log
+    /// reader that went away (`hookflow serve 2>&1 | head -2`).
+    pub fn start_closing_log(command: Command) -> Server {
+        Server::spawn(command, true)
+    }
+
+    fn spawn(mut command: Command, close_stderr: bool) -> Server {
+        let mut child = command.spawn().expect("spawn hookflow serve");
         let log: Arc<Mutex<Vec<String>>> = Arc::default();
         let (tx, rx) = mpsc::channel();
-        let tail = log.clone();
-        // Reads the log to its end, so the child never blocks on a full pipe.
-        std::thread::spawn(move || {
-            let mut sent = false;
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if !sent && let Some(addr) = listening_address(&line) {
-                    sent = tx.send(addr).is_ok();
+        let mut readers = Vec::new();
+        let stdout = child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        let stderr = child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>);
+        for (stream, is_stderr) in [(stderr, true), (stdout, false)] {
+            let Some(stream) = stream else { continue };
+            let (tx, log) = (tx.clone(), log.clone());
+            let close_after_start = close_stderr && is_stderr;
+            readers.push(std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let started = start_line(&line);
+                    lock(&log).push(line);
+                    if let Some(addrs) = started {
+                        let _ = tx.send(addrs);
+                        if close_after_start {
+                            return; // drops the pipe's read end
+                        }
+                    }
                 }
-                let mut tail = tail.lock().unwrap_or_else(|p| p.into_inner());
-                if tail.len() == LOG_TAIL {
-                    tail.remove(0);
-                }
-                tail.push(line);
+            }));
+        }
+        drop(tx);
+        let mut server = Server {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            admin: SocketAddr::from(([0, 0, 0, 0], 0)),
+            child,
+            log,
+            readers,
+        };
+        match rx.recv_timeout(START) {
+            Ok((addr, admin)) => {
+                server.addr = addr;
+                server.admin = admin;
+                server
             }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(addr) => addr,
             Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                let status = server.child.try_wait();
                 panic!(
-                    "hookflow serve did not log its address:\n{}",
-                    log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
+                    "hookflow serve did not log its start line within {START:?} (exit: {status:?}):\n{}",
+                    server.log_tail()
                 );
             }
-        };
-        Server { addr, child, log }
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
     }
 
     /// Polls `/readyz` until it answers 200.
@@ -248,32 +316,68 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
+        // SAFETY: kill(2) on our own child, not yet reaped (so not reused).
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+    }
+
+    /// Waits up to `within` for the process to exit; its status if it did.
+    pub fn exit_within(&mut self, within: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for serve") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(wait::POLL);
+        }
+    }
+
     /// SIGTERM, then waits up to `grace` for it to exit (SIGKILL after).
     /// True when it exited by itself.
     pub fn terminate(&mut self, grace: Duration) -> bool {
-        let Ok(pid) = libc::pid_t::try_from(self.child.id()) else {
-            self.kill();
-            return false;
-        };
-        // SAFETY: `pid` is our own child, not yet reaped (so not reused).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + grace;
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return true;
-            }
-            std::thread::sleep(wait::POLL);
+        self.sigterm();
+        if self.exit_within(grace).is_some() {
+            return true;
         }
         self.kill();
         false
     }
 
+    /// Everything it logged, once it exited (kill or terminate it first):
+    /// waits for the readers to reach the end of its output.
+    pub fn full_log(&mut self) -> String {
+        assert!(
+            self.child.try_wait().is_ok_and(|s| s.is_some()),
+            "full_log needs the process to have exited"
+        );
+        let readers = std::mem::take(&mut self.readers);
+        wait::blocking("the log readers to finish", Duration::from_secs(10), || {
+            readers.iter().all(|r| r.is_finished())
+        });
+        lock(&self.log).join("\n")
+    }
+
+    /// What it logged so far.
+    pub fn log(&self) -> String {
+        lock(&self.log).join("\n")
+    }
+
+    /// How many descriptors it has open (Linux: `/proc/PID/fd`).
+    pub fn open_descriptors(&self) -> usize {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|dir| dir.count())
+            .unwrap_or(0)
+    }
+
     /// The last lines it logged.
     pub fn log_tail(&self) -> String {
-        self.log
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .join("\n")
+        let log = lock(&self.log);
+        log[log.len().saturating_sub(LOG_TAIL)..].join("\n")
     }
 }
 
@@ -283,14 +387,22 @@ impl Drop for Server {
     }
 }
 
-/// `… hookflow listening address=127.0.0.1:PORT …` → the address.
-fn listening_address(line: &str) -> Option<SocketAddr> {
-    if !line.contains("hookflow listening") {
+/// A poisoned lock only means a reader thread panicked mid-push.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The JSON start line (`fields.message == "hookflow listening"`) → the
+/// webhook and admin addresses.
+fn start_line(line: &str) -> Option<(SocketAddr, SocketAddr)> {
+    let json: serde_json::Value = serde_json::from_str(line).ok()?;
+    let fields = &json["fields"];
+    if fields["message"] != "hookflow listening" {
         return None;
     }
-    let rest = line.split("address=").nth(1)?;
-    let token = rest.split_whitespace().next()?;
-    token.trim_matches('"').parse().ok()
+    let addr = fields["address"].as_str()?.parse().ok()?;
+    let admin = fields["admin"].as_str()?.parse().ok()?;
+    Some((addr, admin))
 }
 
 /// A fresh directory holding `rules/rules.yaml`.

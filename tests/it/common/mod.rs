@@ -5,4 +5,5 @@
 
 pub mod app;
 pub mod cli;
+pub mod sink;
 pub mod wait;
