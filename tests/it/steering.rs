@@ -5,10 +5,12 @@
 //! Faults are injected with `HOOKFLOW_FAULTS` on the child only.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::common::app::{Server, rules_dir};
 use hookflow::store::{RunFilter, RunRecord, RunStatus, Store};
+
+use crate::common::app::{Server, rules_dir, serve};
+use crate::common::wait;
 
 const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
 
@@ -42,21 +44,15 @@ async fn finished_run(
     rule: &str,
     within: Duration,
 ) -> RunRecord {
-    let deadline = Instant::now() + within;
-    loop {
+    let what = format!("the run of {rule} to finish");
+    wait::for_ok(&what, within, || async {
         let runs = store.runs_for_delivery(delivery).await.expect("runs");
-        if let Some(run) = runs.iter().find(|r| r.rule == rule)
-            && run.status.is_finished()
-        {
-            return run.clone();
+        match runs.iter().find(|r| r.rule == rule) {
+            Some(run) if run.status.is_finished() => Ok(run.clone()),
+            _ => Err(format!("{runs:#?}\n{}", server.log_tail())),
         }
-        assert!(
-            Instant::now() < deadline,
-            "run of {rule} not finished in {within:?}: {runs:#?}\n{}",
-            server.log_tail()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 const FAULT_RULES: &str = r#"
@@ -85,14 +81,14 @@ rules:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_lease_is_stranded_by_a_failed_read_or_a_panicking_worker() {
     let dir = rules_dir(FAULT_RULES);
-    let server = Server::start(
+    let server = Server::start(serve(
         dir.path(),
         &ARGS,
         &[(
             "HOOKFLOW_FAULTS",
             "lease_read=2,panic:once=1,panic:always=always",
         )],
-    );
+    ));
     let client = reqwest::Client::new();
     server.wait_ready(&client).await;
     let store = store_of(dir.path()).await;
