@@ -179,7 +179,7 @@ fn process_gone(pid: &str) -> bool {
 async fn cancel_stops_a_running_shell_group_and_ends_queued_runs() {
     use crate::common::cli::hookflow;
     let dir = rules_dir(CANCEL_RULES);
-    let server = Server::start(dir.path(), &ARGS, &[]);
+    let server = Server::start(serve(dir.path(), &ARGS, &[]));
     let client = reqwest::Client::new();
     server.wait_ready(&client).await;
     let store = store_of(dir.path()).await;
