@@ -328,7 +328,7 @@ async fn unavailable_peer() -> String {
 async fn a_waiting_run_reads_as_waiting_and_a_manual_retry_numbers_on() {
     use crate::common::cli::hookflow;
     let dir = rules_dir(STATE_RULES);
-    let server = Server::start(dir.path(), &ARGS, &[]);
+    let server = Server::start(serve(dir.path(), &ARGS, &[]));
     let client = reqwest::Client::new();
     server.wait_ready(&client).await;
     let store = store_of(dir.path()).await;
