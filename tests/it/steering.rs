@@ -5,7 +5,7 @@
 //! Faults are injected with `HOOKFLOW_FAULTS` on the child only.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hookflow::store::{RunFilter, RunRecord, RunStatus, Store};
 
