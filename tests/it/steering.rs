@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use hookflow::store::{RunFilter, RunRecord, RunStatus, Store};
 
 use crate::common::app::{Server, rules_dir, serve};
+use crate::common::sink::{Reply, Sink};
 use crate::common::wait;
 
 const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
@@ -305,23 +306,15 @@ rules:
           retry: { attempts: 3, backoff: 10ms }
 "#;
 
-/// An HTTP peer that answers every request 503 with `Retry-After: 3600`.
+/// An HTTP peer that answers every request 503 with `Retry-After: 3600`;
+/// its URL (with a trailing `/`).
 async fn unavailable_peer() -> String {
-    let app = axum::Router::new().fallback(|| async {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            [("retry-after", "3600")],
-            "later",
-        )
-    });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}/", listener.local_addr().expect("addr"));
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    url
+    let peer = Sink::start().await;
+    peer.answer(
+        "/*",
+        Reply::body(503, "later").header("retry-after", "3600"),
+    );
+    format!("{}/", peer.url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

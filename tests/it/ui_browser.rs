@@ -11,38 +11,20 @@
 pub(crate) mod driver;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::common::app::{TestApp, spawn_app_with_engine};
-use axum::extract::State;
-use axum::http::{StatusCode, Uri};
+use crate::common::sink::{Reply, Sink};
 use driver::wait_for;
 use fantoccini::{Client, Locator};
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "ui-adm1n-token";
 
-/// A sink whose `/fail` answers 500 while `failing`.
-async fn start_sink() -> (Arc<AtomicBool>, String) {
-    let failing = Arc::new(AtomicBool::new(true));
-    async fn handle(State(failing): State<Arc<AtomicBool>>, uri: Uri) -> StatusCode {
-        if uri.path() == "/fail" && failing.load(Ordering::SeqCst) {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
-        }
-    }
-    let app = axum::Router::new()
-        .fallback(handle)
-        .with_state(failing.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind sink");
-    let addr = listener.local_addr().expect("sink addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
-    (failing, format!("http://{addr}"))
+/// A sink whose `/fail` answers 500 until a test heals it.
+async fn start_sink() -> Sink {
+    let sink = Sink::start().await;
+    sink.answer("/fail", Reply::status(500));
+    sink
 }
 
 fn rules(sink: &str) -> String {
@@ -103,8 +85,8 @@ async fn count(client: &Client, css: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
-    let (failing, sink) = start_sink().await;
-    let app = spawn_app_with_engine(&[("rules.yaml", &rules(&sink))], |s| {
+    let sink = start_sink().await;
+    let app = spawn_app_with_engine(&[("rules.yaml", &rules(&sink.url))], |s| {
         s.admin_token = Some(hookflow::config::Secret::new(ADMIN_TOKEN));
         s.workers = 2;
     })
@@ -279,7 +261,7 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
             })
             .await;
             let attempts = count(&c, "details").await;
-            failing.store(false, Ordering::SeqCst);
+            sink.answer("/fail", Reply::status(200));
             c.find(Locator::Css("form[action$='/retry'] button"))
                 .await
                 .expect("Retry")
@@ -311,8 +293,8 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacker_text_shows_as_text_and_the_page_fits_360_px() {
-    let (_, sink) = start_sink().await;
-    let app = spawn_app_with_engine(&[("rules.yaml", &rules(&sink))], |_| {}).await;
+    let sink = start_sink().await;
+    let app = spawn_app_with_engine(&[("rules.yaml", &rules(&sink.url))], |_| {}).await;
     let evil = r#"<script>window.__pwned = 1</script>"><img src=x onerror="window.__pwned = 2"><a href="javascript:window.__pwned=3">click</a>"#;
     let response = app
         .post(

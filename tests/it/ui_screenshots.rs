@@ -7,12 +7,12 @@
 
 use std::path::PathBuf;
 
-use axum::http::{StatusCode, Uri};
 use fantoccini::Locator;
 use hookflow::store::{NewDelivery, NewRun};
 use serde_json::json;
 
 use crate::common::app::spawn_app_with_engine;
+use crate::common::sink::{Reply, Sink};
 use crate::ui_browser::driver;
 
 const RULES: &str = r#"
@@ -169,19 +169,7 @@ async fn readme_screenshots() {
 
 /// `/fail` answers 500, everything else 200.
 async fn start_sink() -> String {
-    async fn handle(uri: Uri) -> StatusCode {
-        if uri.path() == "/fail" {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::OK
-        }
-    }
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind sink");
-    let addr = listener.local_addr().expect("sink addr");
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, axum::Router::new().fallback(handle)).await;
-    });
-    format!("http://{addr}")
+    let sink = Sink::start().await;
+    sink.answer("/fail", Reply::status(500));
+    sink.url
 }
