@@ -16,6 +16,7 @@ use crate::common::app::{TestApp, spawn_app_with_engine};
 use crate::common::sink::{Reply, Sink};
 use driver::wait_for;
 use fantoccini::{Client, Locator};
+use hookflow::store::NewRun;
 use serde_json::{Value, json};
 
 const ADMIN_TOKEN: &str = "ui-adm1n-token";
@@ -93,7 +94,32 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
     .await;
     let dev = deliver(&app, "gh", "tok-123", json!({ "ref": "refs/heads/dev" })).await;
     deliver(&app, "gh", "tok-123", json!({ "ref": "refs/heads/main" })).await;
-    deliver(&app, "shop", "tok-456", json!({ "order": 1 })).await;
+    let shop = deliver(&app, "shop", "tok-456", json!({ "order": 1 })).await;
+    // A run no worker may take (a concurrency of 0 is never free): it stays
+    // queued until the operator cancels it.
+    let parked = ulid::Ulid::new().to_string();
+    let definition = app
+        .reloader
+        .rules()
+        .load()
+        .rule("notify")
+        .expect("notify")
+        .definition
+        .clone();
+    app.store
+        .queue_runs(
+            &shop,
+            vec![NewRun {
+                id: parked.clone(),
+                delivery_id: shop.clone(),
+                rule: "notify".into(),
+                created_at: chrono::Utc::now().timestamp_millis(),
+                definition,
+                concurrency: Some(0),
+            }],
+        )
+        .await
+        .expect("queue the parked run");
     let browser = driver::open(1280, 900).await;
     let base = format!("http://{}", app.admin_addr);
     let app = Arc::new(app);
@@ -286,6 +312,61 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
                 count(&c, "form[action$='/retry']").await == 0,
                 "no Retry on a succeeded run"
             );
+            assert!(
+                count(&c, "form[action$='/cancel']").await == 0,
+                "no Cancel on a finished run"
+            );
+
+            // Cancel the parked run: cancelled at once.
+            c.goto(&format!("{base}/ui/runs/{parked}"))
+                .await
+                .expect("goto");
+            let status = c
+                .wait()
+                .for_element(Locator::Css("#run-status"))
+                .await
+                .expect("status")
+                .text()
+                .await
+                .expect("text");
+            assert_eq!(status, "queued");
+            c.find(Locator::Css("form[action$='/cancel'] button"))
+                .await
+                .expect("Cancel")
+                .click()
+                .await
+                .expect("click");
+            let notice = wait_for("the cancel notice", || async {
+                text_of(&c, "p.notice").await
+            })
+            .await;
+            assert_eq!(notice, "Cancelled.");
+            assert_eq!(
+                text_of(&c, "#run-status").await.as_deref(),
+                Some("cancelled")
+            );
+
+            // The overview: a chart of the hour per source, and the rules'
+            // figures (notify failed once, then its retry and the replay's
+            // run finished).
+            c.goto(&format!("{base}/ui/")).await.expect("goto");
+            let stats = c
+                .wait()
+                .for_element(Locator::Css("#rule-stats"))
+                .await
+                .expect("rule stats")
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                stats.contains("notify") && stats.contains("only_main"),
+                "{stats}"
+            );
+            assert!(
+                count(&c, "svg.chart rect.matched").await >= 1,
+                "a chart with matched deliveries"
+            );
+            assert_eq!(count(&c, "svg.chart").await, 2, "one chart per source");
         })
         .await;
     browser.assert_no_console_errors().await;

@@ -53,6 +53,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/runs", get(runs::page))
         .route("/ui/runs/{id}", get(run::page))
         .route("/ui/runs/{id}/retry", post(run::retry))
+        .route("/ui/runs/{id}/cancel", post(run::cancel))
         .route("/ui/rules", get(rules::page))
         .route("/ui/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(

@@ -1,13 +1,15 @@
 //! One run (`/ui/runs/{id}`): its state, the next retry time, its steps
 //! (from the definition it was queued with) and every attempt of each,
 //! with the request summary, status, duration and the response or the
-//! command's output; and the Retry button for a failed run (`POST
-//! …/retry`, the same `crate::ops::retry` as the CLI and the API).
+//! command's output; the Retry button for a failed run (`POST …/retry`,
+//! the same `crate::ops::retry` as the CLI and the API) and Cancel for an
+//! unfinished one (`POST …/cancel`, `crate::ops::cancel` as `hookflow
+//! cancel`).
 
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde_json::Value;
@@ -23,7 +25,11 @@ pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(current): Extension<Current>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Markup, UiError> {
+    let cancel = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(k, _)| k == "cancel")
+        .map(|(_, v)| v.into_owned());
     let record = app
         .store
         .get_run(&id)
@@ -38,7 +44,21 @@ pub async fn page(
     let run = Redact(rules.secrets()).run(record, attempts);
     let body = html! {
         h1 { "Run " span.mono { (run.run.id) } }
+        @if let Some(cancel) = cancel.as_deref() {
+            p.notice role="status" { (match cancel {
+                "cancelled" => "Cancelled.",
+                "requested" => "Cancel requested: its worker stops the step within seconds (reload to see it).",
+                _ => "It was already cancelled.",
+            }) }
+        }
         (summary(&run))
+        @if matches!(run.run.status, RunStatus::Queued | RunStatus::Running) {
+            form.actions method="post" action=(format!("/ui/runs/{}/cancel", segment(&run.run.id))) {
+                (csrf_field(&current))
+                button.danger type="submit" { "Cancel" }
+                span.muted { "stops it; a running step is interrupted and no later step runs" }
+            }
+        }
         @if run.run.status == RunStatus::Failed {
             form.actions method="post" action=(format!("/ui/runs/{}/retry", segment(&run.run.id))) {
                 (csrf_field(&current))
@@ -154,6 +174,18 @@ pub async fn retry(
     (app.on_queued)();
     tracing::info!(run = %id, by = "ui", "run retried");
     Ok(Redirect::to(&format!("/ui/runs/{}", segment(&id))).into_response())
+}
+
+/// `POST /ui/runs/{id}/cancel` (CSRF and `Origin` checked by `auth::guard`).
+pub async fn cancel(
+    State(app): State<Arc<AppState>>,
+    crate::server::api::actor::UiActor(actor): crate::server::api::actor::UiActor,
+    Path(id): Path<String>,
+) -> Result<Response, UiError> {
+    let done = crate::ops::cancel(&app.store, &id, &actor).await?;
+    tracing::info!(run = %id, outcome = done.outcome.as_str(), by = "ui", "run cancelled");
+    let to = format!("/ui/runs/{}?cancel={}", segment(&id), done.outcome.as_str());
+    Ok(Redirect::to(&to).into_response())
 }
 
 #[cfg(test)]
