@@ -18,8 +18,10 @@ use crate::store::{
     Store, StoreError,
 };
 
+mod bulk;
 mod cancel;
 
+pub use bulk::{BulkReplay, BulkRetry, ReplayFilter, RetryFilter, replay_matching, retry_matching};
 pub use cancel::{CancelState, Cancelled, cancel};
 
 /// Why an operation was refused or failed. The API maps `NotFound` to 404

@@ -54,6 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         limit: args.limit.max(1),
         before_id: None,
         waiting_at,
+        since_ms: None,
     };
     let secrets = super::show::secrets(&settings)?;
     let records = super::runtime()?.block_on(async {

@@ -140,6 +140,8 @@ fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs/{id}", get(api::runlog::get_run))
         .route("/runs/{id}/retry", post(api::ops::retry))
         .route("/runs/{id}/cancel", post(api::ops::cancel))
+        .route("/runs/retry", post(api::bulk::retry))
+        .route("/deliveries/replay", post(api::bulk::replay))
         .route("/operator-actions", get(api::runlog::operator_actions))
         .route("/openapi.json", get(openapi::document));
     Router::new()

@@ -338,6 +338,8 @@ pub struct AttemptRecord {
 pub struct RunFilter {
     pub rule: Option<String>,
     pub status: Option<RunStatus>,
+    /// Only runs created at or after this time (unix ms).
+    pub since_ms: Option<i64>,
     /// Only runs waiting for a retry at this time (unix ms): `running`,
     /// unleased, and due after it ([`RunState::Waiting`]).
     pub waiting_at: Option<i64>,

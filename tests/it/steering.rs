@@ -597,3 +597,181 @@ async fn cancel_and_retry_through_the_api_are_audited_with_who_and_from_where() 
         .collect();
     assert_eq!(actions, ["retry", "cancel"], "newest first");
 }
+
+const BULK_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: broken
+    source: s
+    actions:
+      - shell: { command: ["sh", "-c", "exit 1"] }
+"#;
+
+/// Retry and replay by filter, through the CLI and the API: a dry run
+/// (the API's default) lists and changes nothing; a real one queues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_and_replay_by_filter_with_dry_runs() {
+    use crate::common::app::spawn_app_with_engine;
+    use crate::common::cli::hookflow;
+    let app = spawn_app_with_engine(&[("r.yaml", BULK_RULES)], |_| {}).await;
+    let mut deliveries = Vec::new();
+    for n in 0..3 {
+        let resp = app
+            .post(
+                "/hooks/s",
+                &[
+                    ("X-Token", "steering-token"),
+                    ("content-type", "application/json"),
+                ],
+                format!(r#"{{"n": {n}}}"#),
+            )
+            .await;
+        let v: serde_json::Value = resp.json().await.expect("json");
+        deliveries.push(v["delivery"].as_str().expect("id").to_owned());
+    }
+    let failed_runs = || {
+        let store = app.store.clone();
+        async move {
+            store
+                .list_runs(RunFilter {
+                    status: Some(RunStatus::Failed),
+                    ..RunFilter::default()
+                })
+                .await
+                .unwrap_or_default()
+        }
+    };
+    crate::common::wait::until("three failed runs", Duration::from_secs(20), || async {
+        failed_runs().await.len() == 3
+    })
+    .await;
+    let db = format!("sqlite://{}", app.db_path.display());
+    let rules = app.rules_dir.display().to_string();
+
+    // Dry: listed, nothing changes.
+    let dry = hookflow([
+        "retry",
+        "--db",
+        &db,
+        "--rules",
+        &rules,
+        "--rule",
+        "broken",
+        "--status",
+        "failed",
+        "--since",
+        "1h",
+        "--dry-run",
+    ])
+    .run_async()
+    .await;
+    dry.success();
+    assert!(
+        dry.stdout.contains("would re-queue 3 failed run(s)"),
+        "{}",
+        dry.all()
+    );
+    let listed: serde_json::Value = app
+        .client
+        .post(app.admin_url("/api/runs/retry"))
+        .json(&serde_json::json!({ "rule": "broken", "since": "1h" }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["dry_run"], true, "dry unless told: {listed}");
+    assert_eq!(listed["runs"].as_array().map(Vec::len), Some(3));
+    assert_eq!(failed_runs().await.len(), 3);
+    for run in failed_runs().await {
+        let attempts = app.store.attempts_for_run(&run.id).await.expect("attempts");
+        assert_eq!(attempts.len(), 1, "nothing ran again");
+    }
+
+    // Real: all three run again (and fail again: attempt 2 each).
+    let done: serde_json::Value = app
+        .client
+        .post(app.admin_url("/api/runs/retry"))
+        .json(&serde_json::json!({ "rule": "broken", "status": "failed", "dry_run": false }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(done["runs"].as_array().map(Vec::len), Some(3), "{done}");
+    crate::common::wait::until("every run tried twice", Duration::from_secs(20), || async {
+        let mut twice = 0;
+        for run in failed_runs().await {
+            let n = app
+                .store
+                .attempts_for_run(&run.id)
+                .await
+                .map_or(0, |a| a.len());
+            twice += usize::from(n == 2);
+        }
+        twice == 3
+    })
+    .await;
+    let bad = app
+        .client
+        .post(app.admin_url("/api/runs/retry"))
+        .json(&serde_json::json!({ "status": "succeeded" }))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(bad.status().as_u16(), 400);
+
+    // Replay by filter: dry through the CLI, real through the API.
+    let dry = hookflow([
+        "replay",
+        "--db",
+        &db,
+        "--rules",
+        &rules,
+        "--source",
+        "s",
+        "--since",
+        "1h",
+        "--dry-run",
+    ])
+    .run_async()
+    .await;
+    dry.success();
+    assert!(
+        dry.stdout
+            .contains("3 deliveries of s: would queue 3 run(s)"),
+        "{}",
+        dry.all()
+    );
+    for d in &deliveries {
+        assert_eq!(app.store.runs_for_delivery(d).await.expect("runs").len(), 1);
+    }
+    let replayed: serde_json::Value = app
+        .client
+        .post(app.admin_url("/api/deliveries/replay"))
+        .json(&serde_json::json!({ "source": "s", "since": "1h", "dry_run": false }))
+        .send()
+        .await
+        .expect("post")
+        .json()
+        .await
+        .expect("json");
+    let order: Vec<&str> = replayed["deliveries"]
+        .as_array()
+        .expect("deliveries")
+        .iter()
+        .filter_map(|d| d["delivery"].as_str())
+        .collect();
+    assert_eq!(
+        order,
+        deliveries.iter().map(String::as_str).collect::<Vec<_>>(),
+        "oldest first"
+    );
+    for d in &deliveries {
+        assert_eq!(app.store.runs_for_delivery(d).await.expect("runs").len(), 2);
+    }
+}

@@ -14,6 +14,7 @@ use super::AppState;
 use dto::{ReloadReport, RuleView, RulesView, SourceView, StepView};
 
 pub mod actor;
+pub mod bulk;
 pub mod dto;
 mod error;
 pub mod ops;

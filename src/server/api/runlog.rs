@@ -220,7 +220,7 @@ pub(crate) fn since_schema() -> Schema {
 }
 
 /// `since`: a duration back from now (`90m`, `7d`) or an RFC 3339 time.
-fn parse_since(value: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_since(value: &str) -> Result<i64, ApiError> {
     if SINCE_DURATION_RE.is_match(value)
         && let Ok(ago) = humantime::parse_duration(value)
     {

@@ -48,6 +48,7 @@ pub async fn page(
         rule: (!rule.is_empty()).then(|| rule.clone()),
         status: parsed_status,
         waiting_at: None,
+        since_ms: None,
         limit: PAGE,
         before_id: (!before.is_empty()).then(|| before.clone()),
     };

@@ -80,6 +80,10 @@ pub(super) fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecor
             sql.push_str(" AND finished_at IS NOT NULL");
         }
     }
+    if let Some(since) = filter.since_ms {
+        args.push(SqlValue::Integer(since));
+        sql.push_str(&format!(" AND created_at >= ?{}", args.len()));
+    }
     if let Some(now) = filter.waiting_at {
         // RunRecord::state's `waiting`, in SQL.
         args.push(SqlValue::Integer(now));
