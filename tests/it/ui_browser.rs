@@ -316,6 +316,9 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
                 count(&c, "form[action$='/cancel']").await == 0,
                 "no Cancel on a finished run"
             );
+            // The audit trail names the dashboard as the retry's origin.
+            let trail = text_of(&c, "table.trail").await.unwrap_or_default();
+            assert!(trail.contains("retry") && trail.contains("ui"), "{trail}");
 
             // Cancel the parked run: cancelled at once.
             c.goto(&format!("{base}/ui/runs/{parked}"))
@@ -345,6 +348,8 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
                 text_of(&c, "#run-status").await.as_deref(),
                 Some("cancelled")
             );
+            let trail = text_of(&c, "table.trail").await.unwrap_or_default();
+            assert!(trail.contains("cancel") && trail.contains("ui"), "{trail}");
 
             // The overview: a chart of the hour per source, and the rules'
             // figures (notify failed once, then its retry and the replay's

@@ -38,7 +38,13 @@ pub async fn page(
         })?;
     let run_records = app.store.runs_for_delivery(&id).await?;
     let rules = app.rules.load();
-    let d = Redact(rules.secrets()).delivery(record, run_records);
+    let trail = app
+        .store
+        .operator_actions(Some(&id), super::run::TRAIL_SHOWN)
+        .await?;
+    let redact = Redact(rules.secrets());
+    let mut d = redact.delivery(record, run_records);
+    d.operator_actions = redact.trail(trail);
     let replayed = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(k, _)| k == "replayed")
         .and_then(|(_, v)| v.parse::<usize>().ok());
@@ -63,6 +69,8 @@ pub async fn page(
         (trace(&d))
         h2 { "Runs" }
         (run_table(&d.runs))
+        h2 { "Operator actions" }
+        (super::run::trail(&d.operator_actions))
         h2 { "Headers" }
         @if d.headers.is_empty() {
             p.muted { "None stored." }
@@ -161,7 +169,7 @@ pub fn run_row(r: &RunItem) -> Markup {
         tr {
             td.mono { a href=(format!("/ui/runs/{}", segment(&r.id))) { (r.id) } }
             td.mono { (r.rule) }
-            td { (badge(r.status.as_str())) }
+            td { (badge(r.state.as_str())) }
             td.hide-narrow { (time(r.created_at)) }
             td.hide-narrow { @if let Some(e) = &r.error { span.error { (e) } } }
         }

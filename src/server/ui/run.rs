@@ -17,7 +17,12 @@ use serde_json::Value;
 use super::UiError;
 use super::auth::Current;
 use super::layout::{badge, csrf_field, duration, pre, row, segment, shell, time};
-use crate::runlog_view::{Attempt, AttemptOutcome, Redact, RunDetail, RunStatus};
+use crate::runlog_view::{
+    Attempt, AttemptOutcome, OperatorActionView, Redact, RunDetail, RunStatus,
+};
+
+/// Operator actions shown per run or delivery (newest).
+pub const TRAIL_SHOWN: u32 = 20;
 use crate::server::AppState;
 
 /// `GET /ui/runs/{id}`
@@ -41,7 +46,10 @@ pub async fn page(
     let steps = step_names(&record.definition);
     let attempts = app.store.attempts_for_run(&id).await?;
     let rules = app.rules.load();
-    let run = Redact(rules.secrets()).run(record, attempts);
+    let actions = app.store.operator_actions(Some(&id), TRAIL_SHOWN).await?;
+    let redact = Redact(rules.secrets());
+    let mut run = redact.run(record, attempts);
+    run.operator_actions = redact.trail(actions);
     let body = html! {
         h1 { "Run " span.mono { (run.run.id) } }
         @if let Some(cancel) = cancel.as_deref() {
@@ -73,6 +81,8 @@ pub async fn page(
         @if steps.is_empty() {
             p.muted { "The run's definition lists no steps." }
         }
+        h2 { "Operator actions" }
+        (trail(&run.operator_actions))
         h2 { "Outputs" }
         (pre(&serde_json::to_string_pretty(&run.outputs).unwrap_or_default()))
     };
@@ -84,7 +94,7 @@ fn summary(run: &RunDetail) -> Markup {
     let delivery = format!("/ui/deliveries/{}", segment(&r.delivery_id));
     html! {
         div.card { dl.meta {
-            (row("Status", Some(html! { span #run-status { (badge(r.status.as_str())) } })))
+            (row("Status", Some(html! { span #run-status { (badge(r.state.as_str())) } })))
             (row("Rule", Some(html! { span.mono { (r.rule) } })))
             (row("Delivery", Some(html! { a.mono href=(delivery) { (r.delivery_id) } })))
             (row("Created", Some(time(r.created_at))))
@@ -93,6 +103,7 @@ fn summary(run: &RunDetail) -> Markup {
             (row("Next step", (!matches!(r.status, RunStatus::Succeeded | RunStatus::Cancelled))
                 .then(|| html! { (r.next_step + 1) " (attempts so far: " (r.attempt) ")" })))
             (row("Next try", r.next_attempt_at.filter(|_| r.finished_at.is_none()).map(time)))
+            (row("Cancel asked", r.cancel_requested_at.filter(|_| r.finished_at.is_none()).map(time)))
             (row("Error", r.error.as_ref().map(|e| html! { span.error { (e) } })))
         } }
     }
@@ -138,6 +149,29 @@ fn attempt(a: &Attempt) -> Markup {
                     div.muted { (label) } (pre(text))
                 }
             }
+        }
+    }
+}
+
+/// Who replayed, retried or cancelled, when and from where (newest
+/// [`TRAIL_SHOWN`]); also the delivery page's.
+pub fn trail(actions: &[OperatorActionView]) -> Markup {
+    html! {
+        @if actions.is_empty() {
+            p.muted { "None." }
+        } @else {
+            div.scroll { table.trail {
+                thead { tr { th { "When" } th { "Action" } th { "Via" } th.hide-narrow { "From" } th.hide-narrow { "Detail" } } }
+                tbody { @for a in actions {
+                    tr {
+                        td { (time(a.at)) }
+                        td { (a.action) }
+                        td { (a.via) }
+                        td.hide-narrow.mono { (a.client) }
+                        td.hide-narrow.mono { @if !a.detail.is_null() { (a.detail.to_string()) } }
+                    }
+                } }
+            } }
         }
     }
 }
