@@ -106,6 +106,7 @@ async fn bench(count: usize, workers: usize, sink: &str) {
             created_at: now,
             definition: definition.clone(),
             concurrency: None,
+            concurrency_key: None,
         };
         let store = store.clone();
         accepts.spawn(async move { store.accept(delivery, vec![run], 0).await });

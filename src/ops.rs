@@ -123,6 +123,7 @@ pub async fn replay(
             created_at: now,
             definition: rule.definition.clone(),
             concurrency: rule.concurrency,
+            concurrency_key: None,
         })
         .collect();
     replay.runs = runs.iter().map(|r| r.id.clone()).collect();
@@ -237,6 +238,7 @@ rules:
             created_at: 1,
             definition: f.rules.rule("all").unwrap().definition.clone(),
             concurrency: None,
+            concurrency_key: None,
         };
         let delivery = NewDelivery {
             id: id.into(),

@@ -320,6 +320,7 @@ pub fn match_rules(app: &AppState, parsed: Parsed) -> Matched {
             created_at,
             definition: rule.definition.clone(),
             concurrency: rule.concurrency,
+            concurrency_key: None,
         })
         .collect();
     Matched {

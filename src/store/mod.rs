@@ -102,7 +102,8 @@ pub trait Store: Send + Sync + 'static {
     /// Lease up to `request.limit` due runs for `request.node`: unfinished
     /// runs whose `next_attempt_at` has come and whose lease is free or
     /// expired. A `queued` run is leased only while its rule has fewer
-    /// `running` runs than its `concurrency`; leased runs become `running`.
+    /// `running` runs than its `concurrency` (with the same
+    /// `concurrency_key`, when it has one); leased runs become `running`.
     /// Decided inside one write transaction, so concurrent leasers never
     /// overshoot a rule's limit.
     ///
@@ -403,6 +404,9 @@ pub struct NewRun {
     /// The rule's `concurrency` when queued: at most this many of its runs
     /// in progress at once, across restarts and nodes.
     pub concurrency: Option<u32>,
+    /// Keyed concurrency: the rendered key. The limit then holds per key
+    /// (runs of other keys proceed), oldest first.
+    pub concurrency_key: Option<String>,
 }
 
 /// A request refused before it became a delivery (401/403/413/429, or 422
@@ -662,6 +666,8 @@ pub struct RunRecord {
     pub outputs: Value,
     /// The rule's `concurrency` when queued.
     pub concurrency: Option<u32>,
+    /// Its rendered concurrency key (keyed concurrency), if any.
+    pub concurrency_key: Option<String>,
     /// The node whose worker holds the run, while its lease lasts (an
     /// expired lease still names its last owner until taken over).
     pub lease_owner: Option<String>,

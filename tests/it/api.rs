@@ -490,6 +490,7 @@ async fn retention_prunes_old_deliveries_and_keeps_new_ones() {
         // A concurrency of 0 is never free: this app's workers cannot take
         // the run (and finish it, making its delivery prunable) meanwhile.
         concurrency: Some(0),
+        concurrency_key: None,
     };
     app.store
         .accept(old_delivery(pending, now - 40 * day, "kp"), vec![run], 0)

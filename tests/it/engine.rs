@@ -120,6 +120,7 @@ impl Harness {
                     created_at: delivery.received_at.timestamp_millis(),
                     definition: rule.definition.clone(),
                     concurrency: rule.concurrency,
+                    concurrency_key: None,
                 }
             })
             .collect();

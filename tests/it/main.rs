@@ -34,6 +34,7 @@ mod secrets;
 mod send;
 mod shell;
 mod steering;
+mod store_contract;
 mod store_sqlite;
 mod ui;
 mod ui_browser;

@@ -62,6 +62,7 @@ fn run_for(d: &NewDelivery, rule: &str) -> NewRun {
         created_at: d.received_at,
         definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
         concurrency: None,
+        concurrency_key: None,
     }
 }
 
@@ -389,7 +390,7 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
     let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5, 6, 7],
         "every migration applied once, in order"
     );
 

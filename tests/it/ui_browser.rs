@@ -116,6 +116,7 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
                 created_at: chrono::Utc::now().timestamp_millis(),
                 definition,
                 concurrency: Some(0),
+                concurrency_key: None,
             }],
         )
         .await

@@ -75,6 +75,7 @@ async fn readme_screenshots() {
                 created_at: at,
                 definition: definition.clone(),
                 concurrency: None,
+                concurrency_key: None,
             }],
             _ => Vec::new(),
         };

@@ -39,6 +39,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "operator_actions",
         include_str!("../migrations/sqlite/0006_operator_actions.sql"),
     ),
+    (
+        7,
+        "concurrency_key",
+        include_str!("../migrations/sqlite/0007_concurrency_key.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -39,13 +39,15 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
     // counted below.
     let candidates = conn
         .prepare_cached(
-            "SELECT id, rule, status, concurrency, cancel_requested_at IS NOT NULL FROM runs
+            "SELECT id, rule, status, concurrency, cancel_requested_at IS NOT NULL, concurrency_key
+             FROM runs
              WHERE status IN ('queued', 'running')
                AND next_attempt_at <= ?1
                AND (lease_owner IS NULL OR lease_expires_at <= ?1)
                AND (status = 'running' OR concurrency IS NULL
                     OR concurrency > (SELECT COUNT(*) FROM runs AS other
-                                      WHERE other.rule = runs.rule AND other.status = 'running'))
+                                      WHERE other.rule = runs.rule AND other.status = 'running'
+                                        AND other.concurrency_key IS runs.concurrency_key))
              ORDER BY next_attempt_at, id
              LIMIT ?2",
         )
@@ -59,6 +61,7 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
                         enum_column(row, 2, RunStatus::parse)?,
                         row.get::<_, Option<u32>>(3)?,
                         row.get::<_, bool>(4)?,
+                        row.get::<_, Option<String>>(5)?,
                     ))
                 },
             )?
@@ -66,9 +69,10 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
         })
         .ctx(LEASE)?;
 
-    let mut in_progress: HashMap<String, u32> = HashMap::new();
+    // Runs in progress per (rule, key); the key is NULL for a rule-wide limit.
+    let mut in_progress: HashMap<(String, Option<String>), u32> = HashMap::new();
     let mut ids = Vec::new();
-    for (id, rule, status, concurrency, cancel_requested) in candidates {
+    for (id, rule, status, concurrency, cancel_requested, key) in candidates {
         if ids.len() >= req.limit as usize {
             break;
         }
@@ -81,15 +85,16 @@ pub(super) fn lease(conn: &Connection, req: &LeaseRequest) -> Result<Lease> {
         if status == RunStatus::Queued
             && let Some(limit) = concurrency
         {
-            let count = match in_progress.get(&rule) {
+            let slot = (rule, key);
+            let count = match in_progress.get(&slot) {
                 Some(&n) => n,
-                None => running_of_rule(conn, &rule)?,
+                None => running_of_rule(conn, &slot.0, slot.1.as_deref())?,
             };
             if count >= limit {
-                in_progress.insert(rule, count);
+                in_progress.insert(slot, count);
                 continue;
             }
-            in_progress.insert(rule, count + 1);
+            in_progress.insert(slot, count + 1);
         }
         // A lease still named (expired: the candidates' condition) is a
         // lost worker's: counted, so the engine can give up on the run.
@@ -136,10 +141,13 @@ pub(super) fn load(conn: &Connection, ids: &[String]) -> Result<Vec<LeasedRun>> 
     Ok(leased)
 }
 
-fn running_of_rule(conn: &Connection, rule: &str) -> Result<u32> {
+fn running_of_rule(conn: &Connection, rule: &str, key: Option<&str>) -> Result<u32> {
     let count: i64 = conn
-        .prepare_cached("SELECT COUNT(*) FROM runs WHERE rule = ?1 AND status = 'running'")
-        .and_then(|mut stmt| stmt.query_row([rule], |row| row.get(0)))
+        .prepare_cached(
+            "SELECT COUNT(*) FROM runs
+             WHERE rule = ?1 AND status = 'running' AND concurrency_key IS ?2",
+        )
+        .and_then(|mut stmt| stmt.query_row(params![rule, key], |row| row.get(0)))
         .ctx(LEASE)?;
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }

@@ -20,7 +20,8 @@ pub(super) const RETRY: &str = "retry run";
 /// The columns [`record_from_row`] reads, in its order.
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
      next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency, \
-     lease_owner, lease_expires_at, cancel_requested_at, lease_expiries, attempt_base";
+     lease_owner, lease_expires_at, cancel_requested_at, lease_expiries, attempt_base, \
+     concurrency_key";
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
@@ -31,8 +32,9 @@ pub(super) fn insert_queued(
 ) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO runs (id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
-                           created_at, updated_at, definition, outputs, concurrency)
-         VALUES (?1, ?2, ?3, 'queued', 0, 0, ?4, ?4, ?4, ?5, '{}', ?6)",
+                           created_at, updated_at, definition, outputs, concurrency,
+                           concurrency_key)
+         VALUES (?1, ?2, ?3, 'queued', 0, 0, ?4, ?4, ?4, ?5, '{}', ?6, ?7)",
     )?
     .execute(params![
         run.id,
@@ -41,6 +43,7 @@ pub(super) fn insert_queued(
         run.created_at,
         definition,
         run.concurrency,
+        run.concurrency_key,
     ])?;
     Ok(())
 }
@@ -134,6 +137,7 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         cancel_requested_at: row.get(16)?,
         lease_expiries: row.get(17)?,
         attempt_base: row.get(18)?,
+        concurrency_key: row.get(19)?,
     })
 }
 

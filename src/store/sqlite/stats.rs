@@ -149,6 +149,7 @@ mod tests {
             created_at: at,
             definition: serde_json::json!({ "actions": [] }),
             concurrency: None,
+            concurrency_key: None,
         }
     }
 
