@@ -7,6 +7,7 @@
 //! never passes silently (CI's `.ci/run` installs it).
 
 use std::future::Future;
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,11 +25,20 @@ pub struct Browser {
 }
 
 /// The chromedriver process, stopped when dropped (also when a test fails
-/// before its session opens).
+/// before its session opens) together with the chromium it started: it
+/// runs in a process group of its own, and the whole group is killed.
+/// Killing chromedriver alone left its browsers running, orphaned; a few
+/// dozen of them used up the user's inotify instances (128 by default),
+/// and every app of a later test failed to watch its rules.
 struct Driver(Child);
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: kill(2) on the group led by our own child, not yet
+            // reaped (so its pid, the group id, is not reused).
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -64,6 +74,7 @@ pub async fn open(width: u32, height: u32) -> Browser {
     let driver = Driver(
         Command::new(chromedriver())
             .arg(format!("--port={port}"))
+            .process_group(0)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
