@@ -93,6 +93,20 @@ impl App {
         let retention =
             crate::retention::spawn(store.clone(), settings.retention, shutdown.clone());
         let mut tasks = vec![workers, watcher, sighup, retention];
+        if let Some(wake) = store.wakeups() {
+            // Another node queued work (PostgreSQL's LISTEN/NOTIFY): the
+            // idle workers lease now rather than at their next poll.
+            let engine = engine.clone();
+            let mut stop = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = wake.notified() => engine.notify(),
+                        () = stop.wait() => return,
+                    }
+                }
+            }));
+        }
         let tls = tls.map(|(acceptor, reloading)| {
             tasks.push(reloading.watch(shutdown.clone()));
             acceptor

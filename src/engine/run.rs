@@ -409,7 +409,7 @@ pub(super) async fn save(shared: &Shared, record: StepRecord) -> Option<StepSave
                 tracing::warn!(error = %e, "another worker has taken the run over");
                 return None;
             }
-            Err(e @ (StoreError::Sqlite { .. } | StoreError::Commit { .. })) => {
+            Err(e) if e.is_transient() => {
                 tracing::error!(error = %e, "cannot record a step; retrying");
                 if shared.shutdown.is_triggered() {
                     return None;

@@ -1,6 +1,6 @@
 //! The run log and queue: deliveries, runs, attempts and match traces, behind
-//! one [`Store`] trait with one file per backend (`sqlite.rs` now,
-//! `postgres.rs` later).
+//! one [`Store`] trait with one directory per backend (`sqlite/` for one
+//! node, `postgres/` for many).
 //!
 //! The contract every backend keeps (SPEC §4, §5):
 //! - [`Store::accept`] commits a delivery, its match trace and one queued run
@@ -23,6 +23,7 @@ use serde_json::value::RawValue;
 
 pub mod audit;
 pub mod control;
+pub mod postgres;
 pub mod sqlite;
 pub mod stats;
 
@@ -31,6 +32,7 @@ pub use control::{
     CANCELLED_BY_OPERATOR, CancelOutcome, MAX_LEASE_EXPIRIES, Release, Renewal, StepSaved,
     WORKER_LOST,
 };
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};
 
 /// Result type of every store operation.
@@ -39,13 +41,12 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// Open the store named by a database URL (SPEC §7 `database`).
 ///
 /// `sqlite://path[?synchronous=full]` opens (and creates and migrates) a
-/// SQLite file; `postgres://…` is not supported yet.
+/// SQLite file; `postgres://…` (or `postgresql://…`) connects to a
+/// PostgreSQL database shared by many nodes and applies its migrations.
 pub async fn open(url: &str) -> Result<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Url {
-            url: url.to_owned(),
-            reason: "PostgreSQL is not supported yet; use sqlite://path".to_owned(),
-        });
+        let store = PostgresStore::open(url).await?;
+        return Ok(Arc::new(store));
     }
     if url.starts_with("sqlite:") {
         let (path, options) = SqliteOptions::from_url(url)?;
@@ -192,6 +193,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// The dashboard overview's figures as of `now_ms` ([`stats`]).
     async fn overview(&self, now_ms: i64) -> Result<stats::Overview>;
+
+    /// Notified when another node may have queued or freed work (runs
+    /// queued, a concurrency slot freed), so idle workers lease at once
+    /// instead of at their next poll. `None` (the default): this process is
+    /// the only writer and wakes its workers itself.
+    fn wakeups(&self) -> Option<Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 /// What [`Store::retry_run`] did.
@@ -699,6 +708,33 @@ pub enum StoreError {
         source: rusqlite::Error,
     },
 
+    #[error("{op}: {source}")]
+    Postgres {
+        op: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{op}: no database connection: {message}")]
+    Pool { op: &'static str, message: String },
+
+    #[error("applying database migration {version} ({name}): {source}")]
+    PgMigration {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error(
+        "the database schema is at version {found}, which needs hookflow schema version {requires} or newer; this hookflow knows version {known}: upgrade hookflow"
+    )]
+    SchemaIncompatible {
+        found: i64,
+        requires: i64,
+        known: u32,
+    },
+
     #[error("{op}: the transaction could not be committed: {message}")]
     Commit { op: &'static str, message: String },
 
@@ -738,6 +774,20 @@ pub enum StoreError {
 
     #[error("backup to {target}: {message}")]
     Backup { target: String, message: String },
+}
+
+impl StoreError {
+    /// Worth retrying: the database was busy or briefly unreachable (a
+    /// lost connection, a serialization failure, a writer that could not
+    /// commit), not a bad request or a lost lease. Backends decide; the
+    /// engine only asks.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite { .. } | StoreError::Commit { .. } | StoreError::Pool { .. } => true,
+            StoreError::Postgres { source, .. } => postgres::is_transient(source),
+            _ => false,
+        }
+    }
 }
 
 /// Attach the operation name to a backend error.

@@ -1,304 +1,153 @@
-//! The store contract for steering runs (SPEC §5), written against
-//! `Arc<dyn Store>` only so every backend runs the same cases: keyed
-//! concurrency, cancel, and the lease cases (renew only what is held,
-//! release untouched, a lost worker counted). Each `contract_*` function
-//! takes a fresh, empty store; the `#[tokio::test]`s run them on SQLite
-//! (PostgreSQL will call the same functions).
+//! One contract for every run-log backend (SPEC §4, §5, §9), written once
+//! over `Arc<dyn Store>` and run against SQLite and PostgreSQL alike:
+//! accept and dedupe (window, races), leasing with per-rule concurrency,
+//! step records and lost leases, renew / release / reclaim, a lease taken
+//! over by another node after it expired, retry races, replays, retention,
+//! listings, cancel, keyed concurrency, the audit trail and the overview.
+//!
+//! Each case is a `pub async fn(Stores)` in a file under `store_contract/`;
+//! [`contract!`] instantiates every case as a test per backend. A case gets
+//! two handles on one store: `a` and `b` stand for two nodes (for SQLite the
+//! same store; for PostgreSQL two pools on one schema, so races cross
+//! connections as they would cross nodes).
+//!
+//! PostgreSQL is reached through `HOOKFLOW_TEST_POSTGRES` (see
+//! `common::postgres`): a test whose database is unreachable fails when the
+//! variable is set, and otherwise prints a "skipped" line.
 
 use std::sync::{Arc, Mutex};
 
-use hookflow::store::{
-    CancelOutcome, LeaseRequest, NewDelivery, NewRun, Release, RunProgress, RunStatus,
-    SqliteOptions, SqliteStore, StepRecord, Store,
-};
+use hookflow::store::{NewDelivery, NewRun, Store};
 use serde_json::json;
 
-const T0: i64 = 1_750_000_000_000;
-const LEASE_MS: i64 = 60_000;
+mod accept;
+mod keyed;
+mod leasing;
+mod operators;
+mod runs;
+mod steering;
 
-fn new_id() -> String {
+/// A minute, the dedupe window of most cases.
+pub const MINUTE: i64 = 60_000;
+/// A fixed past instant for deliveries whose time does not matter to
+/// leasing (every run queued at it is due).
+pub const T0: i64 = 1_750_000_000_000;
+
+/// Two handles on one store: two nodes sharing a run log.
+pub struct Stores {
+    pub a: Arc<dyn Store>,
+    pub b: Arc<dyn Store>,
+}
+
+/// Wall-clock unix milliseconds: lease calls pass the node's clock (a
+/// PostgreSQL backend uses its own `now()` for leases; both agree here).
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+/// Monotonic ULIDs, like the server's: same-millisecond ids still sort in
+/// creation order.
+pub fn new_id() -> String {
     static IDS: Mutex<ulid::Generator> = Mutex::new(ulid::Generator::new());
-    let mut ids = IDS.lock().expect("id generator");
+    let mut ids = IDS.lock().unwrap_or_else(|p| p.into_inner());
     ids.generate().expect("ulid").to_string()
 }
 
-/// Accepts one delivery with one run per `(rule, concurrency, key)`, in
-/// order; returns the run ids.
-async fn queue(store: &Arc<dyn Store>, runs: &[(&str, Option<u32>, Option<&str>)]) -> Vec<String> {
-    let delivery = NewDelivery {
+pub fn delivery(source: &str, dedupe_key: Option<&str>, received_at: i64) -> NewDelivery {
+    NewDelivery {
         id: new_id(),
-        source: "s".into(),
-        received_at: T0,
-        method: "POST".into(),
-        path: "/hooks/s".into(),
-        query: None,
-        headers: vec![],
-        remote_addr: "127.0.0.1:1".into(),
-        event: String::new(),
-        dedupe_key: None,
-        body: b"{}".to_vec(),
-        matched: vec![],
-        trace: serde_json::value::RawValue::NULL.to_owned(),
-    };
-    let runs: Vec<NewRun> = runs
-        .iter()
-        .map(|(rule, concurrency, key)| NewRun {
-            id: new_id(),
-            delivery_id: delivery.id.clone(),
-            rule: (*rule).to_owned(),
-            created_at: T0,
-            definition: json!({ "actions": [{ "shell": { "command": ["true"] } }] }),
-            concurrency: *concurrency,
-            concurrency_key: key.map(str::to_owned),
-        })
-        .collect();
+        source: source.to_owned(),
+        received_at,
+        method: "POST".to_owned(),
+        path: format!("/hooks/{source}"),
+        query: Some("a=1".to_owned()),
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-github-event".to_owned(), "push".to_owned()),
+        ],
+        remote_addr: "192.0.2.7:5555".to_owned(),
+        event: "push".to_owned(),
+        dedupe_key: dedupe_key.map(str::to_owned),
+        body: b"{\"ref\":\"refs/heads/main\"}\xff".to_vec(),
+        matched: vec!["deploy-main".to_owned()],
+        trace: serde_json::value::to_raw_value(&json!([{"rule": "deploy-main", "matched": true}]))
+            .expect("trace"),
+    }
+}
+
+pub fn run_for(d: &NewDelivery, rule: &str, concurrency: Option<u32>) -> NewRun {
+    NewRun {
+        id: new_id(),
+        delivery_id: d.id.clone(),
+        rule: rule.to_owned(),
+        created_at: d.received_at,
+        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
+        concurrency,
+        concurrency_key: None,
+    }
+}
+
+/// Accept a delivery with one run per rule; returns the run ids.
+pub async fn queue(store: &dyn Store, rules: &[(&str, Option<u32>)]) -> Vec<String> {
+    let d = delivery("github", None, T0);
+    let runs: Vec<NewRun> = rules.iter().map(|(r, c)| run_for(&d, r, *c)).collect();
     let ids = runs.iter().map(|r| r.id.clone()).collect();
-    store.accept(delivery, runs, 0).await.expect("accept");
+    store.accept(d, runs, MINUTE).await.expect("accept");
     ids
 }
 
-async fn lease(store: &Arc<dyn Store>, node: &str, now_ms: i64) -> Vec<String> {
-    let leased = store
-        .lease_runs(LeaseRequest {
-            node: node.into(),
-            now_ms,
-            limit: 16,
-            lease_ms: LEASE_MS,
-        })
-        .await
-        .expect("lease");
-    leased.runs.into_iter().map(|l| l.run.id).collect()
-}
-
-fn step(run: &str, node: &str, now_ms: i64, progress: RunProgress) -> StepRecord {
-    StepRecord {
-        run_id: run.into(),
-        node: node.into(),
-        now_ms,
-        attempt: None,
-        next_step: 1,
-        attempts_at_next_step: 0,
-        outputs: None,
-        progress,
-    }
-}
-
-/// At most `limit` running per key, oldest first; other keys proceed; a
-/// finished run frees its key's slot.
-pub async fn contract_keyed_concurrency(store: Arc<dyn Store>) {
-    let ids = queue(
-        &store,
-        &[
-            ("deploy", Some(1), Some("repo-a")),
-            ("deploy", Some(1), Some("repo-a")),
-            ("deploy", Some(1), Some("repo-b")),
-        ],
-    )
-    .await;
-    let first = lease(&store, "n1", T0).await;
-    assert_eq!(
-        first,
-        [ids[0].clone(), ids[2].clone()],
-        "one per key, oldest first"
-    );
-    assert!(
-        lease(&store, "n2", T0).await.is_empty(),
-        "repo-a is at its limit on every node"
-    );
-    let finished = RunProgress::Finished {
-        status: RunStatus::Succeeded,
-        error: None,
+/// Every case, once per backend: `contract!(module, fixture)` makes a test
+/// module whose tests open their stores with `fixture().await` (`None`:
+/// the backend is unavailable and the skip was reported).
+macro_rules! contract {
+    ($backend:ident, $fixture:path) => {
+        contract!(@cases $backend, $fixture;
+            accept::accepted_delivery_reads_back_with_its_runs,
+            accept::duplicate_within_window_writes_nothing,
+            accept::same_key_after_window_starts_a_new_window,
+            accept::same_key_on_another_source_or_without_key_is_accepted,
+            accept::racing_duplicates_store_one_delivery,
+            accept::a_failing_accept_writes_nothing,
+            accept::rejected_delivery_is_logged_without_body,
+            accept::deliveries_list_newest_first_and_paginate,
+            leasing::leased_runs_come_with_their_delivery,
+            leasing::per_rule_concurrency_holds_across_racing_nodes,
+            leasing::a_lease_that_finds_nothing_tells_when_the_next_is_due,
+            leasing::record_step_advances_and_finishes_a_run,
+            leasing::a_retry_wait_keeps_the_slot_and_frees_the_worker,
+            leasing::another_node_cannot_record_a_step,
+            leasing::an_expired_lease_is_taken_over_by_another_node,
+            leasing::renew_extends_only_the_leases_still_held,
+            leasing::release_and_reclaim_make_runs_due_again,
+            leasing::a_lost_worker_counts_as_an_expired_lease,
+            runs::retry_races_requeue_a_failed_run_once,
+            runs::queue_runs_replays_a_stored_delivery,
+            runs::prune_deletes_old_finished_deliveries_only,
+            runs::runs_list_filtered_and_paginated,
+            steering::cancel_ends_a_queued_run_at_once,
+            steering::cancel_of_a_held_run_is_seen_by_its_worker,
+            steering::cancel_of_finished_or_unknown_runs_does_nothing,
+            keyed::contract_keyed_concurrency,
+            keyed::contract_leases,
+            keyed::contract_cancel,
+            operators::the_audit_trail_lists_by_target_and_ages_out,
+            operators::a_retry_continues_the_attempt_numbering,
+            operators::runs_waiting_for_a_retry_are_listed_as_waiting,
+            operators::the_overview_counts_deliveries_runs_and_rule_rates,
+        );
     };
-    store
-        .record_step(step(&ids[0], "n1", T0 + 1, finished))
-        .await
-        .expect("finish");
-    assert_eq!(lease(&store, "n2", T0 + 2).await, [ids[1].clone()]);
-}
-
-/// Renewing names the runs: only those are extended. An unrenewed lease
-/// expires and is counted when taken over; an untouched release is not.
-pub async fn contract_leases(store: Arc<dyn Store>) {
-    // Releases are stamped with the store's clock: this case runs on it.
-    let t0 = chrono::Utc::now().timestamp_millis();
-    let ids = queue(
-        &store,
-        &[("r", None, None), ("r", None, None), ("r", None, None)],
-    )
-    .await;
-    assert_eq!(lease(&store, "n1", t0).await.len(), 3);
-    let renewal = store
-        .renew_leases("n1", &[ids[0].clone()], t0 + 10 * LEASE_MS)
-        .await
-        .expect("renew");
-    assert_eq!(renewal.held, [ids[0].clone()]);
-    assert!(renewal.cancel_requested.is_empty());
-    store
-        .release_runs("n1", &[ids[1].clone()], Release::Untouched)
-        .await
-        .expect("release");
-    store
-        .release_runs("n1", &[ids[2].clone()], Release::WorkerLost)
-        .await
-        .expect("lost");
-    // A second later (the lease lasts a minute): the released and the
-    // lost run are taken at once.
-    let mut again = lease(&store, "n2", t0 + 1_000).await;
-    again.sort();
-    let mut expected = vec![ids[1].clone(), ids[2].clone()];
-    expected.sort();
-    assert_eq!(again, expected);
-    let get = |id: &str| {
-        let store = store.clone();
-        let id = id.to_owned();
-        async move { store.get_run(&id).await.expect("get").expect("run") }
+    (@cases $backend:ident, $fixture:path; $($module:ident :: $case:ident),* $(,)?) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let Some(fixture) = $fixture().await else { return };
+                    super::$module::$case(fixture.stores()).await;
+                }
+            )*
+        }
     };
-    assert_eq!(get(&ids[1]).await.lease_expiries, 0, "released untouched");
-    assert_eq!(get(&ids[2]).await.lease_expiries, 1, "its worker was lost");
-    // After the lease time, only the renewed run is still n1's.
-    assert!(
-        lease(&store, "n3", t0 + LEASE_MS + 1)
-            .await
-            .iter()
-            .all(|id| *id != ids[0])
-    );
-    assert_eq!(get(&ids[0]).await.lease_owner.as_deref(), Some("n1"));
 }
 
-/// Cancel: queued at once; held → requested, seen by the heartbeat and the
-/// next step record; finished → refused; unknown; twice harmless; a marked
-/// run whose lease expired is cancelled at the next lease.
-pub async fn contract_cancel(store: Arc<dyn Store>) {
-    let ids = queue(
-        &store,
-        &[("r", None, None), ("r", None, None), ("r", None, None)],
-    )
-    .await;
-    // ids[0] stays queued: lease only two by leasing with a limit.
-    let leased = store
-        .lease_runs(LeaseRequest {
-            node: "n1".into(),
-            now_ms: T0,
-            limit: 2,
-            lease_ms: LEASE_MS,
-        })
-        .await
-        .expect("lease");
-    assert_eq!(leased.runs.len(), 2);
-    let queued = ids
-        .iter()
-        .find(|id| leased.runs.iter().all(|l| &l.run.id != *id))
-        .expect("one left queued")
-        .clone();
-    let (held, other) = (leased.runs[0].run.id.clone(), leased.runs[1].run.id.clone());
-
-    match store.cancel_run(&queued, T0 + 1).await.expect("cancel") {
-        CancelOutcome::Cancelled { run } => {
-            assert_eq!(run.status, RunStatus::Cancelled);
-            assert_eq!(run.error.as_deref(), Some("cancelled by operator"));
-        }
-        other => panic!("queued: {other:?}"),
-    }
-    assert!(matches!(
-        store.cancel_run(&queued, T0 + 2).await.expect("again"),
-        CancelOutcome::AlreadyCancelled { .. }
-    ));
-    assert!(matches!(
-        store.cancel_run("no-such-run", T0).await.expect("unknown"),
-        CancelOutcome::NotFound
-    ));
-
-    assert!(matches!(
-        store.cancel_run(&held, T0 + 3).await.expect("held"),
-        CancelOutcome::Requested { .. }
-    ));
-    let renewal = store
-        .renew_leases("n1", &[held.clone(), other.clone()], T0 + LEASE_MS)
-        .await
-        .expect("renew");
-    assert_eq!(renewal.cancel_requested, std::slice::from_ref(&held));
-    let saved = store
-        .record_step(step(
-            &held,
-            "n1",
-            T0 + 4,
-            RunProgress::Continue {
-                lease_until_ms: T0 + LEASE_MS,
-            },
-        ))
-        .await
-        .expect("record");
-    assert!(
-        saved.cancel_requested,
-        "the worker learns it from its record"
-    );
-    store
-        .record_step(step(
-            &held,
-            "n1",
-            T0 + 5,
-            RunProgress::Finished {
-                status: RunStatus::Cancelled,
-                error: Some("cancelled by operator".into()),
-            },
-        ))
-        .await
-        .expect("cancelled");
-
-    // A finished run is refused.
-    store
-        .record_step(step(
-            &other,
-            "n1",
-            T0 + 6,
-            RunProgress::Finished {
-                status: RunStatus::Succeeded,
-                error: None,
-            },
-        ))
-        .await
-        .expect("finish");
-    assert!(matches!(
-        store.cancel_run(&other, T0 + 7).await.expect("finished"),
-        CancelOutcome::Finished {
-            status: RunStatus::Succeeded
-        }
-    ));
-
-    // Marked, then its worker vanished: the next lease cancels it.
-    let ids = queue(&store, &[("r", None, None)]).await;
-    assert_eq!(lease(&store, "n1", T0).await, ids);
-    assert!(matches!(
-        store.cancel_run(&ids[0], T0 + 1).await.expect("mark"),
-        CancelOutcome::Requested { .. }
-    ));
-    assert!(lease(&store, "n2", T0 + LEASE_MS + 1).await.is_empty());
-    let run = store.get_run(&ids[0]).await.expect("get").expect("run");
-    assert_eq!(run.status, RunStatus::Cancelled);
-}
-
-async fn sqlite() -> (tempfile::TempDir, Arc<dyn Store>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = SqliteStore::open(dir.path().join("hookflow.db"), SqliteOptions::default())
-        .await
-        .expect("open store");
-    (dir, Arc::new(store))
-}
-
-#[tokio::test]
-async fn sqlite_keyed_concurrency() {
-    let (_dir, store) = sqlite().await;
-    contract_keyed_concurrency(store).await;
-}
-
-#[tokio::test]
-async fn sqlite_leases() {
-    let (_dir, store) = sqlite().await;
-    contract_leases(store).await;
-}
-
-#[tokio::test]
-async fn sqlite_cancel() {
-    let (_dir, store) = sqlite().await;
-    contract_cancel(store).await;
-}
+contract!(sqlite, crate::common::stores::sqlite);
+contract!(postgres, crate::common::stores::postgres);

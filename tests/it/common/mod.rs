@@ -6,4 +6,5 @@
 pub mod app;
 pub mod cli;
 pub mod sink;
+pub mod stores;
 pub mod wait;

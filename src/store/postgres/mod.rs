@@ -1,0 +1,415 @@
+//! The PostgreSQL backend (SPEC §9): any number of hookflow nodes share one
+//! run log and one queue.
+//!
+//! - `accept` is one transaction; dedupe is race-free across nodes through
+//!   the `dedupe` table's primary key (`deliveries.rs`).
+//! - Workers lease with `FOR UPDATE SKIP LOCKED`; per-rule concurrency is
+//!   (per key too) counted under a transaction advisory lock, so it holds across
+//!   nodes; lease times come from PostgreSQL's clock (`queue.rs`).
+//! - Idle workers are woken by `LISTEN/NOTIFY` (`listen.rs`) on a channel
+//!   named after the schema; the engine's polling stays as the fallback.
+//! - Migrations are versioned and applied under an advisory lock
+//!   (`migrate.rs`).
+//!
+//! Connections come from a deadpool pool; the URL's `options` (for example
+//! `?options=-csearch_path%3Dteam_a`) choose the schema, which also names the
+//! channel and the advisory locks, so several run logs can share a database.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use tokio::sync::Notify;
+use tokio_postgres::NoTls;
+
+use super::{
+    AcceptOutcome, AttemptRecord, CancelOutcome, DeliveryFilter, DeliveryRecord, DeliverySummary,
+    LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Release, Renewal, Result, RetryOutcome,
+    RunFilter, RunRecord, StepRecord, StepSaved, Store, StoreError,
+};
+
+mod attempts;
+mod audit;
+mod cancel;
+mod deliveries;
+mod listen;
+mod migrate;
+mod queue;
+mod runs;
+mod stats;
+
+/// PostgreSQL's clock in unix milliseconds, for SQL text. Lease times and
+/// "due" decisions use it, never a node's clock (SPEC §9).
+pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
+
+/// Connections per node: workers, receivers and readers share them.
+const POOL_SIZE: usize = 16;
+
+/// How long a caller waits for a connection before its operation fails
+/// (the server then answers 503 rather than hang).
+const POOL_WAIT: Duration = Duration::from_secs(5);
+
+/// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
+pub struct PostgresStore {
+    pool: Pool,
+    /// The schema every connection works in (`current_schema()`).
+    schema: String,
+    /// The `NOTIFY` channel for "runs are due": named after the schema.
+    channel: String,
+    /// Notified when another node (or this one) queued or freed work.
+    wake: Arc<Notify>,
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connect, apply pending migrations (under the migration lock) and
+    /// start listening for work. Fails with one line naming host, port and
+    /// reason (never the password) when the database is unreachable.
+    pub async fn open(url: &str) -> Result<PostgresStore> {
+        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Url {
+            url: redact(url),
+            reason: format!("not a PostgreSQL URL: {e}"),
+        })?;
+        let target = describe(&config);
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(POOL_WAIT))
+            .build()
+            .map_err(|e| StoreError::Open {
+                path: target.clone(),
+                message: e.to_string(),
+            })?;
+        let mut client = pool.get().await.map_err(|e| StoreError::Open {
+            path: target.clone(),
+            message: pool_reason(&e),
+        })?;
+        let schema: Option<String> = client
+            .query_one("SELECT current_schema()", &[])
+            .await
+            .map_err(|e| StoreError::Open {
+                path: target.clone(),
+                message: e.to_string(),
+            })?
+            .get(0);
+        let schema = schema.ok_or_else(|| StoreError::Open {
+            path: target.clone(),
+            message: "no schema of the search_path exists (create it first)".to_owned(),
+        })?;
+        migrate::apply(&mut client, &schema).await?;
+        drop(client);
+        let channel = format!("hookflow_runs_{schema}");
+        let wake = Arc::new(Notify::new());
+        let listener = listen::spawn(config, channel.clone(), Arc::clone(&wake));
+        Ok(PostgresStore {
+            pool,
+            schema,
+            channel,
+            wake,
+            listener,
+        })
+    }
+
+    /// The schema this store works in.
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// A pooled connection, or a `Pool` error naming `op`.
+    async fn conn(&self, op: &'static str) -> Result<Object> {
+        self.pool.get().await.map_err(|e| StoreError::Pool {
+            op,
+            message: pool_reason(&e),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for PostgresStore {
+    async fn accept(
+        &self,
+        delivery: NewDelivery,
+        runs: Vec<NewRun>,
+        dedupe_window_ms: i64,
+    ) -> Result<AcceptOutcome> {
+        let accept = deliveries::Accept::encode(delivery, runs, dedupe_window_ms)?;
+        let mut conn = self.conn(deliveries::ACCEPT).await?;
+        accept.apply(&mut conn, &self.channel).await
+    }
+
+    async fn record_rejected(&self, rejected: Rejected) -> Result<()> {
+        let conn = self.conn(deliveries::REJECT).await?;
+        deliveries::reject(&conn, rejected).await
+    }
+
+    async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>> {
+        let conn = self.conn(deliveries::GET).await?;
+        deliveries::get(&conn, id, true).await
+    }
+
+    async fn runs_for_delivery(&self, delivery_id: &str) -> Result<Vec<RunRecord>> {
+        let conn = self.conn(runs::FOR_DELIVERY).await?;
+        runs::for_delivery(&conn, delivery_id).await
+    }
+
+    async fn list_deliveries(&self, filter: DeliveryFilter) -> Result<Vec<DeliverySummary>> {
+        let conn = self.conn(deliveries::LIST).await?;
+        deliveries::list(&conn, &filter).await
+    }
+
+    async fn check_writable(&self) -> Result<()> {
+        const OP: &str = "check database writable";
+        let conn = self.conn(OP).await?;
+        let node = format!("{}:{}", hostname(), std::process::id());
+        conn.execute(
+            &format!(
+                "INSERT INTO heartbeat (node, beat_at) VALUES ($1, {NOW_MS})
+                 ON CONFLICT (node) DO UPDATE SET beat_at = excluded.beat_at"
+            ),
+            &[&node],
+        )
+        .await
+        .pg(OP)?;
+        Ok(())
+    }
+
+    async fn queue_depth(&self) -> Result<u64> {
+        let conn = self.conn(runs::QUEUE_DEPTH).await?;
+        runs::queue_depth(&conn).await
+    }
+
+    async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased> {
+        let mut conn = self.conn(queue::LEASE).await?;
+        queue::lease(&mut conn, &self.schema, &request).await
+    }
+
+    async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
+        let mut conn = self.conn(queue::RECORD).await?;
+        queue::record(&mut conn, &self.channel, record).await
+    }
+
+    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal> {
+        if runs.is_empty() {
+            return Ok(Renewal::default());
+        }
+        let conn = self.conn(queue::RENEW).await?;
+        queue::renew(&conn, node, runs, until_ms).await
+    }
+
+    async fn release_leases(&self, node: &str) -> Result<u64> {
+        let conn = self.conn(queue::RELEASE).await?;
+        queue::release_all(&conn, &self.channel, node).await
+    }
+
+    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64> {
+        if runs.is_empty() {
+            return Ok(0);
+        }
+        let conn = self.conn(queue::RELEASE).await?;
+        queue::release_runs(&conn, &self.channel, node, runs, how).await
+    }
+
+    async fn cancel_run(&self, run_id: &str, now_ms: i64) -> Result<CancelOutcome> {
+        let mut conn = self.conn(runs::CANCEL).await?;
+        runs::cancel(&mut conn, run_id, now_ms).await
+    }
+
+    async fn reclaim_leases(&self, node: &str) -> Result<u64> {
+        let conn = self.conn(queue::RECLAIM).await?;
+        queue::reclaim(&conn, &self.channel, node).await
+    }
+
+    async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
+        let conn = self.conn(runs::GET).await?;
+        runs::get(&conn, id, runs::GET).await
+    }
+
+    async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>> {
+        let conn = self.conn(runs::LIST).await?;
+        runs::list(&conn, &filter).await
+    }
+
+    async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
+        let conn = self.conn(runs::ATTEMPTS).await?;
+        runs::attempts_for_run(&conn, run_id).await
+    }
+
+    async fn queue_runs(&self, delivery_id: &str, runs: Vec<NewRun>) -> Result<()> {
+        let mut conn = self.conn(runs::QUEUE_MORE).await?;
+        runs::queue_more(&mut conn, &self.channel, delivery_id, runs).await
+    }
+
+    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome> {
+        let mut conn = self.conn(runs::RETRY).await?;
+        runs::retry(&mut conn, &self.channel, run_id, now_ms).await
+    }
+
+    async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64> {
+        let conn = self.conn(runs::PRUNE).await?;
+        runs::prune(&conn, before_ms, batch).await
+    }
+
+    async fn record_operator_action(&self, action: super::OperatorAction) -> Result<()> {
+        let conn = self.conn(audit::RECORD).await?;
+        audit::record(&conn, &action).await
+    }
+
+    async fn operator_actions(
+        &self,
+        target: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<super::OperatorAction>> {
+        let conn = self.conn(audit::LIST).await?;
+        audit::list(&conn, target, limit).await
+    }
+
+    async fn overview(&self, now_ms: i64) -> Result<super::stats::Overview> {
+        let conn = self.conn(stats::OVERVIEW).await?;
+        stats::overview(&conn, now_ms).await
+    }
+
+    fn wakeups(&self) -> Option<Arc<Notify>> {
+        Some(Arc::clone(&self.wake))
+    }
+}
+
+/// A lost connection, or an error class PostgreSQL documents as worth
+/// retrying: connection exceptions (08), transaction rollbacks such as
+/// serialization failures and deadlocks (40), insufficient resources (53)
+/// and operator intervention such as a terminated backend (57).
+pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
+    if e.is_closed() {
+        return true;
+    }
+    match e.code() {
+        Some(code) => ["08", "40", "53", "57"]
+            .iter()
+            .any(|class| code.code().starts_with(class)),
+        // No SQLSTATE: transient only if talking to the server failed
+        // (not a type conversion, which would fail the same way again).
+        None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
+    }
+}
+
+/// Attach the operation name to a PostgreSQL error.
+pub(crate) trait PgContext<T> {
+    fn pg(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> PgContext<T> for std::result::Result<T, tokio_postgres::Error> {
+    fn pg(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Postgres { op, source })
+    }
+}
+
+/// The name of an advisory lock for `what` in `schema` (SQL hashes it with
+/// `hashtextextended`): schemas sharing a database never share a lock.
+pub(crate) fn lock_key(schema: &str, what: &str) -> String {
+    format!("hookflow:{schema}:{what}")
+}
+
+/// `host:port/dbname` of a config, for messages (no user, no password).
+fn describe(config: &tokio_postgres::Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".to_owned());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let db = config.get_dbname().unwrap_or("");
+    format!("PostgreSQL at {host}:{port}/{db}")
+}
+
+/// A database URL for messages: the password replaced.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let (authority, tail) = rest.split_at(rest.find(['/', '?']).unwrap_or(rest.len()));
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => {
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{masked}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
+/// Why the pool could not give a connection, with the driver's cause.
+fn pool_reason(e: &deadpool_postgres::PoolError) -> String {
+    use std::error::Error;
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME").unwrap_or_else(|_| "node".to_owned())
+}
+
+/// Parse a TEXT column holding JSON, as an `Invalid` error naming `what`.
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    op: &'static str,
+    what: &str,
+    text: &str,
+) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| StoreError::Invalid {
+        op,
+        message: format!("stored {what} is not valid JSON: {e}"),
+    })
+}
+
+/// Encode a value for a JSON TEXT column.
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
+    op: &'static str,
+    what: &str,
+    value: &T,
+) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
+        op,
+        message: format!("{what} is not encodable as JSON: {e}"),
+    })
+}
+
+/// A stored enum value, or an `Invalid` error naming it.
+pub(crate) fn parse_enum<T>(
+    op: &'static str,
+    text: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
+    parse(text).ok_or_else(|| StoreError::Invalid {
+        op,
+        message: format!("unknown stored value `{text}`"),
+    })
+}
+
+/// A BIGINT column holding a small count (step index, attempt number).
+pub(crate) fn to_u32(value: i64) -> u32 {
+    u32::try_from(value.max(0)).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,393 @@
+//! The workers' side on PostgreSQL: leasing due runs with `FOR UPDATE SKIP
+//! LOCKED` (nodes never wait for each other's candidates), per-rule
+//! concurrency counted under a transaction advisory lock per rule (global
+//! across nodes), step records, and the lease heartbeat, release and
+//! reclaim.
+//!
+//! Lease times are PostgreSQL's clock (`NOW_MS`): a lease expires at the
+//! database's `now()` plus its duration, and is judged expired by the same
+//! clock, so nodes whose clocks disagree never take each other's live
+//! runs. The engine passes absolute times from its own clock; only their
+//! difference (the lease's length) is used here.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use deadpool_postgres::Object;
+
+use super::{NOW_MS, PgContext, attempts, cancel, deliveries, lock_key, runs, to_json};
+use crate::store::{
+    LeaseRequest, Leased, LeasedRun, Release, Renewal, Result, RunProgress, StepRecord, StepSaved,
+    StoreError,
+};
+
+pub(super) const LEASE: &str = "lease runs";
+pub(super) const RECORD: &str = "record step";
+pub(super) const RENEW: &str = "renew leases";
+pub(super) const RELEASE: &str = "release leases";
+pub(super) const RECLAIM: &str = "reclaim leases";
+
+/// A concurrency slot: a rule, and the rendered key of keyed concurrency.
+type Slot = (String, Option<String>);
+
+/// Candidates read per run asked for: queued runs of a rule at its limit
+/// are skipped and should not hide due runs behind them.
+const SCAN_FACTOR: i64 = 4;
+
+/// The node's clock, only to turn the engine's absolute lease ends into
+/// durations and for `updated_at`.
+fn node_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -> Result<Leased> {
+    let tx = conn.transaction().await.pg(LEASE)?;
+    let db_now: i64 = tx
+        .query_one(&format!("SELECT {NOW_MS}"), &[])
+        .await
+        .pg(LEASE)?
+        .get(0);
+    let scan = i64::from(req.limit).saturating_mul(SCAN_FACTOR);
+    let candidates = tx
+        .query(
+            "SELECT id, rule, status, concurrency, cancel_requested_at IS NOT NULL,
+                    concurrency_key
+             FROM runs
+             WHERE status IN ('queued', 'running')
+               AND next_attempt_at <= $1
+               AND (lease_owner IS NULL OR lease_expires_at <= $1)
+             ORDER BY next_attempt_at, id
+             LIMIT $2
+             FOR UPDATE SKIP LOCKED",
+            &[&db_now, &scan],
+        )
+        .await
+        .pg(LEASE)?;
+
+    // Slots — (rule, key), the key NULL for a rule-wide limit — with a
+    // limit and a queued candidate: lock them (in one order, so two
+    // leasers never deadlock) and count their runs in progress. Another
+    // node leasing the same slot waits here until this commits, then
+    // counts these runs too.
+    let limited: BTreeSet<Slot> = candidates
+        .iter()
+        .filter(|row| row.get::<_, &str>(2) == "queued" && row.get::<_, Option<i64>>(3).is_some())
+        .map(|row| (row.get::<_, String>(1), row.get::<_, Option<String>>(5)))
+        .collect();
+    let mut in_progress: HashMap<Slot, i64> = HashMap::new();
+    for slot in &limited {
+        let name = match &slot.1 {
+            Some(key) => format!("rule:{}:key:{key}", slot.0),
+            None => format!("rule:{}", slot.0),
+        };
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+            &[&lock_key(schema, &name)],
+        )
+        .await
+        .pg(LEASE)?;
+        let count: i64 = tx
+            .query_one(
+                "SELECT COUNT(*) FROM runs
+                 WHERE status = 'running' AND rule = $1
+                   AND concurrency_key IS NOT DISTINCT FROM $2",
+                &[&slot.0, &slot.1],
+            )
+            .await
+            .pg(LEASE)?
+            .get(0);
+        in_progress.insert(slot.clone(), count);
+    }
+
+    let mut ids: Vec<String> = Vec::new();
+    for row in &candidates {
+        if ids.len() >= req.limit as usize {
+            break;
+        }
+        let id: String = row.get(0);
+        if row.get::<_, bool>(4) {
+            // Cancel requested and its worker gone: the cancel ends here.
+            cancel::finish(&tx, &id, req.now_ms, LEASE).await?;
+            continue;
+        }
+        if row.get::<_, &str>(2) == "queued"
+            && let Some(limit) = row.get::<_, Option<i64>>(3)
+        {
+            let count = in_progress.entry((row.get(1), row.get(5))).or_insert(0);
+            if *count >= limit {
+                continue;
+            }
+            *count += 1;
+        }
+        ids.push(id);
+    }
+
+    let mut leased = Vec::with_capacity(ids.len());
+    if !ids.is_empty() {
+        // A lease still named (so expired) is a lost worker's: counted.
+        let rows = tx
+            .query(
+                &format!(
+                    "UPDATE runs SET status = 'running', lease_owner = $2,
+                                     lease_expires_at = $3::bigint + $4::bigint,
+                                     lease_expiries = lease_expiries
+                                         + (CASE WHEN lease_owner IS NULL THEN 0 ELSE 1 END),
+                                     updated_at = $5
+                     WHERE id = ANY($1)
+                     RETURNING {}",
+                    runs::COLUMNS
+                ),
+                &[&ids, &req.node, &db_now, &req.lease_ms, &req.now_ms],
+            )
+            .await
+            .pg(LEASE)?;
+        let mut by_id = HashMap::new();
+        for row in &rows {
+            let run = runs::record_from_row(row, LEASE)?;
+            by_id.insert(run.id.clone(), run);
+        }
+        for id in &ids {
+            let Some(run) = by_id.remove(id) else {
+                continue;
+            };
+            let delivery = deliveries::get(&tx, &run.delivery_id, false).await?;
+            leased.push(LeasedRun { run, delivery });
+        }
+    }
+    let next_due_ms: Option<i64> = tx
+        .query_one(
+            "SELECT MIN(next_attempt_at) FROM runs
+             WHERE status IN ('queued', 'running') AND next_attempt_at > $1",
+            &[&db_now],
+        )
+        .await
+        .pg(LEASE)?
+        .get(0);
+    // Read inside the transaction: if anything failed, nothing stays leased.
+    tx.commit().await.pg(LEASE)?;
+    Ok(Leased {
+        runs: leased,
+        next_due_ms,
+    })
+}
+
+/// Record a step and advance the run, in one transaction; a lost lease
+/// rolls the attempt back too.
+pub(super) async fn record(conn: &mut Object, channel: &str, r: StepRecord) -> Result<StepSaved> {
+    if let Some(a) = &r.attempt
+        && a.run_id != r.run_id
+    {
+        return Err(StoreError::Invalid {
+            op: RECORD,
+            message: format!("attempt of run {} recorded for run {}", a.run_id, r.run_id),
+        });
+    }
+    let request = match &r.attempt {
+        Some(a) => Some(to_json(RECORD, "attempt request", &a.request)?),
+        None => None,
+    };
+    let outputs = match &r.outputs {
+        Some(o) => Some(to_json(RECORD, "step outputs", o)?),
+        None => None,
+    };
+    let lost = || StoreError::LeaseLost {
+        op: RECORD,
+        run: r.run_id.clone(),
+    };
+    let next_step = i64::from(r.next_step);
+    let attempts_at = i64::from(r.attempts_at_next_step);
+    let tx = conn.transaction().await.pg(RECORD)?;
+    if let (Some(attempt), Some(request)) = (&r.attempt, &request) {
+        attempts::insert(&tx, attempt, request, RECORD).await?;
+    }
+    let saved = match &r.progress {
+        RunProgress::Continue { lease_until_ms }
+        | RunProgress::RetryAt {
+            at_ms: lease_until_ms,
+        } => {
+            let retry = matches!(r.progress, RunProgress::RetryAt { .. });
+            // Continue: the lease goes on for as long as the engine asked,
+            // by the database's clock. RetryAt: released until due.
+            let length = lease_until_ms.saturating_sub(r.now_ms);
+            let next_attempt_at = if retry { *lease_until_ms } else { r.now_ms };
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "UPDATE runs SET attempt_base = CASE WHEN next_step = $3 THEN attempt_base
+                                                             ELSE 0 END,
+                                         next_step = $3, attempt = $4,
+                                         outputs = COALESCE($5, outputs), next_attempt_at = $6,
+                                         lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
+                                         lease_expires_at = CASE WHEN $7 THEN NULL
+                                                                 ELSE {NOW_MS} + $8::bigint END,
+                                         lease_expiries = 0, updated_at = $9
+                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+                         RETURNING cancel_requested_at IS NOT NULL"
+                    ),
+                    &[
+                        &r.run_id,
+                        &r.node,
+                        &next_step,
+                        &attempts_at,
+                        &outputs,
+                        &next_attempt_at,
+                        &retry,
+                        &length,
+                        &r.now_ms,
+                    ],
+                )
+                .await
+                .pg(RECORD)?;
+            let cancel_requested: bool = row.ok_or_else(lost)?.get(0);
+            if retry && cancel_requested {
+                // Unleased from now on: no worker would see the mark.
+                cancel::finish(&tx, &r.run_id, r.now_ms, RECORD).await?;
+            }
+            StepSaved { cancel_requested }
+        }
+        RunProgress::Finished { status, error } => {
+            let row = tx
+                .query_opt(
+                    "UPDATE runs SET status = $3, next_step = $4, attempt = $5,
+                                     outputs = COALESCE($6, outputs), error = $7,
+                                     next_attempt_at = NULL, lease_owner = NULL,
+                                     lease_expires_at = NULL, finished_at = $8,
+                                     lease_expiries = CASE WHEN $9 THEN 0 ELSE lease_expiries END,
+                                     updated_at = $8
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
+                     RETURNING concurrency IS NOT NULL",
+                    &[
+                        &r.run_id,
+                        &r.node,
+                        &status.as_str(),
+                        &next_step,
+                        &attempts_at,
+                        &outputs,
+                        error,
+                        &r.now_ms,
+                        &r.attempt.is_some(),
+                    ],
+                )
+                .await
+                .pg(RECORD)?;
+            let limited: bool = row.ok_or_else(lost)?.get(0);
+            if limited {
+                // A concurrency slot is free: a queued run may start on
+                // any node.
+                notify(&tx, channel, RECORD).await?;
+            }
+            StepSaved::default()
+        }
+    };
+    tx.commit().await.pg(RECORD)?;
+    Ok(saved)
+}
+
+/// Extends only the leases of `ids` still held by `node`.
+pub(super) async fn renew(
+    conn: &Object,
+    node: &str,
+    ids: &[String],
+    until_ms: i64,
+) -> Result<Renewal> {
+    let length = until_ms.saturating_sub(node_now_ms());
+    let rows = conn
+        .query(
+            &format!(
+                "UPDATE runs SET lease_expires_at = {NOW_MS} + $3::bigint
+                 WHERE lease_owner = $1 AND status = 'running' AND id = ANY($2)
+                 RETURNING id, cancel_requested_at IS NOT NULL"
+            ),
+            &[&node, &ids, &length],
+        )
+        .await
+        .pg(RENEW)?;
+    let found: HashMap<String, bool> = rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+    let mut renewal = Renewal::default();
+    for id in ids {
+        if let Some(&cancel) = found.get(id) {
+            if cancel {
+                renewal.cancel_requested.push(id.clone());
+            }
+            renewal.held.push(id.clone());
+        }
+    }
+    Ok(renewal)
+}
+
+/// Gives back `node`'s leases on `ids` (see [`Release`]).
+pub(super) async fn release_runs(
+    conn: &Object,
+    channel: &str,
+    node: &str,
+    ids: &[String],
+    how: Release,
+) -> Result<u64> {
+    let sql = match how {
+        Release::Untouched => {
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $3
+             WHERE lease_owner = $1 AND id = ANY($2)"
+                .to_owned()
+        }
+        // The owner stays named: the next lease sees an expired lease and
+        // counts it.
+        Release::WorkerLost => format!(
+            "UPDATE runs SET lease_expires_at = {NOW_MS}, updated_at = $3
+             WHERE lease_owner = $1 AND id = ANY($2)"
+        ),
+    };
+    let n = conn
+        .execute(&sql, &[&node, &ids, &node_now_ms()])
+        .await
+        .pg(RELEASE)?;
+    notify(conn, channel, RELEASE).await?;
+    Ok(n)
+}
+
+/// Graceful shutdown: every lease `node` holds goes back at once.
+pub(super) async fn release_all(conn: &Object, channel: &str, node: &str) -> Result<u64> {
+    let n = conn
+        .execute(
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
+             WHERE lease_owner = $1",
+            &[&node, &node_now_ms()],
+        )
+        .await
+        .pg(RELEASE)?;
+    notify(conn, channel, RELEASE).await?;
+    Ok(n)
+}
+
+/// At startup: only this node's own leases are a dead process's; other
+/// nodes' leases are left to expire (they may be alive).
+pub(super) async fn reclaim(conn: &Object, channel: &str, node: &str) -> Result<u64> {
+    let n = conn
+        .execute(
+            "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL,
+                             next_attempt_at = COALESCE(next_attempt_at, $2), updated_at = $2
+             WHERE status IN ('queued', 'running')
+               AND (lease_owner = $1 OR next_attempt_at IS NULL)",
+            &[&node, &node_now_ms()],
+        )
+        .await
+        .pg(RECLAIM)?;
+    if n > 0 {
+        notify(conn, channel, RECLAIM).await?;
+    }
+    Ok(n)
+}
+
+/// Wake idle workers on every node (delivered at commit).
+async fn notify(
+    client: &impl deadpool_postgres::GenericClient,
+    channel: &str,
+    op: &'static str,
+) -> Result<()> {
+    client
+        .execute("SELECT pg_notify($1, '')", &[&channel])
+        .await
+        .pg(op)?;
+    Ok(())
+}

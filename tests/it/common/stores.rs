@@ -1,0 +1,124 @@
+//! Store fixtures for the backend contract (`store_contract`): a fresh
+//! SQLite file in a temporary directory, or a fresh PostgreSQL schema.
+
+use std::sync::Arc;
+
+use hookflow::store::{SqliteOptions, SqliteStore, Store};
+
+use crate::store_contract::Stores;
+
+/// A store for one test, and what must live as long as it.
+pub struct Fixture {
+    a: Arc<dyn Store>,
+    b: Arc<dyn Store>,
+    _keep: Box<dyn Send>,
+}
+
+impl Fixture {
+    pub fn stores(&self) -> Stores {
+        Stores {
+            a: Arc::clone(&self.a),
+            b: Arc::clone(&self.b),
+        }
+    }
+}
+
+/// A fresh SQLite database. One process per file: both "nodes" are the
+/// same store.
+pub async fn sqlite() -> Option<Fixture> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqliteStore::open(dir.path().join("hookflow.db"), SqliteOptions::default())
+        .await
+        .expect("open store");
+    let store: Arc<dyn Store> = Arc::new(store);
+    Some(Fixture {
+        a: Arc::clone(&store),
+        b: store,
+        _keep: Box::new(dir),
+    })
+}
+
+/// Where the PostgreSQL tests connect: `HOOKFLOW_TEST_POSTGRES`, else the
+/// local default.
+pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
+
+/// A fresh schema in the test database, dropped when the test ends (even
+/// when it fails), so tests run in parallel without sharing tables,
+/// notification channels or advisory locks (all named after the schema).
+///
+/// Unreachable PostgreSQL: fails the test when `HOOKFLOW_TEST_POSTGRES` is
+/// set (CI sets it: a missing database must not pass silently); otherwise
+/// prints `skipped: PostgreSQL not reachable at …` and returns `None`.
+pub async fn postgres() -> Option<Fixture> {
+    let explicit = std::env::var("HOOKFLOW_TEST_POSTGRES").ok();
+    let base = explicit
+        .clone()
+        .unwrap_or_else(|| DEFAULT_POSTGRES.to_owned());
+    let (client, connection) = match tokio_postgres::connect(&base, tokio_postgres::NoTls).await {
+        Ok(pair) => pair,
+        Err(e) if explicit.is_none() => {
+            eprintln!(
+                "skipped: PostgreSQL not reachable at {base} ({e}); set HOOKFLOW_TEST_POSTGRES to require it"
+            );
+            return None;
+        }
+        Err(e) => panic!("HOOKFLOW_TEST_POSTGRES={base}: PostgreSQL not reachable: {e}"),
+    };
+    tokio::spawn(connection);
+    let schema = format!("hf_test_{}", ulid::Ulid::new().to_string().to_lowercase());
+    client
+        .batch_execute(&format!("CREATE SCHEMA {schema}"))
+        .await
+        .expect("create test schema");
+    let url = schema_url(&base, &schema);
+    let a = hookflow::store::PostgresStore::open(&url)
+        .await
+        .expect("open node a");
+    let b = hookflow::store::PostgresStore::open(&url)
+        .await
+        .expect("open node b");
+    Some(Fixture {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        _keep: Box::new(DropSchema { base, schema }),
+    })
+}
+
+/// `base` with every connection's `search_path` set to `schema`.
+pub fn schema_url(base: &str, schema: &str) -> String {
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}options=-csearch_path%3D{schema}")
+}
+
+/// Drops a test schema on its own thread and runtime: `Drop` cannot await,
+/// and it also runs while a failed test unwinds.
+struct DropSchema {
+    base: String,
+    schema: String,
+}
+
+impl Drop for DropSchema {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&sql)
+                    .await
+                    .map_err(std::io::Error::other)
+            })
+        })
+        .join();
+        if let Ok(Err(e)) = dropped {
+            eprintln!("could not drop test schema {}: {e}", self.schema);
+        }
+    }
+}
