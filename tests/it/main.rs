@@ -23,6 +23,7 @@ mod engine;
 mod golden_errors;
 mod hardening;
 mod malformed;
+mod multi_node;
 mod payload_schema;
 mod receive;
 mod reload;

@@ -50,6 +50,24 @@ pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432/test";
 /// set (CI sets it: a missing database must not pass silently); otherwise
 /// prints `skipped: PostgreSQL not reachable at …` and returns `None`.
 pub async fn postgres() -> Option<Fixture> {
+    let schema = postgres_schema().await?;
+    let a = hookflow::store::PostgresStore::open(&schema.url)
+        .await
+        .expect("open node a");
+    let b = hookflow::store::PostgresStore::open(&schema.url)
+        .await
+        .expect("open node b");
+    Some(Fixture {
+        a: Arc::new(a),
+        b: Arc::new(b),
+        _keep: Box::new(schema),
+    })
+}
+
+/// A fresh, empty schema and the URL whose connections work in it;
+/// dropped with everything in it when this value is. `None` (after the
+/// "skipped" line) when PostgreSQL is unreachable and not required.
+pub async fn postgres_schema() -> Option<PgSchema> {
     let explicit = std::env::var("HOOKFLOW_TEST_POSTGRES").ok();
     let base = explicit
         .clone()
@@ -70,17 +88,10 @@ pub async fn postgres() -> Option<Fixture> {
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
         .expect("create test schema");
-    let url = schema_url(&base, &schema);
-    let a = hookflow::store::PostgresStore::open(&url)
-        .await
-        .expect("open node a");
-    let b = hookflow::store::PostgresStore::open(&url)
-        .await
-        .expect("open node b");
-    Some(Fixture {
-        a: Arc::new(a),
-        b: Arc::new(b),
-        _keep: Box::new(DropSchema { base, schema }),
+    Some(PgSchema {
+        url: schema_url(&base, &schema),
+        base,
+        schema,
     })
 }
 
@@ -90,14 +101,16 @@ pub fn schema_url(base: &str, schema: &str) -> String {
     format!("{base}{sep}options=-csearch_path%3D{schema}")
 }
 
-/// Drops a test schema on its own thread and runtime: `Drop` cannot await,
-/// and it also runs while a failed test unwinds.
-struct DropSchema {
+/// A test's own schema. Dropped on its own thread and runtime: `Drop`
+/// cannot await, and it also runs while a failed test unwinds.
+pub struct PgSchema {
+    /// The database URL with `search_path` set to the schema.
+    pub url: String,
     base: String,
     schema: String,
 }
 
-impl Drop for DropSchema {
+impl Drop for PgSchema {
     fn drop(&mut self) {
         let base = self.base.clone();
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
