@@ -30,6 +30,8 @@ pub enum Ty {
     Duration,
     /// A whole number no smaller than the given one.
     Count(u32),
+    /// Such a whole number, or a mapping described by the named definition.
+    CountOr(u32, &'static str),
     /// Bytes: a number, or text such as `512KiB`, `1MiB`.
     Size,
     /// One of these words.

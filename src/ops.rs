@@ -113,17 +113,20 @@ pub async fn replay(
         .matched
         .iter()
         .filter_map(|name| rules.rule(name))
-        .map(|rule| NewRun {
-            id: ids
+        .map(|rule| {
+            let id = ids
                 .generate()
                 .unwrap_or_else(|_| ulid::Ulid::new())
-                .to_string(),
-            delivery_id: delivery.id.clone(),
-            rule: rule.name.clone(),
-            created_at: now,
-            definition: rule.definition.clone(),
-            concurrency: rule.concurrency,
-            concurrency_key: None,
+                .to_string();
+            NewRun {
+                concurrency_key: crate::engine::concurrency_key(rules, rule, &delivery, &id),
+                id,
+                delivery_id: delivery.id.clone(),
+                rule: rule.name.clone(),
+                created_at: now,
+                definition: rule.definition.clone(),
+                concurrency: rule.concurrency,
+            }
         })
         .collect();
     replay.runs = runs.iter().map(|r| r.id.clone()).collect();

@@ -109,6 +109,7 @@ fn type_name(ty: Ty) -> String {
         Ty::Bool => "boolean".into(),
         Ty::Duration => "duration".into(),
         Ty::Count(min) => format!("integer ≥ {min}"),
+        Ty::CountOr(min, id) => format!("integer ≥ {min} or {}", link(id)),
         Ty::Size => "size".into(),
         Ty::Choice(words) => words
             .iter()

@@ -110,6 +110,32 @@ impl Engine {
     }
 }
 
+/// The concurrency key of a run of `rule` for `delivery` (keyed
+/// concurrency, SPEC §5): the rule's `concurrency.key` rendered with the
+/// delivery's template context, secrets redacted (it is stored and shown).
+/// A key that does not render (a missing value) is logged and becomes
+/// `""`: such runs share one slot rather than escape the limit.
+pub fn concurrency_key(
+    rules: &crate::rules::RuleSet,
+    rule: &crate::rules::Rule,
+    delivery: &crate::delivery::Delivery,
+    run_id: &str,
+) -> Option<String> {
+    let template = rule.concurrency_key.as_ref()?;
+    let ctx = crate::template::TemplateContext::new(delivery.template_value(
+        &rule.name,
+        run_id,
+        serde_json::Value::Object(serde_json::Map::new()),
+    ));
+    Some(match rules.templates().render_text(template, &ctx) {
+        Ok(key) => rules.secrets().redact(&key),
+        Err(e) => {
+            tracing::warn!(rule = %rule.name, error = %e, "the concurrency key does not render; the run shares the key \"\"");
+            String::new()
+        }
+    })
+}
+
 /// The shared client. Redirects are not followed: a POST silently turned
 /// into a GET elsewhere is worse than a visible 3xx failure.
 fn http_client(workers: usize) -> reqwest::Client {

@@ -114,6 +114,9 @@ pub fn value_schema(ty: Ty) -> Value {
         Ty::Bool => json!({ "type": "boolean" }),
         Ty::Duration | Ty::Rate => json!({ "type": "string" }),
         Ty::Count(min) => json!({ "type": "integer", "minimum": min }),
+        Ty::CountOr(min, id) => {
+            json!({ "anyOf": [{ "type": "integer", "minimum": min }, reference(id)] })
+        }
         Ty::Size => json!({ "anyOf": [{ "type": "integer", "minimum": 0 }, { "type": "string" }] }),
         Ty::Choice(words) => json!({ "enum": words }),
         Ty::Any => json!({}),

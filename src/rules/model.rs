@@ -87,8 +87,12 @@ pub struct Rule {
     /// Empty means every event.
     pub events: Vec<EventPattern>,
     pub when: Option<Condition>,
-    /// At most this many runs of the rule at once.
+    /// At most this many runs of the rule at once (per key, with
+    /// `concurrency_key`).
     pub concurrency: Option<u32>,
+    /// Keyed concurrency: the key, rendered when a delivery arrives; the
+    /// limit holds per rendered key.
+    pub concurrency_key: Option<crate::template::Template>,
     pub steps: Vec<Step>,
     /// The rule as written (before `${NAME}` substitution, so it holds no
     /// secret), stored with every queued run: a run executes the definition

@@ -17,6 +17,10 @@ use crate::verify::SENDERS;
 /// tests/it/schema.rs checks this list against its error message.
 pub const RETRY_KEYS: &[&str] = &["attempts", "backoff", "max_backoff"];
 
+/// The keys of keyed `concurrency:`. The decoder lists them inline
+/// (`decode/rule.rs`).
+pub const CONCURRENCY_KEYS: &[&str] = &["key", "limit"];
+
 /// A mapping of a rule file.
 #[derive(Debug, Clone)]
 pub struct Object {
@@ -186,6 +190,13 @@ pub fn objects() -> Vec<Object> {
             RETRY_DOCS,
         ),
         Object::new(
+            "concurrency",
+            "Keyed concurrency (`concurrency: { key, limit }`)",
+            "At most `limit` runs of the rule at a time per rendered key, oldest first; runs of other keys proceed.",
+            CONCURRENCY_KEYS,
+            CONCURRENCY_DOCS,
+        ),
+        Object::new(
             "test",
             "Rule test (`tests: [ … ]`)",
             "A delivery and what the rules should do with it (`hookflow test`).",
@@ -226,6 +237,7 @@ pub fn decoder_key_lists() -> Vec<(String, Vec<&'static str>)> {
         ("slack", SLACK_KEYS),
         ("shell", SHELL_KEYS),
         ("retry", RETRY_KEYS),
+        ("concurrency", CONCURRENCY_KEYS),
         ("test", TEST_KEYS),
         ("expect", EXPECT_KEYS),
     ]
@@ -285,7 +297,7 @@ const RULE_DOCS: &[Key] = &[
     Key::required("source", Ty::Texts, "the source (or sources) whose deliveries it sees"),
     Key::optional("event", Ty::Texts, "event names or globs (`invoice.*`); `pull_request` matches every action"),
     Key::optional("when", Ty::Condition, "conditions on the delivery; a list means all of them"),
-    Key::optional("concurrency", Ty::Count(1), "at most this many runs of the rule at a time"),
+    Key::optional("concurrency", Ty::CountOr(1, "concurrency"), "at most this many runs of the rule at a time, or that many per rendered key"),
     Key::required("actions", Ty::List("step"), "the steps, run in order"),
 ];
 
@@ -374,6 +386,12 @@ const RETRY_DOCS: &[Key] = &[
 ];
 
 #[rustfmt::skip]
+const CONCURRENCY_DOCS: &[Key] = &[
+    Key::required("key", Ty::Template, "rendered when the delivery arrives (e.g. `{{payload.repository.id}}`); runs with the same key share the limit"),
+    Key::required("limit", Ty::Count(1), "at most this many runs per key at a time"),
+];
+
+#[rustfmt::skip]
 const TEST_DOCS: &[Key] = &[
     Key::required("name", TEXT, "shown in `hookflow test`'s report"),
     Key::required("source", TEXT, "the source the delivery arrives at"),
@@ -437,7 +455,9 @@ mod tests {
         for object in &all {
             for key in object.documented() {
                 let id = match key.ty {
-                    Ty::Object(id) | Ty::List(id) | Ty::Named(id) => id.to_string(),
+                    Ty::Object(id) | Ty::List(id) | Ty::Named(id) | Ty::CountOr(_, id) => {
+                        id.to_string()
+                    }
                     Ty::Verifier(name) => format!("verify.{name}"),
                     _ => continue,
                 };

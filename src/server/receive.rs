@@ -313,14 +313,17 @@ pub fn match_rules(app: &AppState, parsed: Parsed) -> Matched {
     let runs = matched
         .iter()
         .filter_map(|name| head.rules.rule(name))
-        .map(|rule| NewRun {
-            id: app.new_id(),
-            delivery_id: head.id.clone(),
-            rule: rule.name.clone(),
-            created_at,
-            definition: rule.definition.clone(),
-            concurrency: rule.concurrency,
-            concurrency_key: None,
+        .map(|rule| {
+            let id = app.new_id();
+            NewRun {
+                concurrency_key: crate::engine::concurrency_key(&head.rules, rule, &delivery, &id),
+                id,
+                delivery_id: head.id.clone(),
+                rule: rule.name.clone(),
+                created_at,
+                definition: rule.definition.clone(),
+                concurrency: rule.concurrency,
+            }
         })
         .collect();
     Matched {

@@ -210,6 +210,10 @@ fn the_schema_keys_equal_what_the_loader_says_it_expects() {
             format!("{rule}      - http: {{ url: x, retry: {{ {z}: 1 }} }}\n"),
         ),
         (
+            "concurrency".into(),
+            format!("rules:\n  - name: r\n    source: s\n    concurrency: {{ {z}: 1 }}\n"),
+        ),
+        (
             "test".into(),
             format!("tests:\n  - {z}: 1\n    expect: {{ matched: [] }}\n"),
         ),

@@ -775,3 +775,87 @@ async fn retry_and_replay_by_filter_with_dry_runs() {
         assert_eq!(app.store.runs_for_delivery(d).await.expect("runs").len(), 2);
     }
 }
+
+const KEYED_RULES: &str = r#"
+sources:
+  s:
+    verify: { token: { header: X-Token, value: steering-token } }
+rules:
+  - name: deploy
+    source: s
+    concurrency: { key: "{{payload.repo}}", limit: 1 }
+    actions:
+      # Runs until the test creates its file.
+      - shell:
+          script: 'while [ ! -f "$GO" ]; do sleep 0.02; done'
+          env: { GO: "{{payload.go}}" }
+          timeout: 2m
+"#;
+
+/// `concurrency: { key, limit: 1 }`: one run per repository at a time,
+/// in arrival order, while another repository's run proceeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keyed_concurrency_runs_one_per_key_in_order_while_other_keys_proceed() {
+    use crate::common::app::spawn_app_with_engine;
+    let app = spawn_app_with_engine(&[("r.yaml", KEYED_RULES)], |_| {}).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let go = |n: usize| dir.path().join(format!("go-{n}"));
+    let mut runs = Vec::new();
+    for (n, repo) in ["a", "a", "b"].into_iter().enumerate() {
+        let body = serde_json::json!({ "repo": repo, "go": go(n).display().to_string() });
+        let resp = app
+            .post(
+                "/hooks/s",
+                &[
+                    ("X-Token", "steering-token"),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string(),
+            )
+            .await;
+        let v: serde_json::Value = resp.json().await.expect("json");
+        let delivery = v["delivery"].as_str().expect("id").to_owned();
+        let run = app.store.runs_for_delivery(&delivery).await.expect("runs")[0].clone();
+        assert_eq!(run.concurrency_key.as_deref(), Some(repo));
+        runs.push(run.id);
+    }
+    let status = |id: String| {
+        let store = app.store.clone();
+        async move { store.get_run(&id).await.ok().flatten().map(|r| r.status) }
+    };
+    crate::common::wait::until(
+        "a's first run and b's run running",
+        Duration::from_secs(20),
+        || async {
+            status(runs[0].clone()).await == Some(RunStatus::Running)
+                && status(runs[2].clone()).await == Some(RunStatus::Running)
+        },
+    )
+    .await;
+    assert_eq!(
+        status(runs[1].clone()).await,
+        Some(RunStatus::Queued),
+        "a's second waits"
+    );
+
+    std::fs::write(go(0), "").expect("go");
+    crate::common::wait::until(
+        "a's second run running",
+        Duration::from_secs(20),
+        || async {
+            status(runs[0].clone()).await == Some(RunStatus::Succeeded)
+                && status(runs[1].clone()).await == Some(RunStatus::Running)
+        },
+    )
+    .await;
+    std::fs::write(go(1), "").expect("go");
+    std::fs::write(go(2), "").expect("go");
+    crate::common::wait::until("every run done", Duration::from_secs(20), || async {
+        let mut done = 0;
+        for id in &runs {
+            done += usize::from(status(id.clone()).await == Some(RunStatus::Succeeded));
+        }
+        done == 3
+    })
+    .await;
+}

@@ -49,14 +49,8 @@ impl Decoder<'_> {
             None => Some(None),
         };
         let concurrency = match f.get("concurrency") {
-            Some(n) => match self.u32(n) {
-                Some(0) => {
-                    self.error(n, "`concurrency` must be at least 1");
-                    None
-                }
-                other => other.map(Some),
-            },
-            None => Some(None),
+            Some(n) => self.concurrency(n),
+            None => Some((None, None)),
         };
         if let Some(name) = &name {
             self.declared_rules.push(super::DeclaredRule {
@@ -78,7 +72,8 @@ impl Decoder<'_> {
             sources: sources?,
             events: events?,
             when: when?,
-            concurrency: concurrency?,
+            concurrency: concurrency.as_ref()?.0,
+            concurrency_key: concurrency?.1,
             steps: steps?,
             definition: node.to_json(),
         })
@@ -267,6 +262,35 @@ impl Decoder<'_> {
             Some(n) => self.duration(n),
             None => Some(default),
         }
+    }
+
+    /// `concurrency: N`, or `{ key: "{{…}}", limit: N }`.
+    fn concurrency(
+        &mut self,
+        node: &Node,
+    ) -> Option<(Option<u32>, Option<crate::template::Template>)> {
+        let at_least_one = |dec: &mut Self, n: &Node, what: &str| match dec.u32(n) {
+            Some(0) => {
+                dec.error(n, format!("`{what}` must be at least 1"));
+                None
+            }
+            other => other,
+        };
+        if !matches!(node.kind, crate::rules::node::Kind::Map(_)) {
+            return at_least_one(self, node, "concurrency").map(|n| (Some(n), None));
+        }
+        let mut c = self.map(
+            node,
+            "`concurrency` (a count, or a mapping with key and limit)",
+        )?;
+        let key = c
+            .require(self, "key", "`concurrency`")
+            .and_then(|n| self.template(n));
+        let limit = c
+            .require(self, "limit", "`concurrency`")
+            .and_then(|n| at_least_one(self, n, "limit"));
+        c.finish(self, "`concurrency`", &["key", "limit"]);
+        Some((Some(limit?), Some(key?)))
     }
 
     pub(crate) fn retry(
