@@ -1,0 +1,114 @@
+//! [`StoreError`], what every store operation fails with, and the
+//! `Context` helper that names the operation on a backend error.
+
+use super::{Result, postgres};
+
+/// Why a store operation failed. `op` names the operation ("accept
+/// delivery", "list deliveries", …) so a log line says what was attempted.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database URL `{url}`: {reason}")]
+    Url { url: String, reason: String },
+
+    #[error("opening database {path}: {message}")]
+    Open { path: String, message: String },
+
+    #[error("{op}: {source}")]
+    Sqlite {
+        op: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error("{op}: {source}")]
+    Postgres {
+        op: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error("{op}: no database connection: {message}")]
+    Pool { op: &'static str, message: String },
+
+    #[error("applying database migration {version} ({name}): {source}")]
+    PgMigration {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: tokio_postgres::Error,
+    },
+
+    #[error(
+        "the database schema is at version {found}, which needs hookflow schema version {requires} or newer; this hookflow knows version {known}: upgrade hookflow"
+    )]
+    SchemaIncompatible {
+        found: i64,
+        requires: i64,
+        known: u32,
+    },
+
+    #[error("{op}: the transaction could not be committed: {message}")]
+    Commit { op: &'static str, message: String },
+
+    #[error("applying database migration {version} ({name}): {source}")]
+    Migration {
+        version: u32,
+        name: &'static str,
+        #[source]
+        source: rusqlite::Error,
+    },
+
+    #[error(
+        "the database schema is at version {found}, newer than this hookflow knows ({known}); upgrade hookflow"
+    )]
+    SchemaTooNew { found: i64, known: u32 },
+
+    #[error("{op}: invalid input: {message}")]
+    Invalid { op: &'static str, message: String },
+
+    #[error("{op}: the database writer has stopped: {message}")]
+    WriterGone { op: &'static str, message: String },
+
+    #[error("{op}: background task failed: {message}")]
+    Task { op: &'static str, message: String },
+
+    #[error(
+        "{op}: run {run} is no longer leased by this node (its lease expired and it was taken over)"
+    )]
+    LeaseLost { op: &'static str, run: String },
+
+    #[error("only {free} bytes are free beside the database {path} (at least {needed} needed)")]
+    NoSpace {
+        path: String,
+        free: u64,
+        needed: u64,
+    },
+
+    #[error("backup to {target}: {message}")]
+    Backup { target: String, message: String },
+}
+
+impl StoreError {
+    /// Worth retrying: the database was busy or briefly unreachable (a
+    /// lost connection, a serialization failure, a writer that could not
+    /// commit), not a bad request or a lost lease. Backends decide; the
+    /// engine only asks.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Sqlite { .. } | StoreError::Commit { .. } | StoreError::Pool { .. } => true,
+            StoreError::Postgres { source, .. } => postgres::is_transient(source),
+            _ => false,
+        }
+    }
+}
+
+/// Attach the operation name to a backend error.
+pub(crate) trait Context<T> {
+    fn ctx(self, op: &'static str) -> Result<T>;
+}
+
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| StoreError::Sqlite { op, source })
+    }
+}
