@@ -417,9 +417,14 @@ async fn the_wal_starts_over_under_sustained_writes() {
         // short enough that the writer never sits idle for long.
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // 48 MiB of bodies went through: a WAL that never restarted holds all
+    // of it (over 48 MiB with frame headers and index pages). Where it
+    // restarts depends on when the checkpoint thread gets the CPU (about
+    // 16 MiB on an idle machine, later on a loaded one), so the bound only
+    // asks that it did restart, not how early.
     let wal = wal_bytes(&path);
     assert!(
-        wal < 32 * 1024 * 1024,
+        wal < 40 * 1024 * 1024,
         "the WAL holds {wal} bytes after 48 MiB written: it never restarted"
     );
     let stored: i64 = rusqlite::Connection::open(&path)
