@@ -105,43 +105,43 @@ fn verifiers(c: &mut Criterion) {
     let secret = || vec![Secret::new("bench-secret-value")];
     let tolerance = Duration::from_secs(300);
     let configs = [
-        VerifierConfig::Github {
+        VerifierConfig::Github(hookflow::verify::github::Config {
             secrets: secret(),
             allow_sha1: false,
-        },
-        VerifierConfig::Stripe {
+        }),
+        VerifierConfig::Stripe(hookflow::verify::stripe::Config {
             secrets: secret(),
             tolerance,
-        },
-        VerifierConfig::Slack {
+        }),
+        VerifierConfig::Slack(hookflow::verify::slack::Config {
             secrets: secret(),
             tolerance,
-        },
-        VerifierConfig::Standard {
+        }),
+        VerifierConfig::Standard(hookflow::verify::standard::Config {
             secrets: vec![Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")],
             tolerance,
-        },
-        VerifierConfig::Shopify { secrets: secret() },
-        VerifierConfig::Twilio {
+        }),
+        VerifierConfig::Shopify(hookflow::verify::shopify::Config { secrets: secret() }),
+        VerifierConfig::Twilio(hookflow::verify::twilio::Config {
             secrets: secret(),
             public_url: "https://example.com/hooks/twilio".into(),
-        },
-        VerifierConfig::Gitlab { tokens: secret() },
-        VerifierConfig::Hmac {
+        }),
+        VerifierConfig::Gitlab(hookflow::verify::gitlab::Config { tokens: secret() }),
+        VerifierConfig::Hmac(hookflow::verify::hmac::Config {
             header: "X-Sig".into(),
             algorithm: HmacAlgorithm::Sha512,
             encoding: Encoding::Base64,
             prefix: String::new(),
             secrets: secret(),
-        },
-        VerifierConfig::Token {
+        }),
+        VerifierConfig::Token(hookflow::verify::token::Config {
             location: TokenLocation::Header("X-Token".into()),
             values: secret(),
-        },
-        VerifierConfig::Basic {
+        }),
+        VerifierConfig::Basic(hookflow::verify::basic::Config {
             username: "u".into(),
             passwords: secret(),
-        },
+        }),
     ];
     let now = 1_751_371_200;
     let mut group = c.benchmark_group("verify_github_push");

@@ -56,82 +56,82 @@ const NAMES: &[&str] = &[
 
 fn config(name: &str) -> VerifierConfig {
     match name {
-        "github" | "github-nosha1" => VerifierConfig::Github {
+        "github" | "github-nosha1" => VerifierConfig::Github(hookflow::verify::github::Config {
             secrets: secrets(&[
                 "7Qm2xV9kLp4sR8tN-gh-webhook-secret",
                 "It's a Secret to Everybody",
             ]),
             allow_sha1: name == "github",
-        },
-        "stripe" => VerifierConfig::Stripe {
+        }),
+        "stripe" => VerifierConfig::Stripe(hookflow::verify::stripe::Config {
             secrets: secrets(&["whsec_5WbX5kEWLlfzsGNjH64I8lOOqUB6e8FH"]),
             tolerance: FIVE_MIN,
-        },
-        "slack" => VerifierConfig::Slack {
+        }),
+        "slack" => VerifierConfig::Slack(hookflow::verify::slack::Config {
             secrets: secrets(&[
                 "a6f1c3e9b2d84f07a5c1e8d3b9f2a4c6",
                 "8f742231b10e8888abcd99yyyzzz85a5",
             ]),
             tolerance: FIVE_MIN,
-        },
-        "standard" => VerifierConfig::Standard {
+        }),
+        "standard" => VerifierConfig::Standard(hookflow::verify::standard::Config {
             secrets: secrets(&[
                 "whsec_p4X5qund5Z3N4VwXZPJ02cXNbgbSQryVtwHVEhPKLCE=",
                 "whsec_FOGnd58/caAfRQoYIZeDCn+0PxCb3IPnyTwa3IWLljY=",
             ]),
             tolerance: FIVE_MIN,
-        },
-        "shopify" => VerifierConfig::Shopify {
+        }),
+        "shopify" => VerifierConfig::Shopify(hookflow::verify::shopify::Config {
             secrets: secrets(&["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"]),
-        },
-        "twilio-docs" => VerifierConfig::Twilio {
+        }),
+        "twilio-docs" => VerifierConfig::Twilio(hookflow::verify::twilio::Config {
             secrets: secrets(TWILIO_SECRETS),
             public_url: "https://mycompany.com/myapp.php".into(),
-        },
-        "twilio-sms" => VerifierConfig::Twilio {
+        }),
+        "twilio-sms" => VerifierConfig::Twilio(hookflow::verify::twilio::Config {
             secrets: secrets(TWILIO_SECRETS),
             public_url: "https://hooks.example.com/twilio/sms".into(),
-        },
-        "twilio-events" => VerifierConfig::Twilio {
+        }),
+        "twilio-events" => VerifierConfig::Twilio(hookflow::verify::twilio::Config {
             secrets: secrets(TWILIO_SECRETS),
             public_url: "https://hooks.example.com/twilio/events".into(),
-        },
-        "gitlab" => VerifierConfig::Gitlab {
+        }),
+        "gitlab" => VerifierConfig::Gitlab(hookflow::verify::gitlab::Config {
             tokens: secrets(&["gl-hook-V2x9Qp7Lm3Rt8Kw4Zs6Yb1Nc"]),
-        },
-        "hmac-sha256-hex" => VerifierConfig::Hmac {
+        }),
+        "hmac-sha256-hex" => VerifierConfig::Hmac(hookflow::verify::hmac::Config {
             header: "X-Signature".into(),
             algorithm: HmacAlgorithm::Sha256,
             encoding: Encoding::Hex,
             prefix: "sha256=".into(),
             secrets: secrets(&["hmac-secret", "older-secret"]),
-        },
-        "hmac-sha1-base64" => VerifierConfig::Hmac {
+        }),
+        "hmac-sha1-base64" => VerifierConfig::Hmac(hookflow::verify::hmac::Config {
             header: "X-Signature".into(),
             algorithm: HmacAlgorithm::Sha1,
             encoding: Encoding::Base64,
             prefix: String::new(),
             secrets: secrets(&["hmac-secret"]),
-        },
-        "hmac-sha512-hex" => VerifierConfig::Hmac {
+        }),
+        "hmac-sha512-hex" => VerifierConfig::Hmac(hookflow::verify::hmac::Config {
             header: "X-Signature".into(),
             algorithm: HmacAlgorithm::Sha512,
             encoding: Encoding::Hex,
             prefix: "v1,".into(),
             secrets: secrets(&["hmac-secret"]),
-        },
-        "token-header" => VerifierConfig::Token {
+        }),
+        "token-header" => VerifierConfig::Token(hookflow::verify::token::Config {
             location: TokenLocation::Header("X-Token".into()),
             values: secrets(&["token-value", "second-token"]),
-        },
-        "token-query" => VerifierConfig::Token {
+        }),
+        "token-query" => VerifierConfig::Token(hookflow::verify::token::Config {
             location: TokenLocation::Query("token".into()),
             values: secrets(&["token-value"]),
-        },
-        _ => VerifierConfig::Basic {
+        }),
+        _ => VerifierConfig::Basic(hookflow::verify::basic::Config {
             username: "hook".into(),
             passwords: secrets(&["pa:ss word", "older"]),
-        },
+        }),
     }
 }
 
@@ -194,7 +194,7 @@ fuzz_target!(|data: &[u8]| {
 
     // The sender's side of the same body at the same clock must verify.
     let url = match config {
-        VerifierConfig::Twilio { public_url, .. } => public_url.clone(),
+        VerifierConfig::Twilio(hookflow::verify::twilio::Config { public_url, .. }) => public_url.clone(),
         _ => "https://hooks.example.com/hook".to_owned(),
     };
     let signed = match sign(config, req.body, now, &url) {

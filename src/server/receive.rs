@@ -810,10 +810,10 @@ rules:
         let f = fixture().await;
         let body = r#"{"type":"url_verification","challenge":"abc"}"#;
         let now = Utc::now().timestamp();
-        let config = crate::verify::VerifierConfig::Slack {
+        let config = crate::verify::VerifierConfig::Slack(crate::verify::slack::Config {
             secrets: vec![crate::verify::Secret::new("s3cret")],
             tolerance: std::time::Duration::from_secs(300),
-        };
+        });
         let signed = crate::verify::sign(&config, body.as_bytes(), now, "").unwrap();
         let mut headers: Vec<(&str, &str)> = signed
             .headers

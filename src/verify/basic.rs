@@ -10,6 +10,20 @@ use super::{BuildError, Incoming, Scheme, Secret, Verify, VerifyError};
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `basic:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub username: String,
+    pub passwords: Vec<Secret>,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Basic::new(&self.username, &self.passwords)?))
+    }
+}
+
 /// The `basic:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "basic",
@@ -24,10 +38,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let username = r.required("username");
     let passwords = r.secrets("password");
-    Some(VerifierConfig::Basic {
+    Some(VerifierConfig::Basic(crate::verify::basic::Config {
         username: username?,
         passwords: passwords?,
-    })
+    }))
 }
 
 const HEADER: &str = "Authorization";
@@ -104,10 +118,10 @@ mod tests {
     use super::super::{Secret, VerifierConfig, VerifyError};
 
     fn config(username: &str, passwords: &[&str]) -> VerifierConfig {
-        VerifierConfig::Basic {
+        VerifierConfig::Basic(crate::verify::basic::Config {
             username: username.into(),
             passwords: passwords.iter().map(|s| Secret::new(*s)).collect(),
-        }
+        })
     }
 
     fn auth(value: &str) -> Req {

@@ -10,6 +10,20 @@ use super::{
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `github:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+    pub allow_sha1: bool,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Github::new(&self.secrets, self.allow_sha1)?))
+    }
+}
+
 /// The `github:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "github",
@@ -33,10 +47,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
     let allow_sha1 = r.bool("allow_sha1", false);
-    Some(VerifierConfig::Github {
+    Some(VerifierConfig::Github(crate::verify::github::Config {
         secrets: secrets?,
         allow_sha1: allow_sha1?,
-    })
+    }))
 }
 
 const SHA256_HEADER: &str = "X-Hub-Signature-256";
@@ -142,10 +156,10 @@ mod tests {
         "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
 
     fn config(secrets: &[&str], allow_sha1: bool) -> VerifierConfig {
-        VerifierConfig::Github {
+        VerifierConfig::Github(crate::verify::github::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             allow_sha1,
-        }
+        })
     }
 
     fn docs_request(signature: &str) -> Req {

@@ -7,6 +7,19 @@ use super::{BuildError, Delivered, Incoming, Scheme, Secret, Verify, VerifyError
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `gitlab:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub tokens: Vec<Secret>,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Gitlab::new(&self.tokens)?))
+    }
+}
+
 /// The `gitlab:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "gitlab",
@@ -21,7 +34,9 @@ pub(super) const SENDER: Sender = Sender {
 
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let tokens = r.secrets("token");
-    Some(VerifierConfig::Gitlab { tokens: tokens? })
+    Some(VerifierConfig::Gitlab(crate::verify::gitlab::Config {
+        tokens: tokens?,
+    }))
 }
 
 const HEADER: &str = "X-Gitlab-Token";
@@ -88,9 +103,9 @@ mod tests {
     use super::super::{Secret, VerifierConfig, VerifyError};
 
     fn config(tokens: &[&str]) -> VerifierConfig {
-        VerifierConfig::Gitlab {
+        VerifierConfig::Gitlab(crate::verify::gitlab::Config {
             tokens: tokens.iter().map(|s| Secret::new(*s)).collect(),
-        }
+        })
     }
 
     fn with_token(token: &str) -> Req {

@@ -8,6 +8,29 @@ use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verif
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `hmac:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub header: String,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: Encoding,
+    pub prefix: String,
+    pub secrets: Vec<Secret>,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(GenericHmac::new(
+            &self.header,
+            self.algorithm,
+            self.encoding,
+            &self.prefix,
+            &self.secrets,
+        )?))
+    }
+}
+
 /// The `hmac:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "hmac",
@@ -70,13 +93,13 @@ fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     };
     let prefix = r.text("prefix").map(Option::unwrap_or_default);
     let secrets = r.secrets("secret");
-    Some(VerifierConfig::Hmac {
+    Some(VerifierConfig::Hmac(crate::verify::hmac::Config {
         header: header?,
         algorithm: algorithm?,
         encoding: encoding?,
         prefix: prefix?,
         secrets: secrets?,
-    })
+    }))
 }
 
 #[derive(Debug)]
@@ -161,13 +184,13 @@ mod tests {
         prefix: &str,
         secrets: &[&str],
     ) -> VerifierConfig {
-        VerifierConfig::Hmac {
+        VerifierConfig::Hmac(crate::verify::hmac::Config {
             header: "X-Signature".into(),
             algorithm,
             encoding,
             prefix: prefix.into(),
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
-        }
+        })
     }
 
     const DOCS_HEX: &str = "757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
@@ -226,18 +249,18 @@ mod tests {
 
     #[test]
     fn hmac_invalid_header_name_is_a_build_error() {
-        let VerifierConfig::Hmac { secrets, .. } =
+        let VerifierConfig::Hmac(crate::verify::hmac::Config { secrets, .. }) =
             config(HmacAlgorithm::Sha1, Encoding::Hex, "", &["k"])
         else {
             unreachable!()
         };
-        let bad = VerifierConfig::Hmac {
+        let bad = VerifierConfig::Hmac(crate::verify::hmac::Config {
             header: "X Signature".into(),
             algorithm: HmacAlgorithm::Sha1,
             encoding: Encoding::Hex,
             prefix: String::new(),
             secrets,
-        };
+        });
         assert!(matches!(
             build(&bad),
             Err(BuildError::InvalidHeaderName { .. })

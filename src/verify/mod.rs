@@ -14,21 +14,21 @@
 
 use std::fmt;
 
-mod basic;
-mod github;
-mod gitlab;
-mod hmac;
+pub mod basic;
+pub mod github;
+pub mod gitlab;
+pub mod hmac;
 mod mac;
 mod registry;
-mod shopify;
+pub mod shopify;
 mod sign;
-mod slack;
-mod standard;
-mod stripe;
+pub mod slack;
+pub mod standard;
+pub mod stripe;
 #[cfg(test)]
 mod testing;
-mod token;
-mod twilio;
+pub mod token;
+pub mod twilio;
 
 pub use registry::{Reader, SENDERS, Sender, VerifierConfig, build, sender};
 pub use sign::{SignError, Signed, sign};
@@ -232,47 +232,47 @@ mod tests {
     fn every_kind() -> Vec<VerifierConfig> {
         let five_min = Duration::from_secs(300);
         vec![
-            VerifierConfig::Github {
+            VerifierConfig::Github(crate::verify::github::Config {
                 secrets: secrets(&["s"]),
                 allow_sha1: true,
-            },
-            VerifierConfig::Stripe {
+            }),
+            VerifierConfig::Stripe(crate::verify::stripe::Config {
                 secrets: secrets(&["whsec_s"]),
                 tolerance: five_min,
-            },
-            VerifierConfig::Slack {
+            }),
+            VerifierConfig::Slack(crate::verify::slack::Config {
                 secrets: secrets(&["s"]),
                 tolerance: five_min,
-            },
-            VerifierConfig::Standard {
+            }),
+            VerifierConfig::Standard(crate::verify::standard::Config {
                 secrets: secrets(&["whsec_c2VjcmV0"]),
                 tolerance: five_min,
-            },
-            VerifierConfig::Shopify {
+            }),
+            VerifierConfig::Shopify(crate::verify::shopify::Config {
                 secrets: secrets(&["s"]),
-            },
-            VerifierConfig::Twilio {
+            }),
+            VerifierConfig::Twilio(crate::verify::twilio::Config {
                 secrets: secrets(&["s"]),
                 public_url: "https://h/t".into(),
-            },
-            VerifierConfig::Gitlab {
+            }),
+            VerifierConfig::Gitlab(crate::verify::gitlab::Config {
                 tokens: secrets(&["s"]),
-            },
-            VerifierConfig::Hmac {
+            }),
+            VerifierConfig::Hmac(crate::verify::hmac::Config {
                 header: "X-Sig".into(),
                 algorithm: HmacAlgorithm::Sha512,
                 encoding: Encoding::Hex,
                 prefix: "sha512=".into(),
                 secrets: secrets(&["s"]),
-            },
-            VerifierConfig::Token {
+            }),
+            VerifierConfig::Token(crate::verify::token::Config {
                 location: TokenLocation::Query("t".into()),
                 values: secrets(&["s"]),
-            },
-            VerifierConfig::Basic {
+            }),
+            VerifierConfig::Basic(crate::verify::basic::Config {
                 username: "u".into(),
                 passwords: secrets(&["p"]),
-            },
+            }),
         ]
     }
 

@@ -10,6 +10,19 @@ use super::{
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `shopify:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Shopify::new(&self.secrets)?))
+    }
+}
+
 /// The `shopify:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "shopify",
@@ -24,7 +37,9 @@ pub(super) const SENDER: Sender = Sender {
 
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
-    Some(VerifierConfig::Shopify { secrets: secrets? })
+    Some(VerifierConfig::Shopify(crate::verify::shopify::Config {
+        secrets: secrets?,
+    }))
 }
 
 const HEADERS: [&str; 2] = ["X-Shopify-Hmac-Sha256", "Shopify-Hmac-Sha256"];
@@ -98,9 +113,9 @@ mod tests {
     use super::super::{Secret, VerifierConfig, VerifyError, sign};
 
     fn config(secrets: &[&str]) -> VerifierConfig {
-        VerifierConfig::Shopify {
+        VerifierConfig::Shopify(crate::verify::shopify::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
-        }
+        })
     }
 
     fn signature(body: &[u8]) -> String {

@@ -70,9 +70,9 @@ mod tests {
 
     #[test]
     fn signed_debug_hides_header_values_and_query() {
-        let config = VerifierConfig::Gitlab {
+        let config = VerifierConfig::Gitlab(crate::verify::gitlab::Config {
             tokens: vec![Secret::new("glpat-secret")],
-        };
+        });
         let signed = sign(&config, b"{}", 0, "https://x/h?k=v").unwrap();
         let shown = format!("{signed:?}");
         assert!(
@@ -97,10 +97,10 @@ mod tests {
 
     #[test]
     fn sign_reports_an_unusable_config() {
-        let config = VerifierConfig::Standard {
+        let config = VerifierConfig::Standard(crate::verify::standard::Config {
             secrets: vec![Secret::new("whsec_%%%")],
             tolerance: std::time::Duration::from_secs(300),
-        };
+        });
         assert!(matches!(
             sign(&config, b"", 0, ""),
             Err(SignError::Build(_))

@@ -17,6 +17,20 @@ use super::{
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `slack:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+    pub tolerance: Duration,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Slack::new(&self.secrets, self.tolerance)?))
+    }
+}
+
 /// The `slack:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "slack",
@@ -36,10 +50,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
     let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
-    Some(VerifierConfig::Slack {
+    Some(VerifierConfig::Slack(crate::verify::slack::Config {
         secrets: secrets?,
         tolerance: tolerance?,
-    })
+    }))
 }
 
 const SIGNATURE: &str = "X-Slack-Signature";
@@ -142,10 +156,10 @@ mod tests {
     const DOCS_BODY: &[u8] = b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text=&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c";
 
     fn config(secrets: &[&str]) -> VerifierConfig {
-        VerifierConfig::Slack {
+        VerifierConfig::Slack(crate::verify::slack::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             tolerance: Duration::from_secs(300),
-        }
+        })
     }
 
     fn docs_request(now: i64, signature: &str) -> Req {

@@ -15,6 +15,20 @@ use super::{
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `standard:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+    pub tolerance: Duration,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Standard::new(&self.secrets, self.tolerance)?))
+    }
+}
+
 /// The `standard:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "standard",
@@ -38,10 +52,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
     let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
-    Some(VerifierConfig::Standard {
+    Some(VerifierConfig::Standard(crate::verify::standard::Config {
         secrets: secrets?,
         tolerance: tolerance?,
-    })
+    }))
 }
 
 // The standard's names first: a missing header is reported by them.
@@ -139,10 +153,10 @@ mod tests {
     const NOW: i64 = 1_674_087_231;
 
     fn config(secrets: &[&str]) -> VerifierConfig {
-        VerifierConfig::Standard {
+        VerifierConfig::Standard(crate::verify::standard::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             tolerance: Duration::from_secs(300),
-        }
+        })
     }
 
     fn signed(body: &[u8]) -> Vec<(String, String)> {

@@ -15,6 +15,20 @@ use super::{
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `stripe:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+    pub tolerance: Duration,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Stripe::new(&self.secrets, self.tolerance)?))
+    }
+}
+
 /// The `stripe:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "stripe",
@@ -38,10 +52,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
     let tolerance = r.duration("tolerance", DEFAULT_TOLERANCE);
-    Some(VerifierConfig::Stripe {
+    Some(VerifierConfig::Stripe(crate::verify::stripe::Config {
         secrets: secrets?,
         tolerance: tolerance?,
-    })
+    }))
 }
 
 const HEADER: &str = "Stripe-Signature";
@@ -131,10 +145,10 @@ mod tests {
     const T: i64 = 1_751_371_200;
 
     fn config(secrets: &[&str], tolerance_s: u64) -> VerifierConfig {
-        VerifierConfig::Stripe {
+        VerifierConfig::Stripe(crate::verify::stripe::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             tolerance: Duration::from_secs(tolerance_s),
-        }
+        })
     }
 
     fn signed_header(body: &[u8]) -> String {

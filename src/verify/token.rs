@@ -8,6 +8,20 @@ use super::{BuildError, Incoming, Scheme, Secret, TokenLocation, Verify, VerifyE
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `token:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub location: TokenLocation,
+    pub values: Vec<Secret>,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Token::new(&self.location, &self.values)?))
+    }
+}
+
 /// The `token:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "token",
@@ -42,10 +56,10 @@ fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
         }
     };
     let values = r.secrets("value");
-    Some(VerifierConfig::Token {
+    Some(VerifierConfig::Token(crate::verify::token::Config {
         location: location?,
         values: values?,
-    })
+    }))
 }
 
 #[derive(Debug)]
@@ -135,10 +149,10 @@ mod tests {
     use super::super::{Secret, TokenLocation, VerifierConfig, VerifyError};
 
     fn config(location: TokenLocation, values: &[&str]) -> VerifierConfig {
-        VerifierConfig::Token {
+        VerifierConfig::Token(crate::verify::token::Config {
             location,
             values: values.iter().map(|s| Secret::new(*s)).collect(),
-        }
+        })
     }
 
     fn header_config(values: &[&str]) -> VerifierConfig {

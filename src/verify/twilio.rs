@@ -23,6 +23,21 @@ use super::{BuildError, Encoding, HmacAlgorithm, Incoming, Scheme, Secret, Verif
 use super::{Reader, Sender, VerifierConfig};
 use crate::keys::{Key, Ty};
 
+/// The validated settings of a `twilio:` block (what `decode` reads).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub secrets: Vec<Secret>,
+    /// The URL Twilio was given, without its query string.
+    pub public_url: String,
+}
+
+impl Config {
+    /// The verifier these settings describe.
+    pub(super) fn build(&self) -> Result<Box<dyn Scheme>, BuildError> {
+        Ok(Box::new(Twilio::new(&self.secrets, &self.public_url)?))
+    }
+}
+
 /// The `twilio:` entry of a `verify:` block.
 pub(super) const SENDER: Sender = Sender {
     name: "twilio",
@@ -41,10 +56,10 @@ pub(super) const SENDER: Sender = Sender {
 fn decode(r: &mut dyn Reader) -> Option<VerifierConfig> {
     let secrets = r.secrets("secret");
     let public_url = r.required("public_url");
-    Some(VerifierConfig::Twilio {
+    Some(VerifierConfig::Twilio(crate::verify::twilio::Config {
         secrets: secrets?,
         public_url: public_url?,
-    })
+    }))
 }
 
 const SIGNATURE: &str = "X-Twilio-Signature";
@@ -220,10 +235,10 @@ mod tests {
         b"CallSid=CA1234567890ABCDE&Caller=%2B12349013030&Digits=1234&From=%2B12349013030&To=%2B18005551212";
 
     fn config(secrets: &[&str], public_url: &str) -> VerifierConfig {
-        VerifierConfig::Twilio {
+        VerifierConfig::Twilio(crate::verify::twilio::Config {
             secrets: secrets.iter().map(|s| Secret::new(*s)).collect(),
             public_url: public_url.into(),
-        }
+        })
     }
 
     fn docs_request(signature: &str) -> Req {

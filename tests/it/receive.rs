@@ -86,7 +86,10 @@ async fn send_signed(
     let src = set.source(source).expect("source");
     let config = src.verify.as_ref().expect("a verifier");
     let public = match config {
-        hookflow::verify::VerifierConfig::Twilio { public_url, .. } => public_url.clone(),
+        hookflow::verify::VerifierConfig::Twilio(hookflow::verify::twilio::Config {
+            public_url,
+            ..
+        }) => public_url.clone(),
         _ => app.url(&src.path),
     };
     let signed = sign(config, body, now(), &public).expect("sign");
@@ -296,10 +299,10 @@ async fn secrets_can_rotate_any_listed_secret_verifies() {
     let app = app().await;
     let body = fixture("signatures/payloads/github-push.json");
     for secret in ["new-secret", "old-secret"] {
-        let config = hookflow::verify::VerifierConfig::Github {
+        let config = hookflow::verify::VerifierConfig::Github(hookflow::verify::github::Config {
             secrets: vec![hookflow::verify::Secret::new(secret)],
             allow_sha1: false,
-        };
+        });
         let signed = sign(&config, &body, now(), "").expect("sign");
         let (k, v) = &signed.headers[0];
         let resp = app
@@ -329,10 +332,10 @@ async fn secrets_can_rotate_any_listed_secret_verifies() {
 async fn stale_stripe_timestamps_and_missing_headers_are_401_with_the_reason() {
     let app = app().await;
     let body = br#"{"id":"evt_1","type":"charge.succeeded"}"#;
-    let config = hookflow::verify::VerifierConfig::Stripe {
+    let config = hookflow::verify::VerifierConfig::Stripe(hookflow::verify::stripe::Config {
         secrets: vec![hookflow::verify::Secret::new("whsec_test_stripe")],
         tolerance: std::time::Duration::from_secs(300),
-    };
+    });
     let old = sign(&config, body, now() - 3600, "").expect("sign");
     let (k, v) = &old.headers[0];
     let resp = app

@@ -123,32 +123,34 @@ impl Vector {
     fn config(&self, secrets: &[&str], allow_sha1: bool) -> VerifierConfig {
         let secrets: Vec<Secret> = secrets.iter().map(|s| Secret::new(*s)).collect();
         match self.file {
-            "github" => VerifierConfig::Github {
+            "github" => VerifierConfig::Github(hookflow::verify::github::Config {
                 secrets,
                 allow_sha1,
-            },
-            "stripe" => VerifierConfig::Stripe {
+            }),
+            "stripe" => VerifierConfig::Stripe(hookflow::verify::stripe::Config {
                 secrets,
                 tolerance: self.tolerance(),
-            },
-            "slack" => VerifierConfig::Slack {
+            }),
+            "slack" => VerifierConfig::Slack(hookflow::verify::slack::Config {
                 secrets,
                 tolerance: self.tolerance(),
-            },
-            "standardwebhooks" => VerifierConfig::Standard {
+            }),
+            "standardwebhooks" => VerifierConfig::Standard(hookflow::verify::standard::Config {
                 secrets,
                 tolerance: self.tolerance(),
-            },
-            "shopify" => VerifierConfig::Shopify { secrets },
-            "gitlab" => VerifierConfig::Gitlab { tokens: secrets },
-            "twilio" => VerifierConfig::Twilio {
+            }),
+            "shopify" => VerifierConfig::Shopify(hookflow::verify::shopify::Config { secrets }),
+            "gitlab" => {
+                VerifierConfig::Gitlab(hookflow::verify::gitlab::Config { tokens: secrets })
+            }
+            "twilio" => VerifierConfig::Twilio(hookflow::verify::twilio::Config {
                 secrets,
                 public_url: self
                     .url
                     .split_once('?')
                     .map_or(self.url.as_str(), |(u, _)| u)
                     .to_owned(),
-            },
+            }),
             other => panic!("no config for {other}"),
         }
     }
@@ -307,10 +309,10 @@ fn stripe_vectors_pass_any_age_when_tolerance_is_zero() {
         .iter()
         .filter(|v| v.name == "stripe_replayed_next_day")
     {
-        let config = VerifierConfig::Stripe {
+        let config = VerifierConfig::Stripe(hookflow::verify::stripe::Config {
             secrets: vec![Secret::new(v.str("secret"))],
             tolerance: Duration::ZERO,
-        };
+        });
         assert_eq!(v.verify(&config), Ok(()));
     }
 }
