@@ -93,7 +93,7 @@ pub(super) fn secrets(settings: &Settings) -> anyhow::Result<Secrets> {
     match crate::rules::load(&settings.rules) {
         Ok(set) => Ok(set.secrets().clone()),
         Err(e) => bail!(
-            "the rules in {} do not load ({} error(s); `hookflow check` lists them), so the secrets to redact in the run log are unknown. Fix them, or pass --rules with the server's rules.",
+            "the rules in {} do not load ({} error(s); `hookflow check` lists them), so the secrets to redact in the run log are unknown. Fix them, pass --rules with the server's rules, or read the run log through the running server (GET /api/… on its admin listener, or /ui), which redacts with the rules it has loaded.",
             settings.rules.display(),
             e.errors().count()
         ),

@@ -58,7 +58,7 @@ rules:
 
 /// A server with its engine, after `deliveries` GitHub push payloads were
 /// accepted and every run they queued finished.
-async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
+pub(crate) async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
     let sink = Sink::start().await;
     sink.answer("/fail", Reply::status(500));
     let secret_dir = tempfile::tempdir().expect("temp dir");
@@ -86,7 +86,7 @@ async fn processed_app(deliveries: usize) -> (TestApp, Sink, Vec<String>) {
     (app, sink, ids)
 }
 
-async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
         .client
         .get(app.admin_url(path))
@@ -130,7 +130,7 @@ async fn wait_all_finished(app: &TestApp, expected: usize) -> Vec<Value> {
     .await
 }
 
-fn ids(page: &Value) -> Vec<String> {
+pub(crate) fn ids(page: &Value) -> Vec<String> {
     page["items"]
         .as_array()
         .expect("items")

@@ -51,6 +51,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/deliveries/{id}", get(delivery::page))
         .route("/ui/deliveries/{id}/replay", post(delivery::replay))
         .route("/ui/runs", get(runs::page))
+        .route("/ui/runs/retry", post(runs::retry_all))
         .route("/ui/runs/{id}", get(run::page))
         .route("/ui/runs/{id}/retry", post(run::retry))
         .route("/ui/runs/{id}/cancel", post(run::cancel))

@@ -1,18 +1,25 @@
 //! The runs page (`/ui/runs`): newest first, filtered by rule and status,
-//! paged by cursor.
+//! paged by cursor; with the `failed` filter, a bulk retry of every failed
+//! run of the filter (`POST /ui/runs/retry`), its count shown first from a
+//! dry run of the same `crate::ops::retry_matching` as `hookflow retry
+//! --status failed` and `POST /api/runs/retry`.
 
 use std::sync::Arc;
 
-use axum::Extension;
 use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use maud::{Markup, html};
+use serde::Deserialize;
 
 use super::UiError;
 use super::auth::Current;
 use super::delivery::run_table;
-use super::layout::{segment, shell};
+use super::layout::{csrf_field, segment, shell};
+use crate::ops::RetryFilter;
 use crate::runlog_view::Redact;
 use crate::server::AppState;
+use crate::server::api::actor::UiActor;
 use crate::store::{RunFilter, RunStatus};
 
 /// Rows per page.
@@ -22,17 +29,20 @@ const PAGE: u32 = 50;
 pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(current): Extension<Current>,
+    UiActor(actor): UiActor,
     RawQuery(query): RawQuery,
 ) -> Result<Markup, UiError> {
     let mut rule = String::new();
     let mut status = String::new();
     let mut before = String::new();
+    let mut retried = String::new();
     for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
         let value = value.trim().to_owned();
         match key.as_ref() {
             "rule" => rule = value,
             "status" => status = value,
             "before" => before = value,
+            "retried" => retried = value,
             _ => {}
         }
     }
@@ -53,6 +63,14 @@ pub async fn page(
         before_id: (!before.is_empty()).then(|| before.clone()),
     };
     let items = app.store.list_runs(filter).await?;
+    // What a bulk retry of this filter would re-queue: a dry run, so the
+    // button states its count before anything is queued.
+    let bulk = if parsed_status == Some(RunStatus::Failed) {
+        let filter = bulk_filter(&rule);
+        Some(crate::ops::retry_matching(&app.store, &filter, true, &actor).await?)
+    } else {
+        None
+    };
     let next = (items.len() >= PAGE as usize)
         .then(|| items.last().map(|r| r.id.clone()))
         .flatten();
@@ -69,6 +87,9 @@ pub async fn page(
     let filters = filters.finish();
     let body = html! {
         h1 { "Runs" }
+        @if !retried.is_empty() {
+            p.notice role="status" { "Re-queued " (retried) " failed run(s) at their failed step." }
+        }
         form.filters method="get" action="/ui/runs" hx-get="/ui/runs" hx-trigger="change, submit"
             hx-target="#list" hx-select="#list" hx-swap="outerHTML" hx-push-url="true" {
             label { "Rule"
@@ -88,6 +109,14 @@ pub async fn page(
             button type="submit" { "Filter" }
         }
         div #list {
+            @if let Some(bulk) = bulk.as_ref().filter(|b| !b.runs.is_empty()) {
+                form.actions method="post" action="/ui/runs/retry" {
+                    (csrf_field(&current))
+                    input type="hidden" name="rule" value=(rule);
+                    button.primary type="submit" { "Retry all " (bulk.runs.len()) " failed runs" }
+                    span.muted { "each from its failed step, as `hookflow retry --status failed`" }
+                }
+            }
             (run_table(&items))
             @if let Some(next) = next {
                 p.pager { a href=(format!("/ui/runs?{filters}&before={}", segment(&next))) { "Older →" } }
@@ -95,4 +124,41 @@ pub async fn page(
         }
     };
     Ok(shell("Runs", "/ui/runs", &current, body))
+}
+
+/// The bulk retry form: the runs page's rule filter (empty for every rule).
+#[derive(Debug, Deserialize)]
+pub struct BulkRetryForm {
+    #[serde(default)]
+    rule: String,
+}
+
+fn bulk_filter(rule: &str) -> RetryFilter {
+    RetryFilter {
+        rule: (!rule.is_empty()).then(|| rule.to_owned()),
+        since_ms: None,
+    }
+}
+
+/// `POST /ui/runs/retry` (CSRF and `Origin` checked by `auth::guard`):
+/// re-queues every failed run of the rule filter, then shows the failed
+/// runs left.
+pub async fn retry_all(
+    State(app): State<Arc<AppState>>,
+    UiActor(actor): UiActor,
+    Form(form): Form<BulkRetryForm>,
+) -> Result<Response, UiError> {
+    let done =
+        crate::ops::retry_matching(&app.store, &bulk_filter(&form.rule), false, &actor).await?;
+    if !done.runs.is_empty() {
+        (app.on_queued)();
+    }
+    tracing::info!(rule = %form.rule, runs = done.runs.len(), by = "ui", "failed runs retried");
+    let mut to = form_urlencoded::Serializer::new(String::new());
+    if !form.rule.is_empty() {
+        to.append_pair("rule", &form.rule);
+    }
+    to.append_pair("status", "failed");
+    to.append_pair("retried", &done.runs.len().to_string());
+    Ok(Redirect::to(&format!("/ui/runs?{}", to.finish())).into_response())
 }
