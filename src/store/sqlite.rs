@@ -41,6 +41,7 @@ mod space;
 mod stats;
 mod writer;
 
+pub(crate) use super::encode::to_json;
 pub use backup::{BackupReport, backup};
 use readers::Readers;
 use writer::Writer;
@@ -429,17 +430,5 @@ fn enum_column<T>(
             rusqlite::types::Type::Text,
             format!("unknown value `{text}`").into(),
         )
-    })
-}
-
-/// Encode a value for a JSON TEXT column.
-fn to_json<T: serde::Serialize + ?Sized>(
-    op: &'static str,
-    what: &str,
-    value: &T,
-) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
-        op,
-        message: format!("{what} is not encodable as JSON: {e}"),
     })
 }

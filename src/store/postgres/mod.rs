@@ -18,6 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use super::encode::to_json;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
@@ -382,18 +383,6 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     serde_json::from_str(text).map_err(|e| StoreError::Invalid {
         op,
         message: format!("stored {what} is not valid JSON: {e}"),
-    })
-}
-
-/// Encode a value for a JSON TEXT column.
-pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
-    op: &'static str,
-    what: &str,
-    value: &T,
-) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Invalid {
-        op,
-        message: format!("{what} is not encodable as JSON: {e}"),
     })
 }
 

@@ -7,7 +7,8 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgContext, from_json, parse_enum, to_json, to_u32};
+use super::{PgContext, from_json, parse_enum, to_u32};
+pub(super) use crate::store::encode::encode_for_delivery;
 use crate::store::{NewRun, Result, RetryOutcome, RunFilter, RunRecord, RunStatus, StoreError};
 
 pub(super) use super::attempts::{ATTEMPTS, attempts_for_run};
@@ -53,30 +54,6 @@ pub(super) async fn insert_queued(
     .await
     .pg(op)?;
     Ok(())
-}
-
-/// Each run with its definition encoded, after checking that every run
-/// belongs to `delivery_id`.
-pub(super) fn encode_for_delivery(
-    op: &'static str,
-    delivery_id: &str,
-    runs: Vec<NewRun>,
-) -> Result<Vec<(NewRun, String)>> {
-    if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery_id) {
-        return Err(StoreError::Invalid {
-            op,
-            message: format!(
-                "run {} belongs to delivery {}, not {delivery_id}",
-                run.id, run.delivery_id
-            ),
-        });
-    }
-    runs.into_iter()
-        .map(|run| {
-            let definition = to_json(op, "run definition", &run.definition)?;
-            Ok((run, definition))
-        })
-        .collect()
 }
 
 pub(super) async fn for_delivery(conn: &Object, delivery_id: &str) -> Result<Vec<RunRecord>> {

@@ -5,7 +5,8 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{enum_column, json_column, to_json};
+use super::{enum_column, json_column};
+pub(super) use crate::store::encode::encode_for_delivery;
 use crate::store::{
     Context, NewRun, Result, RetryOutcome, RunFilter, RunRecord, RunStatus, StoreError,
 };
@@ -147,30 +148,6 @@ pub(super) fn queue_depth(conn: &Connection) -> Result<u64> {
         .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
         .ctx(QUEUE_DEPTH)?;
     Ok(u64::try_from(count).unwrap_or(0))
-}
-
-/// Each run with its definition encoded for the `definition` column, after
-/// checking that every run belongs to `delivery_id`.
-pub(super) fn encode_for_delivery(
-    op: &'static str,
-    delivery_id: &str,
-    runs: Vec<NewRun>,
-) -> Result<Vec<(NewRun, String)>> {
-    if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery_id) {
-        return Err(StoreError::Invalid {
-            op,
-            message: format!(
-                "run {} belongs to delivery {}, not {delivery_id}",
-                run.id, run.delivery_id
-            ),
-        });
-    }
-    runs.into_iter()
-        .map(|run| {
-            let definition = to_json(op, "run definition", &run.definition)?;
-            Ok((run, definition))
-        })
-        .collect()
 }
 
 /// Runs queued for an already stored delivery (a replay), their
