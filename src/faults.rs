@@ -7,7 +7,9 @@
 //! - `lease_read=N`: the next N reads of freshly leased runs fail (as when
 //!   the process runs out of file descriptors);
 //! - `panic:STEP_ID=N` or `panic:STEP_ID=always`: a step with that id
-//!   panics its worker N times (or every time) instead of running.
+//!   panics its worker N times (or every time) instead of running;
+//! - `migrate_batches=N`: `hookflow migrate` commits N batches, then the
+//!   process exits inside the next batch's transaction (as a kill would).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -72,6 +74,13 @@ pub fn lease_read_fails() -> bool {
 /// The step with id `step_id` panics its worker now.
 pub fn step_panics(step_id: Option<&str>) -> bool {
     step_id.is_some_and(|id| faults().hit(&format!("panic:{id}")))
+}
+
+/// `hookflow migrate` must die now, its batch uncommitted: true once the
+/// `migrate_batches` allowance is used up (never when it is not set).
+pub fn migrate_interrupted() -> bool {
+    let f = faults();
+    f.left.contains_key("migrate_batches") && !f.hit("migrate_batches")
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod check;
 mod deliveries;
 mod diff;
 mod explain;
+mod migrate;
 mod replay;
 mod retry;
 mod runs;
@@ -65,6 +66,9 @@ enum Command {
     Cancel(cancel::Args),
     /// Write a consistent copy of a live SQLite run log.
     Backup(backup::Args),
+    /// Copy a SQLite run log into PostgreSQL (resumable), then compare
+    /// both sides table by table; exit 1 when they differ.
+    Migrate(migrate::Args),
     /// Print the JSON Schema of rule files, for editors (yaml-language-server);
     /// `--markdown` prints the reference of every key and setting instead.
     Schema(schema::Args),
@@ -91,6 +95,7 @@ pub fn main() -> ExitCode {
         Command::Cancel(args) => cancel::run(args),
         Command::Sink(args) => sink::run(args),
         Command::Backup(args) => backup::run(args),
+        Command::Migrate(args) => migrate::run(args),
         Command::Schema(args) => schema::run(args),
     };
     match result {

@@ -89,7 +89,7 @@ impl Ready {
 
 pub(super) async fn run(shared: Arc<Shared>, config: EngineConfig) {
     let node = shared.node_id.clone();
-    match shared.store.reclaim_leases(&node).await {
+    match shared.store.reclaim_leases(&node, now_ms()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(
             runs = n,
@@ -259,7 +259,7 @@ async fn renew_leases(shared: &Shared) {
     }
     match shared
         .store
-        .renew_leases(&shared.node_id, &ids, lease_until())
+        .renew_leases(&shared.node_id, &ids, now_ms(), lease_until())
         .await
     {
         Ok(renewal) => {
@@ -284,7 +284,7 @@ async fn release_lost(shared: &Shared) {
     tracing::warn!(runs = ?lost, "a worker was lost; its runs are taken again");
     if let Err(e) = shared
         .store
-        .release_runs(&shared.node_id, &lost, Release::WorkerLost)
+        .release_runs(&shared.node_id, &lost, Release::WorkerLost, now_ms())
         .await
     {
         tracing::error!(error = %e, "cannot release the runs of a lost worker; their leases expire instead");
@@ -316,7 +316,7 @@ async fn stop(shared: &Shared, mut pool: JoinSet<()>, grace: Duration) {
         pool.shutdown().await;
     }
     shared.held.clear();
-    match shared.store.release_leases(&shared.node_id).await {
+    match shared.store.release_leases(&shared.node_id, now_ms()).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(runs = n, "runs left for the next start"),
         Err(e) => tracing::error!(error = %e, "cannot release leases; they expire instead"),

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use crate::store::StoreError;
 
 pub async fn healthz() -> &'static str {
     "ok"
@@ -24,6 +25,15 @@ pub async fn readyz(State(app): State<Arc<AppState>>) -> Response {
             "sources": rules.sources().len(),
         }))
         .into_response(),
+        Err(e @ StoreError::SchemaIncompatible { .. }) => {
+            // Both versions, so an operator sees which side to upgrade.
+            tracing::warn!(error = %e, "readiness check: database schema incompatible");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(json!({ "status": "not ready", "error": e.to_string() })),
+            )
+                .into_response()
+        }
         Err(e) => {
             tracing::error!(error = %e, "readiness check: database not writable");
             (

@@ -8,6 +8,8 @@ use super::*;
 
 /// The run log and queue. Used as `Arc<dyn Store>`; every method is one
 /// round trip to the backend and every write is committed before it returns.
+/// Times come from the caller (`now_ms` arguments): a backend never reads
+/// the node's clock (PostgreSQL keeps lease times on its own, SPEC §9).
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Commit a delivery, its trace and its queued runs in one transaction,
@@ -74,15 +76,29 @@ pub trait Store: Send + Sync + 'static {
     /// only the runs its workers have, never every lease of the node, so a
     /// run nobody works on is not kept from expiring. A heartbeat: it also
     /// tells which of them an operator asked to cancel.
-    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal>;
+    /// `now_ms` is the caller's clock when it chose `until_ms` (a backend
+    /// that keeps lease times on its own clock uses only their difference).
+    async fn renew_leases(
+        &self,
+        node: &str,
+        runs: &[String],
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Renewal>;
 
     /// Give up every lease `node` holds (graceful shutdown). The runs stay
     /// `running` at their first unfinished step and are leased again at once.
-    async fn release_leases(&self, node: &str) -> Result<u64>;
+    async fn release_leases(&self, node: &str, now_ms: i64) -> Result<u64>;
 
     /// Give back the leases `node` holds on `runs` (see [`Release`]).
     /// Returns how many it held.
-    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64>;
+    async fn release_runs(
+        &self,
+        node: &str,
+        runs: &[String],
+        how: Release,
+        now_ms: i64,
+    ) -> Result<u64>;
 
     /// An operator cancels a run (SPEC §5): a queued run, or one waiting
     /// for a retry, becomes `cancelled` at once; one a worker holds is
@@ -94,7 +110,7 @@ pub trait Store: Send + Sync + 'static {
     /// SQLite has one process per file, so every lease found is stale and
     /// all are released; a shared backend releases only `node`'s own and
     /// lets other nodes' leases expire.
-    async fn reclaim_leases(&self, node: &str) -> Result<u64>;
+    async fn reclaim_leases(&self, node: &str, now_ms: i64) -> Result<u64>;
 
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>>;
 

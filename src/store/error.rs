@@ -1,7 +1,13 @@
 //! [`StoreError`], what every store operation fails with, and the
-//! `Context` helper that names the operation on a backend error.
+//! `Context` helper that names the operation on a backend error. Backend
+//! neutral: an engine's error (rusqlite's, tokio-postgres's) travels boxed
+//! in [`StoreError::Backend`], with the backend's judgement of whether it
+//! is worth retrying; only `sqlite/` and `postgres/` name those types.
 
-use super::{Result, postgres};
+use super::Result;
+
+/// A backend's own error, boxed.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why a store operation failed. `op` names the operation ("accept
 /// delivery", "list deliveries", …) so a log line says what was attempted.
@@ -13,30 +19,19 @@ pub enum StoreError {
     #[error("opening database {path}: {message}")]
     Open { path: String, message: String },
 
+    /// The database engine refused or failed the operation. `transient`:
+    /// the backend judged it worth retrying (busy, connection lost,
+    /// serialization failure), not a bad request.
     #[error("{op}: {source}")]
-    Sqlite {
+    Backend {
         op: &'static str,
+        transient: bool,
         #[source]
-        source: rusqlite::Error,
-    },
-
-    #[error("{op}: {source}")]
-    Postgres {
-        op: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
+        source: BackendError,
     },
 
     #[error("{op}: no database connection: {message}")]
     Pool { op: &'static str, message: String },
-
-    #[error("applying database migration {version} ({name}): {source}")]
-    PgMigration {
-        version: u32,
-        name: &'static str,
-        #[source]
-        source: tokio_postgres::Error,
-    },
 
     #[error(
         "the database schema is at version {found}, which needs hookflow schema version {requires} or newer; this hookflow knows version {known}: upgrade hookflow"
@@ -55,7 +50,7 @@ pub enum StoreError {
         version: u32,
         name: &'static str,
         #[source]
-        source: rusqlite::Error,
+        source: BackendError,
     },
 
     #[error(
@@ -95,20 +90,15 @@ impl StoreError {
     /// engine only asks.
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Sqlite { .. } | StoreError::Commit { .. } | StoreError::Pool { .. } => true,
-            StoreError::Postgres { source, .. } => postgres::is_transient(source),
+            StoreError::Backend { transient, .. } => *transient,
+            StoreError::Commit { .. } | StoreError::Pool { .. } => true,
             _ => false,
         }
     }
 }
 
-/// Attach the operation name to a backend error.
+/// Attach the operation name to a backend error (each backend implements
+/// it for its engine's results).
 pub(crate) trait Context<T> {
     fn ctx(self, op: &'static str) -> Result<T>;
-}
-
-impl<T> Context<T> for rusqlite::Result<T> {
-    fn ctx(self, op: &'static str) -> Result<T> {
-        self.map_err(|source| StoreError::Sqlite { op, source })
-    }
 }

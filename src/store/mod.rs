@@ -21,6 +21,7 @@ use std::sync::Arc;
 pub mod audit;
 mod backend;
 pub mod control;
+pub mod copy;
 mod encode;
 mod error;
 pub mod postgres;

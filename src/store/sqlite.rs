@@ -15,7 +15,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::de::DeserializeOwned;
 
@@ -35,6 +34,7 @@ mod deliveries;
 mod migrate;
 mod prune;
 mod queue;
+mod raw;
 mod readers;
 mod runs;
 mod space;
@@ -43,6 +43,7 @@ mod writer;
 
 pub(crate) use super::encode::to_json;
 pub use backup::{BackupReport, backup};
+pub use raw::SqliteSource;
 use readers::Readers;
 use writer::Writer;
 
@@ -214,10 +215,11 @@ impl Store for SqliteStore {
         self.writer
             .call(OP, |conn| {
                 conn.prepare_cached(
-                    "INSERT INTO heartbeat (node, beat_at) VALUES ('local', ?1)
+                    "INSERT INTO heartbeat (node, beat_at)
+                     VALUES ('local', CAST(strftime('%s', 'now') AS INTEGER) * 1000)
                      ON CONFLICT (node) DO UPDATE SET beat_at = excluded.beat_at",
                 )
-                .and_then(|mut stmt| stmt.execute([now_ms()]))
+                .and_then(|mut stmt| stmt.execute([]))
                 .ctx(OP)?;
                 Ok(())
             })
@@ -236,6 +238,7 @@ impl Store for SqliteStore {
 
     async fn lease_runs(&self, request: LeaseRequest) -> Result<Leased> {
         let node = request.node.clone();
+        let now_ms = request.now_ms;
         let lease = self
             .writer
             .call(queue::LEASE, move |conn| queue::lease(conn, &request))
@@ -267,7 +270,10 @@ impl Store for SqliteStore {
             Err(e) => {
                 // Nobody will work on these runs: give them back now, or
                 // they would wait for their lease to expire.
-                if let Err(release) = self.release_runs(&node, &ids, Release::Untouched).await {
+                if let Err(release) = self
+                    .release_runs(&node, &ids, Release::Untouched, now_ms)
+                    .await
+                {
                     tracing::error!(error = %release, "cannot release runs leased but not read; their leases expire instead");
                 }
                 Err(e)
@@ -283,7 +289,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal> {
+    async fn renew_leases(
+        &self,
+        node: &str,
+        runs: &[String],
+        _now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Renewal> {
         if runs.is_empty() {
             return Ok(Renewal::default());
         }
@@ -296,7 +308,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64> {
+    async fn release_runs(
+        &self,
+        node: &str,
+        runs: &[String],
+        how: Release,
+        now_ms: i64,
+    ) -> Result<u64> {
         if runs.is_empty() {
             return Ok(0);
         }
@@ -304,7 +322,7 @@ impl Store for SqliteStore {
         let ids = queue::id_list(queue::RELEASE, runs)?;
         self.writer
             .call(queue::RELEASE, move |conn| {
-                queue::release_runs(conn, &node, &ids, how, now_ms())
+                queue::release_runs(conn, &node, &ids, how, now_ms)
             })
             .await
     }
@@ -318,18 +336,18 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn release_leases(&self, node: &str) -> Result<u64> {
+    async fn release_leases(&self, node: &str, now_ms: i64) -> Result<u64> {
         let node = node.to_owned();
         self.writer
             .call(queue::RELEASE, move |conn| {
-                queue::release(conn, &node, now_ms())
+                queue::release(conn, &node, now_ms)
             })
             .await
     }
 
-    async fn reclaim_leases(&self, _node: &str) -> Result<u64> {
+    async fn reclaim_leases(&self, _node: &str, now_ms: i64) -> Result<u64> {
         self.writer
-            .call(queue::RECLAIM, |conn| queue::reclaim(conn, now_ms()))
+            .call(queue::RECLAIM, move |conn| queue::reclaim(conn, now_ms))
             .await
     }
 
@@ -400,11 +418,21 @@ impl Store for SqliteStore {
     }
 }
 
-/// Wall-clock unix milliseconds.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+impl<T> Context<T> for rusqlite::Result<T> {
+    fn ctx(self, op: &'static str) -> Result<T> {
+        self.map_err(|source| backend_error(op, source))
+    }
+}
+
+/// A SQLite error as a [`StoreError::Backend`]. Every one counts as
+/// transient: the writer's commands are retried by their callers (the
+/// engine) and a constraint failure fails the same way again, harmlessly.
+pub(crate) fn backend_error(op: &'static str, source: rusqlite::Error) -> StoreError {
+    StoreError::Backend {
+        op,
+        transient: true,
+        source: Box::new(source),
+    }
 }
 
 /// Read a JSON TEXT column, reporting bad JSON as a conversion error of

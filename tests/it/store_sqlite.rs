@@ -143,7 +143,7 @@ async fn a_failing_accept_rolls_back_only_itself_within_a_group() {
         let stored = store.get_delivery(&id).await.expect("get");
         if bad {
             let err = outcome.expect_err("conflicting run id");
-            assert!(matches!(err, StoreError::Sqlite { .. }), "{err}");
+            assert!(matches!(err, StoreError::Backend { .. }), "{err}");
             assert!(err.to_string().starts_with("accept delivery"), "{err}");
             assert!(stored.is_none(), "failed accept left its delivery behind");
         } else {
@@ -321,7 +321,7 @@ async fn a_lease_that_finds_nothing_is_not_a_commit() {
             .expect("lease");
         assert!(leased.runs.is_empty());
         store
-            .renew_leases("idle-node", &["no-such-run".to_owned()], T0 + 30_000)
+            .renew_leases("idle-node", &["no-such-run".to_owned()], T0, T0 + 30_000)
             .await
             .expect("renew");
     }

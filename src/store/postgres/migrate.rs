@@ -45,10 +45,10 @@ pub(super) fn known() -> u32 {
 /// Apply every migration not yet recorded, under the migration lock.
 pub(super) async fn apply(client: &mut Object, schema: &str) -> Result<()> {
     let fail = |version: u32, name: &'static str| {
-        move |source: tokio_postgres::Error| StoreError::PgMigration {
+        move |source: tokio_postgres::Error| StoreError::Migration {
             version,
             name,
-            source,
+            source: Box::new(source),
         }
     };
     let key = lock_key(schema, "migrate");

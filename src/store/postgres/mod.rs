@@ -9,14 +9,18 @@
 //! - Idle workers are woken by `LISTEN/NOTIFY` (`listen.rs`) on a channel
 //!   named after the schema; the engine's polling stays as the fallback.
 //! - Migrations are versioned and applied under an advisory lock
-//!   (`migrate.rs`).
+//!   (`migrate.rs`). A schema marked incompatible with this build does not
+//!   stop the process: every operation fails with
+//!   [`StoreError::SchemaIncompatible`] (so `/readyz` and senders get 503
+//!   and nothing is leased) and the schema is checked again every
+//!   [`SCHEMA_RECHECK`] until it is compatible (`SchemaGate`).
 //!
 //! Connections come from a deadpool pool; the URL's `options` (for example
 //! `?options=-csearch_path%3Dteam_a`) choose the schema, which also names the
 //! channel and the advisory locks, so several run logs can share a database.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub(crate) use super::encode::to_json;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
@@ -36,9 +40,11 @@ mod deliveries;
 mod listen;
 mod migrate;
 mod queue;
+mod raw;
 mod runs;
 mod stats;
 
+pub use raw::PostgresTarget;
 /// PostgreSQL's clock in unix milliseconds, for SQL text. Lease times and
 /// "due" decisions use it, never a node's clock (SPEC §9).
 pub(crate) const NOW_MS: &str = "(extract(epoch from clock_timestamp()) * 1000)::bigint";
@@ -50,6 +56,18 @@ const POOL_SIZE: usize = 16;
 /// (the server then answers 503 rather than hang).
 const POOL_WAIT: Duration = Duration::from_secs(5);
 
+/// How often a node kept out by an incompatible schema looks again.
+pub const SCHEMA_RECHECK: Duration = Duration::from_secs(2);
+
+/// Set while the database's schema is marked incompatible with this build:
+/// (the schema's version, the oldest build version it works with), and when
+/// that was last checked.
+#[derive(Debug, Default)]
+struct SchemaGate {
+    blocked: Option<(i64, i64)>,
+    checked: Option<Instant>,
+}
+
 /// The PostgreSQL [`Store`]. Cheap to share behind an `Arc`.
 pub struct PostgresStore {
     pool: Pool,
@@ -60,6 +78,8 @@ pub struct PostgresStore {
     /// Notified when another node (or this one) queued or freed work.
     wake: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
+    /// Closed while the schema is incompatible with this build.
+    gate: Mutex<SchemaGate>,
 }
 
 impl Drop for PostgresStore {
@@ -111,7 +131,31 @@ impl PostgresStore {
             path: target.clone(),
             message: "no schema of the search_path exists (create it first)".to_owned(),
         })?;
-        migrate::apply(&mut client, &schema).await?;
+        let mut gate = SchemaGate::default();
+        match migrate::apply(&mut client, &schema).await {
+            Ok(()) => {}
+            Err(StoreError::SchemaIncompatible {
+                found,
+                requires,
+                known,
+            }) => {
+                tracing::error!(
+                    database_schema = found,
+                    requires,
+                    this_build_schema = known,
+                    "{}; this node stays unready (/readyz 503, no deliveries accepted, no runs leased) and checks again every {}s",
+                    StoreError::SchemaIncompatible {
+                        found,
+                        requires,
+                        known
+                    },
+                    SCHEMA_RECHECK.as_secs()
+                );
+                gate.blocked = Some((found, requires));
+                gate.checked = Some(Instant::now());
+            }
+            Err(e) => return Err(e),
+        }
         drop(client);
         let channel = format!("hookflow_runs_{schema}");
         let wake = Arc::new(Notify::new());
@@ -122,6 +166,7 @@ impl PostgresStore {
             channel,
             wake,
             listener,
+            gate: Mutex::new(gate),
         })
     }
 
@@ -130,12 +175,60 @@ impl PostgresStore {
         &self.schema
     }
 
-    /// A pooled connection, or a `Pool` error naming `op`.
+    /// A pooled connection, or a `Pool` error naming `op`; or
+    /// [`StoreError::SchemaIncompatible`] while the schema is.
     async fn conn(&self, op: &'static str) -> Result<Object> {
-        self.pool.get().await.map_err(|e| StoreError::Pool {
+        let mut client = self.pool.get().await.map_err(|e| StoreError::Pool {
             op,
             message: pool_reason(&e),
-        })
+        })?;
+        self.check_schema(&mut client).await?;
+        Ok(client)
+    }
+
+    /// Open unless the schema is marked incompatible with this build; then
+    /// looked at again (at most every [`SCHEMA_RECHECK`]), applying what
+    /// this build knows once it is compatible.
+    async fn check_schema(&self, client: &mut Object) -> Result<()> {
+        let known = migrate::known();
+        {
+            let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some((found, requires)) = gate.blocked else {
+                return Ok(());
+            };
+            if gate.checked.is_some_and(|at| at.elapsed() < SCHEMA_RECHECK) {
+                return Err(StoreError::SchemaIncompatible {
+                    found,
+                    requires,
+                    known,
+                });
+            }
+        }
+        let result = migrate::apply(client, &self.schema).await;
+        let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.checked = Some(Instant::now());
+        match result {
+            Ok(()) => {
+                if gate.blocked.take().is_some() {
+                    tracing::info!(
+                        this_build_schema = known,
+                        "the database schema is compatible with this build again; ready"
+                    );
+                }
+                Ok(())
+            }
+            Err(StoreError::SchemaIncompatible {
+                found, requires, ..
+            }) => {
+                gate.blocked = Some((found, requires));
+                Err(StoreError::SchemaIncompatible {
+                    found,
+                    requires,
+                    known,
+                })
+            }
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -203,25 +296,37 @@ impl Store for PostgresStore {
         queue::record(&mut conn, &self.channel, record).await
     }
 
-    async fn renew_leases(&self, node: &str, runs: &[String], until_ms: i64) -> Result<Renewal> {
+    async fn renew_leases(
+        &self,
+        node: &str,
+        runs: &[String],
+        now_ms: i64,
+        until_ms: i64,
+    ) -> Result<Renewal> {
         if runs.is_empty() {
             return Ok(Renewal::default());
         }
         let conn = self.conn(queue::RENEW).await?;
-        queue::renew(&conn, node, runs, until_ms).await
+        queue::renew(&conn, node, runs, until_ms.saturating_sub(now_ms)).await
     }
 
-    async fn release_leases(&self, node: &str) -> Result<u64> {
+    async fn release_leases(&self, node: &str, now_ms: i64) -> Result<u64> {
         let conn = self.conn(queue::RELEASE).await?;
-        queue::release_all(&conn, &self.channel, node).await
+        queue::release_all(&conn, &self.channel, node, now_ms).await
     }
 
-    async fn release_runs(&self, node: &str, runs: &[String], how: Release) -> Result<u64> {
+    async fn release_runs(
+        &self,
+        node: &str,
+        runs: &[String],
+        how: Release,
+        now_ms: i64,
+    ) -> Result<u64> {
         if runs.is_empty() {
             return Ok(0);
         }
         let conn = self.conn(queue::RELEASE).await?;
-        queue::release_runs(&conn, &self.channel, node, runs, how).await
+        queue::release_runs(&conn, &self.channel, node, runs, how, now_ms).await
     }
 
     async fn cancel_run(&self, run_id: &str, now_ms: i64) -> Result<CancelOutcome> {
@@ -229,9 +334,9 @@ impl Store for PostgresStore {
         runs::cancel(&mut conn, run_id, now_ms).await
     }
 
-    async fn reclaim_leases(&self, node: &str) -> Result<u64> {
+    async fn reclaim_leases(&self, node: &str, now_ms: i64) -> Result<u64> {
         let conn = self.conn(queue::RECLAIM).await?;
-        queue::reclaim(&conn, &self.channel, node).await
+        queue::reclaim(&conn, &self.channel, node, now_ms).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -313,7 +418,11 @@ pub(crate) trait PgContext<T> {
 
 impl<T> PgContext<T> for std::result::Result<T, tokio_postgres::Error> {
     fn pg(self, op: &'static str) -> Result<T> {
-        self.map_err(|source| StoreError::Postgres { op, source })
+        self.map_err(|source| StoreError::Backend {
+            op,
+            transient: is_transient(&source),
+            source: Box::new(source),
+        })
     }
 }
 

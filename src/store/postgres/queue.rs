@@ -7,11 +7,11 @@
 //! Lease times are PostgreSQL's clock (`NOW_MS`): a lease expires at the
 //! database's `now()` plus its duration, and is judged expired by the same
 //! clock, so nodes whose clocks disagree never take each other's live
-//! runs. The engine passes absolute times from its own clock; only their
-//! difference (the lease's length) is used here.
+//! runs. The engine passes times from its own clock: only the difference
+//! between two (a lease's length) decides a lease; its `now_ms` stamps
+//! `updated_at`. Nothing here reads the node's clock.
 
 use std::collections::{BTreeSet, HashMap};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use deadpool_postgres::Object;
 
@@ -33,14 +33,6 @@ type Slot = (String, Option<String>);
 /// Candidates read per run asked for: queued runs of a rule at its limit
 /// are skipped and should not hide due runs behind them.
 const SCAN_FACTOR: i64 = 4;
-
-/// The node's clock, only to turn the engine's absolute lease ends into
-/// durations and for `updated_at`.
-fn node_now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
 
 pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -> Result<Leased> {
     let tx = conn.transaction().await.pg(LEASE)?;
@@ -285,14 +277,14 @@ pub(super) async fn record(conn: &mut Object, channel: &str, r: StepRecord) -> R
     Ok(saved)
 }
 
-/// Extends only the leases of `ids` still held by `node`.
+/// Extends only the leases of `ids` still held by `node`, to `length`
+/// milliseconds from PostgreSQL's now.
 pub(super) async fn renew(
     conn: &Object,
     node: &str,
     ids: &[String],
-    until_ms: i64,
+    length: i64,
 ) -> Result<Renewal> {
-    let length = until_ms.saturating_sub(node_now_ms());
     let rows = conn
         .query(
             &format!(
@@ -324,6 +316,7 @@ pub(super) async fn release_runs(
     node: &str,
     ids: &[String],
     how: Release,
+    now_ms: i64,
 ) -> Result<u64> {
     let sql = match how {
         Release::Untouched => {
@@ -339,7 +332,7 @@ pub(super) async fn release_runs(
         ),
     };
     let n = conn
-        .execute(&sql, &[&node, &ids, &node_now_ms()])
+        .execute(&sql, &[&node, &ids, &now_ms])
         .await
         .pg(RELEASE)?;
     notify(conn, channel, RELEASE).await?;
@@ -347,12 +340,17 @@ pub(super) async fn release_runs(
 }
 
 /// Graceful shutdown: every lease `node` holds goes back at once.
-pub(super) async fn release_all(conn: &Object, channel: &str, node: &str) -> Result<u64> {
+pub(super) async fn release_all(
+    conn: &Object,
+    channel: &str,
+    node: &str,
+    now_ms: i64,
+) -> Result<u64> {
     let n = conn
         .execute(
             "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
              WHERE lease_owner = $1",
-            &[&node, &node_now_ms()],
+            &[&node, &now_ms],
         )
         .await
         .pg(RELEASE)?;
@@ -362,14 +360,14 @@ pub(super) async fn release_all(conn: &Object, channel: &str, node: &str) -> Res
 
 /// At startup: only this node's own leases are a dead process's; other
 /// nodes' leases are left to expire (they may be alive).
-pub(super) async fn reclaim(conn: &Object, channel: &str, node: &str) -> Result<u64> {
+pub(super) async fn reclaim(conn: &Object, channel: &str, node: &str, now_ms: i64) -> Result<u64> {
     let n = conn
         .execute(
             "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL,
                              next_attempt_at = COALESCE(next_attempt_at, $2), updated_at = $2
              WHERE status IN ('queued', 'running')
                AND (lease_owner = $1 OR next_attempt_at IS NULL)",
-            &[&node, &node_now_ms()],
+            &[&node, &now_ms],
         )
         .await
         .pg(RECLAIM)?;

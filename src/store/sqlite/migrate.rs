@@ -3,7 +3,6 @@
 
 use rusqlite::{Connection, TransactionBehavior};
 
-use super::now_ms;
 use crate::store::{Result, StoreError};
 
 /// (version, name, SQL), in the order they must be applied. Append only:
@@ -53,7 +52,7 @@ pub(super) fn apply(conn: &mut Connection) -> Result<()> {
         move |source: rusqlite::Error| StoreError::Migration {
             version,
             name,
-            source,
+            source: Box::new(source),
         }
     };
     conn.execute_batch(
@@ -95,8 +94,9 @@ pub(super) fn apply(conn: &mut Connection) -> Result<()> {
         }
         tx.execute_batch(sql).map_err(fail)?;
         tx.execute(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-            rusqlite::params![version, name, now_ms()],
+            "INSERT INTO schema_migrations (version, name, applied_at)
+             VALUES (?1, ?2, CAST(strftime('%s', 'now') AS INTEGER) * 1000)",
+            rusqlite::params![version, name],
         )
         .map_err(fail)?;
         tx.commit().map_err(fail)?;

@@ -281,7 +281,7 @@ fn execute_isolated(tx: &mut Transaction<'_>, job: &mut dyn Job) {
     let savepoint = match tx.savepoint() {
         Ok(savepoint) => savepoint,
         Err(source) => {
-            job.fail(StoreError::Sqlite { op, source });
+            job.fail(super::backend_error(op, source));
             return;
         }
     };
@@ -297,7 +297,7 @@ fn execute_isolated(tx: &mut Transaction<'_>, job: &mut dyn Job) {
         }
     };
     if ok && let Err(source) = savepoint.commit() {
-        job.fail(StoreError::Sqlite { op, source });
+        job.fail(super::backend_error(op, source));
     }
     // Otherwise dropping the savepoint rolls back this command's writes only.
 }
@@ -316,10 +316,7 @@ mod tests {
         writer
             .call("create", |conn| {
                 conn.execute_batch("CREATE TABLE IF NOT EXISTS t (n INTEGER PRIMARY KEY)")
-                    .map_err(|source| StoreError::Sqlite {
-                        op: "create",
-                        source,
-                    })
+                    .map_err(|source| super::super::backend_error("create", source))
             })
             .await
             .expect("create table");
@@ -338,10 +335,7 @@ mod tests {
                 let outcome = writer
                     .call("insert", move |conn| {
                         conn.execute("INSERT INTO t (n) VALUES (?1)", [n])
-                            .map_err(|source| StoreError::Sqlite {
-                                op: "insert",
-                                source,
-                            })?;
+                            .map_err(|source| super::super::backend_error("insert", source))?;
                         if n % 7 == 3 {
                             panic!("command {n} panics after writing");
                         }
@@ -379,10 +373,10 @@ mod tests {
             .call("read", |conn| {
                 let mut stmt = conn
                     .prepare("SELECT n FROM t ORDER BY n")
-                    .map_err(|source| StoreError::Sqlite { op: "read", source })?;
+                    .map_err(|source| super::super::backend_error("read", source))?;
                 stmt.query_map([], |row| row.get(0))
                     .and_then(Iterator::collect)
-                    .map_err(|source| StoreError::Sqlite { op: "read", source })
+                    .map_err(|source| super::super::backend_error("read", source))
             })
             .await
             .expect("read back");

@@ -130,17 +130,17 @@ pub async fn contract_leases(s: Stores) {
     .await;
     assert_eq!(lease(&store, "n1", t0).await.len(), 3);
     let renewal = store
-        .renew_leases("n1", &[ids[0].clone()], t0 + 10 * LEASE_MS)
+        .renew_leases("n1", &[ids[0].clone()], t0, t0 + 10 * LEASE_MS)
         .await
         .expect("renew");
     assert_eq!(renewal.held, [ids[0].clone()]);
     assert!(renewal.cancel_requested.is_empty());
     store
-        .release_runs("n1", &[ids[1].clone()], Release::Untouched)
+        .release_runs("n1", &[ids[1].clone()], Release::Untouched, t0)
         .await
         .expect("release");
     store
-        .release_runs("n1", &[ids[2].clone()], Release::WorkerLost)
+        .release_runs("n1", &[ids[2].clone()], Release::WorkerLost, t0)
         .await
         .expect("lost");
     // A second later (the lease lasts a minute): the released and the
@@ -215,7 +215,7 @@ pub async fn contract_cancel(s: Stores) {
         CancelOutcome::Requested { .. }
     ));
     let renewal = store
-        .renew_leases("n1", &[held.clone(), other.clone()], T0 + LEASE_MS)
+        .renew_leases("n1", &[held.clone(), other.clone()], T0, T0 + LEASE_MS)
         .await
         .expect("renew");
     assert_eq!(renewal.cancel_requested, std::slice::from_ref(&held));

@@ -156,8 +156,13 @@ pub async fn a_lease_that_finds_nothing_tells_when_the_next_is_due(s: Stores) {
     assert!(empty.runs.is_empty());
     assert_eq!(empty.next_due_ms, None);
     let renewal =
-        s.a.renew_leases("node-a", &["no-such-run".to_owned()], now_ms() + LONG)
-            .await;
+        s.a.renew_leases(
+            "node-a",
+            &["no-such-run".to_owned()],
+            now_ms(),
+            now_ms() + LONG,
+        )
+        .await;
     assert!(renewal.expect("renew").held.is_empty());
 
     let id = queue(s.a.as_ref(), &[("r", None)]).await.remove(0);
@@ -316,8 +321,13 @@ pub async fn an_expired_lease_is_taken_over_by_another_node(s: Stores) {
         "{late:?}"
     );
     let renewal =
-        s.a.renew_leases("node-a", std::slice::from_ref(&id), now_ms() + LONG)
-            .await;
+        s.a.renew_leases(
+            "node-a",
+            std::slice::from_ref(&id),
+            now_ms(),
+            now_ms() + LONG,
+        )
+        .await;
     assert!(
         renewal.expect("renew").held.is_empty(),
         "a lost lease is not renewed"
@@ -342,6 +352,7 @@ pub async fn renew_extends_only_the_leases_still_held(s: Stores) {
         s.a.renew_leases(
             "node-a",
             &[ids_queued[0].clone(), ids_queued[2].clone()],
+            now_ms(),
             now_ms() + LONG,
         )
         .await
@@ -380,12 +391,13 @@ pub async fn release_and_reclaim_make_runs_due_again(s: Stores) {
             "node-a",
             std::slice::from_ref(&ids_queued[0]),
             Release::Untouched,
+            now_ms(),
         )
         .await
         .expect("release one");
     assert_eq!(gave, 1);
     assert_eq!(
-        s.b.release_runs("node-b", &ids_queued, Release::Untouched)
+        s.b.release_runs("node-b", &ids_queued, Release::Untouched, now_ms())
             .await
             .expect("b"),
         0
@@ -398,7 +410,12 @@ pub async fn release_and_reclaim_make_runs_due_again(s: Stores) {
     );
 
     // Graceful shutdown of node a: its two leases go back at once.
-    assert_eq!(s.a.release_leases("node-a").await.expect("release all"), 2);
+    assert_eq!(
+        s.a.release_leases("node-a", now_ms())
+            .await
+            .expect("release all"),
+        2
+    );
     let got = lease(s.b.as_ref(), "node-c", 8, LONG).await;
     assert_eq!(
         ids(&got),
@@ -406,7 +423,12 @@ pub async fn release_and_reclaim_make_runs_due_again(s: Stores) {
     );
 
     // node-c restarts after a crash: it reclaims its own leases.
-    assert!(s.a.reclaim_leases("node-c").await.expect("reclaim") >= 2);
+    assert!(
+        s.a.reclaim_leases("node-c", now_ms())
+            .await
+            .expect("reclaim")
+            >= 2
+    );
     let again = lease(s.a.as_ref(), "node-c2", 8, LONG).await;
     let mut again = ids(&again);
     again.sort();
@@ -426,13 +448,22 @@ pub async fn a_lost_worker_counts_as_an_expired_lease(s: Stores) {
     let id = queue(s.a.as_ref(), &[("r", None)]).await.remove(0);
     for expected in 1..=2 {
         lease(s.a.as_ref(), "node-a", 1, LONG).await;
-        let lost =
-            s.a.release_runs("node-a", std::slice::from_ref(&id), Release::WorkerLost);
+        let lost = s.a.release_runs(
+            "node-a",
+            std::slice::from_ref(&id),
+            Release::WorkerLost,
+            now_ms(),
+        );
         assert_eq!(lost.await.expect("worker lost"), 1);
         let got = lease(s.b.as_ref(), "node-b", 1, LONG).await;
         assert_eq!(got.runs[0].run.lease_expiries, expected);
-        s.b.release_runs("node-b", std::slice::from_ref(&id), Release::Untouched)
-            .await
-            .expect("back");
+        s.b.release_runs(
+            "node-b",
+            std::slice::from_ref(&id),
+            Release::Untouched,
+            now_ms(),
+        )
+        .await
+        .expect("back");
     }
 }

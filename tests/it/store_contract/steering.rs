@@ -34,7 +34,7 @@ pub async fn cancel_of_a_held_run_is_seen_by_its_worker(s: Stores) {
     assert!(run.cancel_requested_at.is_some());
     assert_eq!(run.status, RunStatus::Running);
     let renewal =
-        s.a.renew_leases("node-a", &ids, now_ms() + LONG)
+        s.a.renew_leases("node-a", &ids, now_ms(), now_ms() + LONG)
             .await
             .expect("renew");
     assert_eq!(renewal.held.len(), 2);
