@@ -21,7 +21,8 @@ pub struct Delivery {
     /// Request headers; names lower-case, repeated headers kept in order.
     pub headers: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
-    pub raw: Vec<u8>,
+    /// The body as received (shared with the request's buffer, not copied).
+    pub raw: bytes::Bytes,
     /// The parsed body; `null` when it was neither JSON nor a form.
     pub payload: Value,
     pub event: String,
@@ -174,7 +175,7 @@ impl Delivery {
             method: "POST".to_string(),
             headers,
             query,
-            raw,
+            raw: raw.into(),
             payload,
             event,
             source_ip: None,
@@ -212,7 +213,7 @@ impl Delivery {
                 .into_iter()
                 .map(|(k, v)| (k.to_ascii_lowercase(), v))
                 .collect(),
-            raw,
+            raw: raw.into(),
             payload,
             event: record.event,
             source_ip,

@@ -58,11 +58,15 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
             trace: Trace {
                 event: secrets.redact(&delivery.event),
                 rules: Vec::new(),
+                excluded: Vec::new(),
             },
             runs: Vec::new(),
         };
     }
-    let trace = set.evaluate(&delivery.source, &delivery.match_input());
+    let trace = set.expand(
+        &delivery.source,
+        &set.evaluate(&delivery.source, &delivery.match_input()),
+    );
     let runs = trace
         .matched()
         .filter_map(|name| set.rule(name))

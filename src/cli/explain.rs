@@ -107,7 +107,10 @@ fn explain_stored(
                 .unwrap_or("no reason recorded")
         );
     }
-    let recorded: Option<Trace> = serde_json::from_value(record.trace.clone()).ok();
+    // Rules excluded by event are stored by name: why, from their `event:`.
+    let recorded: Option<Trace> = serde_json::from_value::<Trace>(record.trace.clone())
+        .ok()
+        .map(|t| set.expand(&record.source, &t));
     let received_at = record.received_at;
     let delivery = Delivery::from_record(record);
     let now = dry_run(set, &delivery);

@@ -10,7 +10,7 @@ use anyhow::bail;
 use serde_json::Value;
 
 use crate::config::Settings;
-use crate::rules::Secrets;
+use crate::rules::{RuleSet, Secrets};
 use crate::runlog_view::{DeliveryDetail, OperatorActionView, Redact, RunDetail};
 use crate::store::{AttemptRecord, DeliveryRecord, OperatorAction, RunRecord};
 
@@ -39,7 +39,7 @@ enum Found {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let settings = super::settings(&args.settings)?;
     let id = args.id.trim().to_string();
-    let secrets = secrets(&settings)?;
+    let set = rules(&settings)?;
     let found = super::runtime()?.block_on(async {
         let store = super::open_store(&settings).await?;
         if let Some(delivery) = store.get_delivery(&id).await? {
@@ -60,7 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             settings.database
         );
     };
-    let view = Redact(&secrets);
+    let view = Redact(set.secrets());
     match found {
         Found::Delivery(d, runs, trail) => {
             let labels: Vec<String> = runs.iter().map(super::runs::step_label).collect();
@@ -70,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&detail)?);
             } else {
-                print!("{}", render_delivery(&detail, bytes, &labels));
+                print!("{}", render_delivery(&detail, bytes, &labels, &set));
             }
         }
         Found::Run(run, attempts, trail) => {
@@ -90,8 +90,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 /// The rules' secrets, to redact what the run log shows: the same values
 /// the server redacts, read from the same rules and environment.
 pub(super) fn secrets(settings: &Settings) -> anyhow::Result<Secrets> {
+    Ok(rules(settings)?.secrets().clone())
+}
+
+/// The rules, for their secrets and to explain a stored trace's rules
+/// excluded by event (stored by name only).
+fn rules(settings: &Settings) -> anyhow::Result<RuleSet> {
     match crate::rules::load(&settings.rules) {
-        Ok(set) => Ok(set.secrets().clone()),
+        Ok(set) => Ok(set),
         Err(e) => bail!(
             "the rules in {} do not load ({} error(s); `hookflow check` lists them), so the secrets to redact in the run log are unknown. Fix them, pass --rules with the server's rules, or read the run log through the running server (GET /api/… on its admin listener, or /ui), which redacts with the rules it has loaded.",
             settings.rules.display(),
@@ -102,7 +108,12 @@ pub(super) fn secrets(settings: &Settings) -> anyhow::Result<Secrets> {
 
 /// `bytes`: the stored body's size (the view holds it redacted or
 /// base64); `labels`: each run's step label.
-fn render_delivery(d: &DeliveryDetail, bytes: Option<usize>, labels: &[String]) -> String {
+fn render_delivery(
+    d: &DeliveryDetail,
+    bytes: Option<usize>,
+    labels: &[String],
+    set: &RuleSet,
+) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "delivery {}", d.id);
     let _ = writeln!(out, "  source    {}", d.source);
@@ -153,7 +164,9 @@ fn render_delivery(d: &DeliveryDetail, bytes: Option<usize>, labels: &[String]) 
     }
     if let Ok(trace) = serde_json::from_value::<crate::rules::Trace>(d.trace.clone()) {
         let _ = writeln!(out, "\ntrace (as matched on arrival):");
-        out.push_str(&super::explain::render_trace(&trace));
+        out.push_str(&super::explain::render_trace(
+            &set.expand(&d.source, &trace),
+        ));
     }
     let _ = writeln!(out, "\nruns:");
     if d.runs.is_empty() {

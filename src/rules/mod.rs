@@ -13,12 +13,11 @@ pub mod reference;
 pub mod schema;
 pub mod secrets;
 pub mod snapshot;
+pub mod trace;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-use serde::{Deserialize, Serialize};
 
 pub use condition::{Failure, MatchInput};
 pub use decode::{DefaultedSecret, Diagnostic, MAX_BODY_CAP, Severity};
@@ -26,6 +25,7 @@ pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
 pub use schema::{PayloadSchema, SchemaMismatch};
 pub use secrets::Secrets;
+pub use trace::{Miss, RuleTrace, Trace};
 
 use crate::template::Templates;
 use index::Index;
@@ -139,97 +139,92 @@ impl RuleSet {
             .collect()
     }
 
-    /// Every rule of `source`, matched or not, and for a miss why.
+    /// The match trace of a delivery (SPEC §4): every rule of `source`
+    /// whose `event:` admits the delivery, matched or not and for a miss
+    /// the first failing condition; the rules whose `event:` excludes it by
+    /// name only (`Trace::excluded`), so its cost does not grow with the
+    /// rules of other events. [`RuleSet::expand`] says why those missed.
     pub fn evaluate(&self, source: &str, input: &MatchInput<'_>) -> Trace {
         let candidates = self.index.candidates(&self.rules, source, input.event);
         let mut next = candidates.iter().peekable();
-        // Redacted here, where the trace is built: it is stored and shown.
-        let event = self.secrets.redact(input.event);
-        let rules = self
+        let all = self.index.rules_of(source);
+        let mut rules = Vec::with_capacity(candidates.len());
+        let mut excluded = Vec::with_capacity(all.len() - candidates.len().min(all.len()));
+        for &i in all {
+            let rule = &self.rules[i];
+            if next.peek() != Some(&&i) {
+                excluded.push(rule.name.clone());
+                continue;
+            }
+            next.next();
+            let miss = rule
+                .when
+                .as_ref()
+                .and_then(|c| c.eval(input).err())
+                .map(|mut failure| {
+                    // Redacted here, where the trace is built: it is stored and shown.
+                    self.secrets.redact_failure(&mut failure);
+                    Miss::Condition(failure)
+                });
+            rules.push(RuleTrace {
+                rule: rule.name.clone(),
+                matched: miss.is_none(),
+                miss,
+            });
+        }
+        Trace {
+            event: self.secrets.redact(input.event),
+            rules,
+            excluded,
+        }
+    }
+
+    /// `trace` with its rules excluded by event (recorded by name only)
+    /// put back as misses, each with why: the rule's `event:` in this rule
+    /// set against the stored event ("event push is not one of:
+    /// pull_request"), or, for a rule this set no longer has on `source` or
+    /// that now admits the event, that its `event:` excluded it then. In
+    /// this set's load order; rules it no longer has last.
+    pub fn expand(&self, source: &str, trace: &Trace) -> Trace {
+        let mut rules = trace.rules.clone();
+        for name in &trace.excluded {
+            let now = self
+                .rule(name)
+                .filter(|r| r.sources.iter().any(|s| s == source))
+                .filter(|r| {
+                    !r.events.is_empty() && !r.events.iter().any(|p| p.matches(&trace.event))
+                });
+            let miss = match now {
+                Some(rule) => Miss::Event {
+                    event: trace.event.clone(),
+                    expected: rule
+                        .events
+                        .iter()
+                        .map(|p| self.secrets.redact(p.as_str()))
+                        .collect(),
+                },
+                None => Miss::EventThen {
+                    event: trace.event.clone(),
+                },
+            };
+            rules.push(RuleTrace {
+                rule: name.clone(),
+                matched: false,
+                miss: Some(miss),
+            });
+        }
+        let order: HashMap<&str, usize> = self
             .index
             .rules_of(source)
             .iter()
-            .map(|&i| {
-                let rule = &self.rules[i];
-                let candidate = next.peek() == Some(&&i);
-                if candidate {
-                    next.next();
-                }
-                let miss = if !candidate {
-                    Some(Miss::Event {
-                        event: event.clone(),
-                        expected: rule
-                            .events
-                            .iter()
-                            .map(|p| self.secrets.redact(p.as_str()))
-                            .collect(),
-                    })
-                } else {
-                    rule.when
-                        .as_ref()
-                        .and_then(|c| c.eval(input).err())
-                        .map(|mut failure| {
-                            self.secrets.redact_failure(&mut failure);
-                            Miss::Condition(failure)
-                        })
-                };
-                RuleTrace {
-                    rule: rule.name.clone(),
-                    matched: miss.is_none(),
-                    miss,
-                }
-            })
+            .enumerate()
+            .map(|(pos, &i)| (self.rules[i].name.as_str(), pos))
             .collect();
-        Trace { event, rules }
-    }
-}
-
-/// The match decision for every rule of a delivery's source. Stored with
-/// the delivery, so "why didn't my rule fire?" has an answer later.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Trace {
-    pub event: String,
-    pub rules: Vec<RuleTrace>,
-}
-
-impl Trace {
-    pub fn matched(&self) -> impl Iterator<Item = &str> {
-        self.rules
-            .iter()
-            .filter(|r| r.matched)
-            .map(|r| r.rule.as_str())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RuleTrace {
-    pub rule: String,
-    pub matched: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub miss: Option<Miss>,
-}
-
-/// Why a rule did not match.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "reason")]
-pub enum Miss {
-    /// The rule's `event:` does not accept the delivery's event.
-    Event {
-        event: String,
-        expected: Vec<String>,
-    },
-    /// A `when:` condition failed.
-    Condition(Failure),
-}
-
-impl std::fmt::Display for Miss {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Miss::Event { event, expected } => {
-                let event = if event.is_empty() { "(none)" } else { event };
-                write!(f, "event {event} is not one of: {}", expected.join(", "))
-            }
-            Miss::Condition(failure) => write!(f, "{failure}"),
+        rules.sort_by_key(|r| order.get(r.rule.as_str()).copied().unwrap_or(usize::MAX));
+        Trace {
+            event: trace.event.clone(),
+            rules,
+            excluded: Vec::new(),
         }
     }
 }

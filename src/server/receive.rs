@@ -286,7 +286,7 @@ pub fn parse(verified: Verified) -> Result<Parsed, Rejection> {
         method: head.parts.method.as_str().to_string(),
         headers,
         query: parse_query(head.parts.uri.query()),
-        raw: bytes.to_vec(),
+        raw: bytes.clone(),
         payload,
         event,
         source_ip: Some(head.client),

@@ -136,7 +136,7 @@ impl Harness {
             remote_addr: "127.0.0.1".into(),
             event: delivery.event.clone(),
             dedupe_key: None,
-            body: delivery.raw.clone(),
+            body: delivery.raw.to_vec(),
             matched,
             trace: serde_json::value::to_raw_value(&trace).unwrap(),
         };

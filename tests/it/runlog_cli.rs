@@ -354,6 +354,98 @@ async fn explain_of_a_stored_miss_shows_the_failing_condition_and_the_value() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rules_excluded_by_event_are_stored_by_name_and_explained_from_their_event_filter() {
+    let s = scenario().await;
+    // SPEC §4: the ping's trace names the two push rules, nothing more.
+    let stored = s.app.store.get_delivery(&s.ping).await.unwrap().unwrap();
+    assert_eq!(
+        stored.trace,
+        serde_json::json!({
+            "event": "ping",
+            "rules": [],
+            "excluded": ["deploy-master", "release-tag"],
+        })
+    );
+    // A push stores its rules in full (both admit push).
+    let master = s.app.store.get_delivery(&s.master).await.unwrap().unwrap();
+    assert_eq!(master.trace["rules"][1]["rule"], "release-tag");
+    assert_eq!(master.trace["rules"][1]["miss"]["reason"], "condition");
+    assert!(master.trace.get("excluded").is_none(), "{}", master.trace);
+
+    // `explain` and `show` say why, from the stored event and each rule's `event:`.
+    let (code, out, err) = hookflow(&s.app, &["explain", &s.ping]).await;
+    assert_eq!(code, 0, "{err}");
+    let (recorded, now) = out
+        .split_once("with the current rules in")
+        .expect("two sections");
+    for rule in ["deploy-master", "release-tag"] {
+        assert!(
+            recorded.contains(&format!(
+                "miss   {rule}\n         event ping is not one of: push"
+            )),
+            "{out}"
+        );
+    }
+    assert!(now.contains("miss   release-tag"), "{out}");
+    let (code, out, err) = hookflow(&s.app, &["explain", "--json", &s.ping]).await;
+    assert_eq!(code, 0, "{err}");
+    let v: Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(v["recorded"]["rules"][1]["rule"], "release-tag");
+    assert_eq!(v["recorded"]["rules"][1]["miss"]["reason"], "event");
+    assert_eq!(
+        v["recorded"]["rules"][1]["miss"]["expected"],
+        serde_json::json!(["push"])
+    );
+    let (code, out, err) = hookflow(&s.app, &["show", &s.ping]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("miss   deploy-master\n         event ping is not one of: push"),
+        "{out}"
+    );
+
+    // Against rules changed since: a rule gone, or now admitting the event,
+    // is still explained (its filter excluded the event then), in the new
+    // rules' load order.
+    let changed = s.app.rules_dir.parent().unwrap().join("changed");
+    std::fs::create_dir_all(&changed).unwrap();
+    let rules = RULES
+        .replace("SINK", &s.sink.url)
+        .replace(
+            "  - name: deploy-master\n    source: gh\n    event: push\n",
+            "  - name: deploy-now\n    source: gh\n    event: push\n",
+        )
+        .replace(
+            "  - name: release-tag\n    source: gh\n    event: push\n",
+            "  - name: release-tag\n    source: gh\n    event: [push, ping]\n",
+        );
+    assert!(
+        rules.contains("[push, ping]") && rules.contains("deploy-now"),
+        "{rules}"
+    );
+    std::fs::write(changed.join("gh.yaml"), rules).unwrap();
+    let ran = cli::hookflow([
+        "explain".to_string(),
+        "--json".into(),
+        s.ping.clone(),
+        "--rules".into(),
+        changed.display().to_string(),
+        "--db".into(),
+        format!("sqlite://{}", s.app.db_path.display()),
+    ])
+    .cwd(changed.parent().unwrap().to_path_buf())
+    .run_async()
+    .await;
+    assert_eq!(ran.code, 0, "{}", ran.stderr);
+    let v: Value = serde_json::from_str(&ran.stdout).expect("json");
+    let recorded = &v["recorded"]["rules"];
+    assert_eq!(recorded[0]["rule"], "release-tag", "{v}");
+    assert_eq!(recorded[0]["miss"]["reason"], "event_then");
+    assert_eq!(recorded[1]["rule"], "deploy-master", "gone: last");
+    assert_eq!(recorded[1]["miss"]["reason"], "event_then");
+    assert_eq!(recorded[1]["miss"]["event"], "ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diff_reports_deliveries_that_would_newly_match_or_stop_matching() {
     let s = scenario().await;
     let candidate = s.app.rules_dir.parent().unwrap().join("candidate");

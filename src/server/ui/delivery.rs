@@ -17,7 +17,7 @@ use maud::{Markup, html};
 use super::UiError;
 use super::auth::Current;
 use super::layout::{badge, csrf_field, pre, row, segment, shell, time};
-use crate::rules::{Miss, RuleTrace, Trace};
+use crate::rules::{Miss, RuleSet, RuleTrace, Trace};
 use crate::runlog_view::{BodyEncoding, DeliveryDetail, DeliveryStatus, Redact, RunItem};
 use crate::server::AppState;
 
@@ -66,7 +66,7 @@ pub async fn page(
             }
         }
         h2 { "Match trace" }
-        (trace(&d))
+        (trace(&d, &rules))
         h2 { "Runs" }
         (run_table(&d.runs))
         h2 { "Operator actions" }
@@ -112,10 +112,11 @@ fn summary(d: &DeliveryDetail) -> Markup {
     }
 }
 
-/// Every rule of the source: matched, or why not.
-fn trace(d: &DeliveryDetail) -> Markup {
+/// Every rule of the source: matched, or why not (for the rules excluded
+/// by event, stored by name, from their `event:` in the current rules).
+fn trace(d: &DeliveryDetail, rules: &RuleSet) -> Markup {
     let parsed: Option<Trace> = serde_json::from_value(d.trace.clone()).ok();
-    let Some(trace) = parsed else {
+    let Some(trace) = parsed.map(|t| rules.expand(&d.source, &t)) else {
         return html! { p.muted { "No trace: the request was refused before matching." } };
     };
     if trace.rules.is_empty() {
@@ -140,6 +141,9 @@ fn trace_row(r: &RuleTrace) -> Markup {
                     Some(Miss::Event { event, expected }) => {
                         "event " span.mono { @if event.is_empty() { "(none)" } @else { (event) } }
                         " is not one of: " span.mono { (expected.join(", ")) }
+                    }
+                    Some(miss @ Miss::EventThen { .. }) => {
+                        (miss.to_string())
                     }
                     Some(Miss::Condition(failure)) => {
                         (pre(&failure.to_string()))
