@@ -32,13 +32,19 @@ CONNECTIONS=${CONNECTIONS:-32}
 PG=${HOOKFLOW_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 BODIES=${BODIES:-benches/payloads/github-push-2k.json benches/payloads/github-push.json}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release -q
-cargo bench --bench baseline --bench storage_limit --no-run -q 2>/dev/null
+# PROFILE=debug checks the script itself quickly (its numbers mean nothing).
+PROFILE=${PROFILE:-release}
+if [ "$PROFILE" = release ]; then
+  cargo build --release -q
+  cargo bench --bench baseline --bench storage_limit --no-run -q 2>/dev/null
+else
+  cargo build -q --bin hookflow --bench baseline --bench storage_limit
+fi
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-newest() { ls -t "$TARGET"/release/deps/"$1"-* | grep -v '\.d$' | head -1; }
+newest() { ls -t "$TARGET/$PROFILE/deps/$1"-* | grep -v '\.d$' | head -1; }
 BASELINE=$(newest baseline)
 STORAGE=$(newest storage_limit)
-BIN=$TARGET/release/hookflow
+BIN=$TARGET/$PROFILE/hookflow
 WORK=$(mktemp -d)
 SCHEMA=hf_bench_$$_$(date +%s)
 cleanup() {
@@ -48,6 +54,7 @@ cleanup() {
 }
 trap cleanup EXIT
 TICKS=$(getconf CLK_TCK)
+export PGOPTIONS=--client-min-messages=warning
 if [ "$PG" != off ] && ! psql -q "$PG" -c "CREATE SCHEMA $SCHEMA" >/dev/null 2>&1; then
   echo "PostgreSQL at $PG not reachable: its scenarios are skipped" >&2
   PG=off
@@ -122,8 +129,9 @@ start() {
   local dir=$1 workers=$2 db=${3:-sqlite://bench.db} port=${4:-18080} admin=${5:-19090}
   (cd "$dir" && exec "$BIN" serve --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" \
     --rules rules --db "$db" --workers "$workers" >>"$dir/serve.log" 2>&1) &
-  for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
+  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break; sleep 0.1; done
   HPID=$(pgrep -f "hookflow serve --listen 127.0.0.1:$port" | head -1)
+  if [ -z "$HPID" ]; then echo "hookflow serve did not start in $dir:" >&2; tail -5 "$dir/serve.log" >&2; exit 1; fi
 }
 stop() { kill "$1" 2>/dev/null; while kill -0 "$1" 2>/dev/null; do sleep 0.1; done; }
 # Runs finished (any outcome) per the metrics of the nodes on these admin ports.
@@ -185,7 +193,7 @@ BPID=$!
 sleep 1
 for BODY in $BODIES; do
   size=$(wc -c < "$BODY")
-  label="$(echo "$size / 1024" | bc -l | xargs printf '%.1f') KB"
+  label="$size B"
   printf '\n== %s (%s bytes), %ss per run, %s connections ==\n' "$BODY" "$size" "$DURATION" "$CONNECTIONS"
   write_lua "$BODY"
   C0=$(cpu_ticks $BPID)

@@ -238,8 +238,10 @@ pub struct DeliveryDetail {
     pub body: Option<String>,
     pub body_encoding: Option<BodyEncoding>,
     pub matched: Vec<String>,
-    /// For every rule of the source: matched, or the first condition that
-    /// failed and the value it saw (`null` for rejected requests).
+    /// `rules`: every rule of the source whose `event:` admits the
+    /// delivery, matched or the first condition that failed and the value
+    /// it saw; `excluded`: the source's other rules, by name (SPEC §4).
+    /// `null` for rejected requests.
     pub trace: Value,
     /// The runs it queued, oldest first (replays add more).
     pub runs: Vec<RunItem>,

@@ -387,3 +387,58 @@ async fn bulk_retry_on_the_runs_page_counts_first_then_requeues_every_failed_run
         .unwrap_or(0);
     assert_eq!(from_ui, 3, "{actions:#}");
 }
+
+#[tokio::test]
+async fn a_delivery_page_says_why_each_rule_excluded_by_event_missed() {
+    const BY_EVENT: &str = r#"
+sources:
+  gh:
+    verify:
+      token: { header: X-Token, value: "tok-123" }
+    event: { header: X-Event }
+rules:
+  - name: on-push
+    source: gh
+    event: push
+    actions:
+      - http: { url: "http://127.0.0.1:9/" }
+  - name: on-pr
+    source: gh
+    event: pull_request
+    actions:
+      - http: { url: "http://127.0.0.1:9/" }
+"#;
+    let app = spawn_app(&[("r.yaml", BY_EVENT)]).await;
+    let response = app
+        .post(
+            "/hooks/gh",
+            &[("X-Token", "tok-123"), ("X-Event", "push")],
+            json!({ "a": 1 }).to_string(),
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<serde_json::Value>().await.expect("json")["delivery"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    // Stored by name only (SPEC §4) …
+    let stored = app.store.get_delivery(&id).await.expect("read").expect("stored");
+    assert_eq!(stored.trace["excluded"], json!(["on-pr"]));
+    // … and the page works out why from the rule's `event:`.
+    let page = no_redirects()
+        .get(app.admin_url(&format!("/ui/deliveries/{id}")))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let row = html
+        .split("<tr>")
+        .find(|r| r.contains("on-pr"))
+        .expect("a row for on-pr");
+    assert!(
+        row.contains(r#"is not one of: <span class="mono">pull_request</span>"#),
+        "{row}"
+    );
+    assert!(html.split("<tr>").any(|r| r.contains("on-push") && r.contains("matched")), "{html}");
+}
