@@ -422,7 +422,12 @@ rules:
         .expect("id")
         .to_owned();
     // Stored by name only (SPEC §4) …
-    let stored = app.store.get_delivery(&id).await.expect("read").expect("stored");
+    let stored = app
+        .store
+        .get_delivery(&id)
+        .await
+        .expect("read")
+        .expect("stored");
     assert_eq!(stored.trace["excluded"], json!(["on-pr"]));
     // … and the page works out why from the rule's `event:`.
     let page = no_redirects()
@@ -440,5 +445,9 @@ rules:
         row.contains(r#"is not one of: <span class="mono">pull_request</span>"#),
         "{row}"
     );
-    assert!(html.split("<tr>").any(|r| r.contains("on-push") && r.contains("matched")), "{html}");
+    assert!(
+        html.split("<tr>")
+            .any(|r| r.contains("on-push") && r.contains("matched")),
+        "{html}"
+    );
 }
