@@ -23,7 +23,13 @@ fn main() {
     let reloader = Reloader::new(dir.path().to_path_buf(), set);
     let (_trigger, shutdown) = hookflow::shutdown::channel();
     let _guard = runtime.enter();
-    let _watch = reloader.watch(false, shutdown).expect("watch");
+    // The audit trail's run log, outside the watched directory.
+    let db = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", db.path().join("hookflow.db").display());
+    let store = runtime
+        .block_on(hookflow::store::open(&url))
+        .expect("open the run log");
+    let _watch = reloader.watch(false, store, shutdown).expect("watch");
     let rules = reloader.rules();
     let mut samples = Vec::new();
     for i in 1..=40 {

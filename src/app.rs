@@ -75,10 +75,10 @@ impl App {
         let reloader = Reloader::new(settings.rules.clone(), rules);
         let (trigger, shutdown) = shutdown::channel();
         let watcher = reloader
-            .watch(settings.poll, shutdown.clone())
+            .watch(settings.poll, store.clone(), shutdown.clone())
             .context("cannot watch the rules directory")?;
         let sighup = reloader
-            .reload_on_sighup(shutdown.clone())
+            .reload_on_sighup(store.clone(), shutdown.clone())
             .context("cannot listen for SIGHUP")?;
         let (engine, workers) = Engine::start(
             store.clone(),

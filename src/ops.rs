@@ -1,6 +1,8 @@
 //! Run-log operations an operator starts, shared by the CLI and the API:
 //! replaying a stored delivery against the current rules, retrying a
-//! failed run from its failed step, and cancelling a run (`cancel.rs`).
+//! failed run from its failed step (with the definition it was queued with,
+//! or the rule as loaded now: `current.rs`), and cancelling a run
+//! (`cancel.rs`).
 //!
 //! Both only write to the store. Waking the workers is the caller's job:
 //! the server calls its `on_queued`; the CLI writes to the database and a
@@ -20,12 +22,17 @@ use crate::store::{
 
 mod bulk;
 mod cancel;
+mod current;
 
-pub use bulk::{BulkReplay, BulkRetry, ReplayFilter, RetryFilter, replay_matching, retry_matching};
+pub use bulk::{
+    BulkReplay, BulkRetry, ReplayFilter, RetryFilter, Skipped, replay_matching, retry_matching,
+};
 pub use cancel::{CancelState, Cancelled, cancel};
+pub use current::Resume;
 
 /// Why an operation was refused or failed. The API maps `NotFound` to 404
-/// and `NotFailed` / `NotCancellable` / `NotReplayable` to 409.
+/// and `NotFailed` / `NotCancellable` / `NotReplayable` / `NoCurrentRule`
+/// to 409.
 #[derive(Debug, thiserror::Error)]
 pub enum OpsError {
     #[error("there is no {what} with id {id}")]
@@ -36,6 +43,9 @@ pub enum OpsError {
 
     #[error("run {id} has {}; only a queued or running run can be cancelled", status.as_str())]
     NotCancellable { id: String, status: RunStatus },
+
+    #[error("run {id} cannot be retried with the current rules: {reason}")]
+    NoCurrentRule { id: String, reason: String },
 
     #[error("delivery {id} cannot be replayed: {reason}")]
     NotReplayable { id: String, reason: String },
@@ -139,18 +149,47 @@ pub async fn replay(
 }
 
 /// Re-queues failed run `run_id` from its failed step (earlier steps are
-/// not run again; their outputs are kept). Returns the run as re-queued.
+/// not run again; their outputs are kept), with the definition `resume`
+/// names. Returns the run as re-queued.
 pub async fn retry(
     store: &Arc<dyn Store>,
     run_id: &str,
+    resume: Resume<'_>,
     actor: &Actor,
 ) -> Result<RunRecord, OpsError> {
+    let redefine = match resume {
+        Resume::Queued => None,
+        Resume::Current(rules) => {
+            let run = store
+                .get_run(run_id)
+                .await?
+                .ok_or_else(|| OpsError::NotFound {
+                    what: "run",
+                    id: run_id.to_owned(),
+                })?;
+            if run.status != RunStatus::Failed {
+                return Err(OpsError::NotFailed {
+                    id: run_id.to_owned(),
+                    status: run.status,
+                });
+            }
+            match current::redefinition(store, rules, &run).await? {
+                Ok(new) => Some(new),
+                Err(reason) => {
+                    return Err(OpsError::NoCurrentRule {
+                        id: run_id.to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+    };
     match store
-        .retry_run(run_id, Utc::now().timestamp_millis())
+        .retry_run(run_id, Utc::now().timestamp_millis(), redefine)
         .await?
     {
         RetryOutcome::Requeued(run) => {
-            let detail = serde_json::json!({ "step": run.next_step, "attempt": run.attempt });
+            let detail = retry_detail(&run, resume.is_current(), false);
             audit(store, ActionKind::Retry, run_id, actor, detail).await;
             Ok(*run)
         }
@@ -163,6 +202,18 @@ pub async fn retry(
             status,
         }),
     }
+}
+
+/// A retry's audit detail: where the run resumes, and how.
+fn retry_detail(run: &RunRecord, current: bool, bulk: bool) -> serde_json::Value {
+    let mut detail = serde_json::json!({ "step": run.next_step, "attempt": run.attempt });
+    if current {
+        detail["current"] = true.into();
+    }
+    if bulk {
+        detail["bulk"] = true.into();
+    }
+    detail
 }
 
 /// Appends a done action to the audit trail. The action itself is
@@ -355,7 +406,7 @@ rules:
         let f = fixture().await;
         let run = accept(&f, "D2", 1).await;
 
-        let not_failed = retry(&f.store, &run, &me()).await;
+        let not_failed = retry(&f.store, &run, Resume::Queued, &me()).await;
         assert!(
             matches!(
                 not_failed,
@@ -367,7 +418,7 @@ rules:
             "{not_failed:?}"
         );
         assert!(matches!(
-            retry(&f.store, "nope", &me()).await,
+            retry(&f.store, "nope", Resume::Queued, &me()).await,
             Err(OpsError::NotFound { what: "run", .. })
         ));
 
@@ -401,7 +452,7 @@ rules:
             .await
             .unwrap();
 
-        let requeued = retry(&f.store, &run, &me()).await.unwrap();
+        let requeued = retry(&f.store, &run, Resume::Queued, &me()).await.unwrap();
         assert_eq!(requeued.status, RunStatus::Queued);
         // Numbering goes on from attempt 3; the budget counts from there.
         assert_eq!(
@@ -414,8 +465,99 @@ rules:
         assert_eq!(requeued.outputs, json!({ "first": { "status": 200 } }));
         // Queued again, so a second retry is refused.
         assert!(matches!(
-            retry(&f.store, &run, &me()).await,
+            retry(&f.store, &run, Resume::Queued, &me()).await,
             Err(OpsError::NotFailed { .. })
         ));
+    }
+
+    fn load(yaml: &str) -> (tempfile::TempDir, RuleSet) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.yaml"), yaml).unwrap();
+        let rules = crate::rules::load(dir.path()).unwrap();
+        (dir, rules)
+    }
+
+    /// Leases `run` and fails it at step `at` after `attempts` attempts.
+    async fn fail(f: &Fixture, run: &str, at: u32, attempts: u32) {
+        let now = Utc::now().timestamp_millis();
+        f.store
+            .lease_runs(crate::store::LeaseRequest {
+                node: "n".into(),
+                now_ms: now,
+                limit: 10,
+                lease_ms: 60_000,
+            })
+            .await
+            .unwrap();
+        f.store
+            .record_step(StepRecord {
+                run_id: run.into(),
+                node: "n".into(),
+                now_ms: now,
+                attempt: None,
+                next_step: at,
+                attempts_at_next_step: attempts,
+                outputs: None,
+                progress: crate::store::RunProgress::Finished {
+                    status: RunStatus::Failed,
+                    error: Some("boom".into()),
+                },
+            })
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn retry_current_swaps_in_the_loaded_rule_or_says_why_not() {
+        let f = fixture().await;
+        let run = accept(&f, "D3", 1).await;
+        fail(&f, &run, 0, 2).await;
+
+        // `all` is gone from the loaded set: refused, the run stays failed.
+        let only_big = RULES.split("  - name: all").next().unwrap().to_owned();
+        let (_d1, gone) = load(&only_big);
+        let refused = retry(&f.store, &run, Resume::Current(&gone), &me()).await;
+        match refused {
+            Err(OpsError::NoCurrentRule { reason, .. }) => {
+                assert_eq!(reason, "rule `all` is no longer loaded")
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+        let bulk = retry_matching(
+            &f.store,
+            &RetryFilter::default(),
+            Resume::Current(&gone),
+            false,
+            &me(),
+        )
+        .await
+        .unwrap();
+        assert!(bulk.runs.is_empty());
+        assert_eq!(bulk.skipped.len(), 1);
+        assert_eq!(bulk.skipped[0].run, run);
+        let stored = f.store.get_run(&run).await.unwrap().unwrap();
+        assert_eq!(stored.status, RunStatus::Failed);
+
+        // Fixed: the run resumes with the loaded definition, numbering on.
+        let (_d2, fixed) = load(&RULES.replace("127.0.0.1:9/c", "127.0.0.1:9/fixed"));
+        let requeued = retry(&f.store, &run, Resume::Current(&fixed), &me())
+            .await
+            .unwrap();
+        assert_eq!(requeued.definition, fixed.rule("all").unwrap().definition);
+        assert_ne!(requeued.definition, f.rules.rule("all").unwrap().definition);
+        assert_eq!((requeued.attempt, requeued.attempt_base), (2, 2));
+        let trail = f.store.operator_actions(Some(&run), 10).await.unwrap();
+        assert_eq!(trail.len(), 1);
+        assert_eq!(trail[0].detail["current"], true);
+
+        // Failed at step 2 of a rule that now has one: nothing to resume.
+        let run = accept(&f, "D4", 1).await;
+        fail(&f, &run, 1, 1).await;
+        let refused = retry(&f.store, &run, Resume::Current(&fixed), &me()).await;
+        assert!(
+            matches!(&refused, Err(OpsError::NoCurrentRule { reason, .. })
+                if reason == "rule `all` now has 1 step(s); the run stopped at step 2"),
+            "{refused:?}"
+        );
     }
 }

@@ -4,6 +4,10 @@
 //! Requests read the set through an `ArcSwap`: they never wait for a reload,
 //! and one that started on the old set finishes on it. An invalid set is
 //! rejected whole; its errors are logged and kept for `GET /api/rules`.
+//!
+//! Every reload is appended to the audit trail ([`audit`]) with who
+//! started it: the API or dashboard (`server/api`), SIGHUP (`signal`) or
+//! the watcher on a changed file (`watcher`).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -17,6 +21,7 @@ use serde::Serialize;
 
 use crate::rules::{RuleSet, SharedRules};
 use crate::shutdown::Shutdown;
+use crate::store::{ActionKind, Actor, OperatorAction, Store};
 
 /// How long the watcher waits for a burst of writes to settle.
 const DEBOUNCE: Duration = Duration::from_millis(200);
@@ -278,16 +283,23 @@ impl Reloader {
     pub fn watch(
         self: &Arc<Self>,
         poll: bool,
+        store: Arc<dyn Store>,
         mut shutdown: Shutdown,
     ) -> notify::Result<tokio::task::JoinHandle<()>> {
         let reloader = self.clone();
+        // The handler runs on the watcher's thread; the trail is written on
+        // the runtime.
+        let runtime = tokio::runtime::Handle::current();
+        let actor = Actor::watcher(&self.dir);
         let handler = move |result: DebounceEventResult| match result {
             Ok(events) => {
                 let relevant = events
                     .iter()
                     .any(|e| !matches!(e.event.kind, EventKind::Access(_)));
                 if relevant {
-                    reloader.reload();
+                    let report = reloader.reload();
+                    let (store, actor) = (store.clone(), actor.clone());
+                    runtime.spawn(async move { audit(&store, &actor, &report).await });
                 }
             }
             Err(errors) => {
@@ -345,9 +357,11 @@ impl Reloader {
         dirs
     }
 
-    /// Reloads on every SIGHUP until `shutdown`.
+    /// Reloads on every SIGHUP until `shutdown`, each recorded in the
+    /// audit trail.
     pub fn reload_on_sighup(
         self: &Arc<Self>,
+        store: Arc<dyn Store>,
         mut shutdown: Shutdown,
     ) -> std::io::Result<tokio::task::JoinHandle<()>> {
         use tokio::signal::unix::{SignalKind, signal};
@@ -363,10 +377,27 @@ impl Reloader {
                         }
                         tracing::info!("SIGHUP: reloading the rules");
                         let r = reloader.clone();
-                        let _ = tokio::task::spawn_blocking(move || r.reload()).await;
+                        if let Ok(report) = tokio::task::spawn_blocking(move || r.reload()).await {
+                            audit(&store, &Actor::sighup(), &report).await;
+                        }
                     }
                 }
             }
         }))
+    }
+}
+
+/// Appends a reload to the audit trail: who started it and whether the
+/// set was taken. The reload is done already, so a trail that cannot be
+/// written is logged, not reported as the reload failing.
+pub async fn audit(store: &Arc<dyn Store>, actor: &Actor, report: &Report) {
+    let detail = serde_json::json!({
+        "ok": report.ok,
+        "rules": report.rules,
+        "errors": report.errors.len(),
+    });
+    let entry = OperatorAction::new(ActionKind::Reload, None, actor, detail);
+    if let Err(e) = store.record_operator_action(entry).await {
+        tracing::error!(error = %e, via = actor.via.as_str(), "cannot record a reload in the audit trail");
     }
 }

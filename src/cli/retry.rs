@@ -1,12 +1,14 @@
 //! `hookflow retry RUN_ID…` / `hookflow retry --rule R --status failed
 //! --since 2h [--dry-run]`: re-queue failed runs from their failed step
-//! (SPEC §5). A running server picks them up from the database.
+//! (SPEC §5), with the definition each was queued with or, `--current`,
+//! with its rule as loaded now from the rules directory. A running server
+//! picks them up from the database.
 
 use std::process::ExitCode;
 
 use anyhow::bail;
 
-use crate::ops::RetryFilter;
+use crate::ops::{Resume, RetryFilter};
 use crate::store::Actor;
 
 #[derive(Debug, clap::Args)]
@@ -28,6 +30,11 @@ pub struct Args {
     /// By filter: list what would be re-queued; change nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Resume with the rule as loaded now from the rules directory (the
+    /// fixed URL, the corrected template), not the definition the run was
+    /// queued with. A run whose rule is gone is skipped and reported.
+    #[arg(long)]
+    current: bool,
     /// The failed runs (or give a filter instead).
     run_ids: Vec<String>,
 }
@@ -50,6 +57,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("--dry-run goes with a filter (--rule, --status failed, --since)");
     }
     let settings = super::settings(&args.settings)?;
+    let rules = if args.current {
+        let Some(rules) = super::load_rules(&settings.rules) else {
+            return Ok(ExitCode::FAILURE);
+        };
+        Some(rules)
+    } else {
+        None
+    };
+    let resume = rules.as_ref().map_or(Resume::Queued, Resume::Current);
     let actor = Actor::cli();
     let rt = super::runtime()?;
     if by_filter {
@@ -59,28 +75,52 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         let done = rt.block_on(async {
             let store = super::open_store(&settings).await?;
-            anyhow::Ok(crate::ops::retry_matching(&store, &filter, args.dry_run, &actor).await?)
+            anyhow::Ok(
+                crate::ops::retry_matching(&store, &filter, resume, args.dry_run, &actor).await?,
+            )
         })?;
+        // Runs matched but none could resume with the current rules.
+        let code = if done.runs.is_empty() && !done.skipped.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
         if args.json {
             println!("{}", serde_json::to_string_pretty(&done)?);
-            return Ok(ExitCode::SUCCESS);
+            return Ok(code);
         }
         let verb = if done.dry_run {
             "would re-queue"
         } else {
             "re-queued"
         };
-        println!("{verb} {} failed run(s)", done.runs.len());
+        let how = if args.current {
+            " with the current rules"
+        } else {
+            ""
+        };
+        println!("{verb} {} failed run(s){how}", done.runs.len());
         for id in &done.runs {
             println!("  {id}");
         }
-        return Ok(ExitCode::SUCCESS);
+        if !done.skipped.is_empty() {
+            let verb = if done.dry_run {
+                "would skip"
+            } else {
+                "skipped"
+            };
+            println!("{verb} {} failed run(s):", done.skipped.len());
+            for s in &done.skipped {
+                println!("  {}  {}", s.run, s.reason);
+            }
+        }
+        return Ok(code);
     }
     let mut code = ExitCode::SUCCESS;
     for id in &args.run_ids {
         let result = rt.block_on(async {
             let store = super::open_store(&settings).await?;
-            anyhow::Ok(crate::ops::retry(&store, id, &actor).await)
+            anyhow::Ok(crate::ops::retry(&store, id, resume, &actor).await)
         })?;
         match result {
             Ok(run) if args.json => println!("{}", serde_json::to_string_pretty(&run)?),

@@ -1,22 +1,32 @@
 //! Retry and replay by filter (SPEC §5): `hookflow retry --rule R --status
 //! failed --since 2h`, `hookflow replay --source S --since 1d [--event E]`
-//! and their API routes. A dry run lists what would be queued. The work is
-//! done one run (or delivery) per store command, a page at a time: each
-//! retry is its own small transaction, so the writer interleaves ingest's
-//! commits with them instead of holding one long transaction.
+//! and their API routes. A dry run lists what would be queued.
+//!
+//! A bulk retry must not stall ingest (10,000 runs re-queued while
+//! deliveries keep arriving). Each run is its own
+//! small store command (re-queue, then its audit entry), issued [`BATCH`]
+//! at a time: SQLite's writer group-commits a batch in about one
+//! transaction, and ingest's commits queue between batches instead of
+//! behind all 10,000; PostgreSQL spreads a batch over its pool. Replay
+//! goes one delivery at a time.
 
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::{OpsError, Replay};
+use super::{OpsError, Replay, Resume};
 use crate::rules::RuleSet;
 use crate::store::{
-    Actor, DeliveryFilter, DeliveryStatus, RetryOutcome, RunFilter, RunStatus, Store,
+    ActionKind, Actor, DeliveryFilter, DeliveryStatus, Redefinition, RetryOutcome, RunFilter,
+    RunRecord, RunStatus, Store, StoreError,
 };
 
 /// Runs or deliveries read per page.
 const PAGE: u32 = 500;
+
+/// Runs re-queued at once: with their audit entries, within one group
+/// commit of SQLite's writer (256 commands).
+const BATCH: usize = 100;
 
 /// Which failed runs to retry.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -32,18 +42,31 @@ pub struct BulkRetry {
     pub dry_run: bool,
     /// The runs re-queued (or that would be), newest first.
     pub runs: Vec<String>,
+    /// `--current`: the failed runs left as they are because the rules as
+    /// loaded now have nothing for them to resume with.
+    pub skipped: Vec<Skipped>,
 }
 
-/// Re-queues every failed run matching `filter` at its failed step.
+/// A failed run a `--current` retry could not re-queue, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub run: String,
+    pub rule: String,
+    pub reason: String,
+}
+
+/// Re-queues every failed run matching `filter` at its failed step, with
+/// the definition `resume` names.
 pub async fn retry_matching(
     store: &Arc<dyn Store>,
     filter: &RetryFilter,
+    resume: Resume<'_>,
     dry_run: bool,
     actor: &Actor,
 ) -> Result<BulkRetry, OpsError> {
     // Collected first: re-queued runs leave the `failed` listing, which
     // would shift a cursor walked while retrying.
-    let mut ids = Vec::new();
+    let mut failed: Vec<RunRecord> = Vec::new();
     let mut before_id = None;
     loop {
         let page = store
@@ -58,26 +81,81 @@ pub async fn retry_matching(
             .await?;
         let full = page.len() == PAGE as usize;
         before_id = page.last().map(|r| r.id.clone());
-        ids.extend(page.into_iter().map(|r| r.id));
+        failed.extend(page);
         if !full {
             break;
         }
     }
-    if dry_run {
-        return Ok(BulkRetry { dry_run, runs: ids });
-    }
-    let mut runs = Vec::with_capacity(ids.len());
-    for id in ids {
-        let now = chrono::Utc::now().timestamp_millis();
-        // Retried meanwhile by someone else: not ours to report.
-        if let RetryOutcome::Requeued(run) = store.retry_run(&id, now).await? {
-            let detail =
-                serde_json::json!({ "step": run.next_step, "attempt": run.attempt, "bulk": true });
-            super::audit(store, crate::store::ActionKind::Retry, &id, actor, detail).await;
-            runs.push(id);
+    let mut todo: Vec<(String, Option<Redefinition>)> = Vec::with_capacity(failed.len());
+    let mut skipped = Vec::new();
+    for run in failed {
+        match resume {
+            Resume::Queued => todo.push((run.id, None)),
+            Resume::Current(rules) => match super::current::redefinition(store, rules, &run).await?
+            {
+                Ok(new) => todo.push((run.id, Some(new))),
+                Err(reason) => skipped.push(Skipped {
+                    run: run.id,
+                    rule: run.rule,
+                    reason,
+                }),
+            },
         }
     }
-    Ok(BulkRetry { dry_run, runs })
+    if dry_run {
+        return Ok(BulkRetry {
+            dry_run,
+            runs: todo.into_iter().map(|(id, _)| id).collect(),
+            skipped,
+        });
+    }
+    let current = resume.is_current();
+    let mut runs = Vec::with_capacity(todo.len());
+    let mut todo = todo.into_iter().peekable();
+    while todo.peek().is_some() {
+        let batch: Vec<_> = todo
+            .by_ref()
+            .take(BATCH)
+            .map(|(id, redefine)| {
+                let (store, actor) = (store.clone(), actor.clone());
+                tokio::spawn(async move { retry_one(&store, id, redefine, current, &actor).await })
+            })
+            .collect();
+        for task in batch {
+            match task.await {
+                Ok(done) => runs.extend(done?),
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Tasks are cancelled only when the runtime shuts down.
+                Err(_) => {}
+            }
+        }
+        // Between batches, let the caller's other tasks (ingest, on the
+        // server's runtime) have their turn.
+        tokio::task::yield_now().await;
+    }
+    Ok(BulkRetry {
+        dry_run,
+        runs,
+        skipped,
+    })
+}
+
+/// One run of a bulk retry: re-queued and audited, or `None` when someone
+/// else retried it meanwhile (not ours to report).
+async fn retry_one(
+    store: &Arc<dyn Store>,
+    id: String,
+    redefine: Option<Redefinition>,
+    current: bool,
+    actor: &Actor,
+) -> Result<Option<String>, StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let RetryOutcome::Requeued(run) = store.retry_run(&id, now, redefine).await? else {
+        return Ok(None);
+    };
+    let detail = super::retry_detail(&run, current, true);
+    super::audit(store, ActionKind::Retry, &id, actor, detail).await;
+    Ok(Some(id))
 }
 
 /// Which stored deliveries to replay.

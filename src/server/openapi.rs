@@ -56,6 +56,7 @@ use super::api::{self, dto};
         dto::CancelResult,
         api::bulk::RetryRequest,
         api::bulk::RetryResult,
+        api::bulk::SkippedRun,
         api::bulk::ReplayRequest,
         api::bulk::BulkReplayResult,
         dto::RunState,

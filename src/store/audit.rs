@@ -1,7 +1,8 @@
 //! The audit trail (SPEC §5): every replay, retry, cancel and reload an
 //! operator starts is recorded with who started it (through the CLI, the
-//! API, a UI or a signal), from where, and when. Plain data shared by every
-//! backend.
+//! API, a UI or a signal), from where, and when; so is a reload the rules
+//! watcher starts on a changed file (a deployed rule change). Plain data
+//! shared by every backend.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -25,6 +26,8 @@ pub enum Via {
     Ui,
     /// `kill -HUP` (a reload).
     Signal,
+    /// The rules watcher saw a file change (a reload).
+    Watcher,
 }
 
 macro_rules! text_enum {
@@ -46,13 +49,14 @@ macro_rules! text_enum {
 }
 
 text_enum!(ActionKind { Replay => "replay", Retry => "retry", Cancel => "cancel", Reload => "reload" });
-text_enum!(Via { Cli => "cli", Api => "api", Ui => "ui", Signal => "signal" });
+text_enum!(Via { Cli => "cli", Api => "api", Ui => "ui", Signal => "signal", Watcher => "watcher" });
 
 /// Who acts: recorded with each action.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Actor {
     pub via: Via,
-    /// The client's address (API, UI), `user@host` (CLI) or the signal.
+    /// The client's address (API, UI), `user@host` (CLI), the signal
+    /// (`SIGHUP`) or the watched directory.
     pub client: String,
 }
 
@@ -73,6 +77,24 @@ impl Actor {
         Actor {
             via: Via::Cli,
             client,
+        }
+    }
+}
+
+impl Actor {
+    /// `kill -HUP`: the server's SIGHUP handler.
+    pub fn sighup() -> Actor {
+        Actor {
+            via: Via::Signal,
+            client: "SIGHUP".to_owned(),
+        }
+    }
+
+    /// The rules watcher, on a change below `dir`.
+    pub fn watcher(dir: &std::path::Path) -> Actor {
+        Actor {
+            via: Via::Watcher,
+            client: dir.display().to_string(),
         }
     }
 }

@@ -130,9 +130,15 @@ pub trait Store: Send + Sync + 'static {
     /// `now_ms`, error and `finished_at` cleared; the outputs of the steps
     /// before it are kept. The attempt count at that step stays (numbering
     /// goes on) and becomes its `attempt_base` (the retry budget starts
-    /// afresh). Decided in one
+    /// afresh). With `redefine` (`retry --current`) the run's definition
+    /// and concurrency are replaced in the same write. Decided in one
     /// write transaction, so a run is never re-queued twice by racing calls.
-    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome>;
+    async fn retry_run(
+        &self,
+        run_id: &str,
+        now_ms: i64,
+        redefine: Option<Redefinition>,
+    ) -> Result<RetryOutcome>;
 
     /// Append an operator's action to the audit trail.
     async fn record_operator_action(&self, action: OperatorAction) -> Result<()>;

@@ -9,6 +9,18 @@ use serde_json::value::RawValue;
 #[allow(unused_imports)] // intra-doc links
 use super::Store;
 
+/// `retry --current`: what replaces the definition a failed run was queued
+/// with when it is re-queued — the rule as loaded now.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Redefinition {
+    /// The rule as written now (as [`NewRun::definition`]).
+    pub definition: Value,
+    /// The rule's `concurrency` now.
+    pub concurrency: Option<u32>,
+    /// Its keyed concurrency's key, rendered for the run's delivery.
+    pub concurrency_key: Option<String>,
+}
+
 /// What [`Store::retry_run`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RetryOutcome {

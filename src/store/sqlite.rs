@@ -380,11 +380,17 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome> {
+    async fn retry_run(
+        &self,
+        run_id: &str,
+        now_ms: i64,
+        redefine: Option<super::Redefinition>,
+    ) -> Result<RetryOutcome> {
         let run_id = run_id.to_owned();
+        let redefine = redefine.map(runs::Redefine::encode).transpose()?;
         self.writer
             .call(runs::RETRY, move |conn| {
-                runs::requeue_failed(conn, &run_id, now_ms)
+                runs::requeue_failed(conn, &run_id, now_ms, redefine.as_ref())
             })
             .await
     }

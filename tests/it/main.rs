@@ -29,6 +29,7 @@ mod payload_schema;
 mod pg_serving;
 mod receive;
 mod reload;
+mod retry_current;
 mod runlog_cli;
 mod runlog_view;
 mod schema;

@@ -132,6 +132,7 @@ macro_rules! contract {
             keyed::contract_cancel,
             operators::the_audit_trail_lists_by_target_and_ages_out,
             operators::a_retry_continues_the_attempt_numbering,
+            operators::a_retry_with_a_redefinition_replaces_the_definition,
             operators::runs_waiting_for_a_retry_are_listed_as_waiting,
             operators::the_overview_counts_deliveries_runs_and_rule_rates,
         );

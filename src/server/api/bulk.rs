@@ -30,6 +30,10 @@ pub struct RetryRequest {
     pub since: Option<String>,
     /// List only (default `true`); `false` re-queues.
     pub dry_run: Option<bool>,
+    /// Resume with each rule as loaded now (the fixed URL, the corrected
+    /// template) instead of the definition the run was queued with
+    /// (default `false`). Runs whose rule is gone are skipped.
+    pub current: Option<bool>,
 }
 
 /// What a retry by filter did (or, dry, would do).
@@ -38,6 +42,19 @@ pub struct RetryResult {
     pub dry_run: bool,
     /// The runs re-queued (or that would be), newest first.
     pub runs: Vec<String>,
+    /// With `current`: the failed runs left alone (or that would be)
+    /// because their rule is no longer loaded or has no step where they
+    /// stopped.
+    pub skipped: Vec<SkippedRun>,
+}
+
+/// A failed run a `current` retry could not re-queue.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SkippedRun {
+    pub run: String,
+    pub rule: String,
+    /// Why, e.g. "rule `deploy` is no longer loaded".
+    pub reason: String,
 }
 
 /// Which stored deliveries `POST /api/deliveries/replay` replays.
@@ -73,7 +90,7 @@ fn body<T>(body: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     tag = "operations",
     request_body = RetryRequest,
     responses(
-        (status = 200, description = "The failed runs matching the filter, re-queued at their failed step (or, dry, listed)", body = RetryResult),
+        (status = 200, description = "The failed runs matching the filter, re-queued at their failed step (or, dry, listed); with `current`, those that cannot resume with the rules as loaded now in `skipped`", body = RetryResult),
         (status = 400, description = "A bad filter", body = ErrorBody),
     )
 )]
@@ -95,13 +112,28 @@ pub async fn retry(
         since_ms: request.since.as_deref().map(parse_since).transpose()?,
     };
     let dry_run = request.dry_run.unwrap_or(true);
-    let done = crate::ops::retry_matching(&app.store, &filter, dry_run, &actor).await?;
+    let rules = app.rules.load_full();
+    let resume = if request.current.unwrap_or(false) {
+        crate::ops::Resume::Current(&rules)
+    } else {
+        crate::ops::Resume::Queued
+    };
+    let done = crate::ops::retry_matching(&app.store, &filter, resume, dry_run, &actor).await?;
     if !done.dry_run && !done.runs.is_empty() {
         (app.on_queued)();
     }
     Ok(Json(RetryResult {
         dry_run: done.dry_run,
         runs: done.runs,
+        skipped: done
+            .skipped
+            .into_iter()
+            .map(|s| SkippedRun {
+                run: s.run,
+                rule: s.rule,
+                reason: s.reason,
+            })
+            .collect(),
     }))
 }
 

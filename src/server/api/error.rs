@@ -53,7 +53,8 @@ impl From<OpsError> for ApiError {
             OpsError::NotFound { .. } => StatusCode::NOT_FOUND,
             OpsError::NotFailed { .. }
             | OpsError::NotCancellable { .. }
-            | OpsError::NotReplayable { .. } => StatusCode::CONFLICT,
+            | OpsError::NotReplayable { .. }
+            | OpsError::NoCurrentRule { .. } => StatusCode::CONFLICT,
             OpsError::Store(e) => return ApiError::from_store(e),
         };
         ApiError {

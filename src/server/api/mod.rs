@@ -92,16 +92,7 @@ pub async fn reload(
     let reloader = app.reloader.clone();
     match tokio::task::spawn_blocking(move || reloader.reload()).await {
         Ok(report) => {
-            let detail = serde_json::json!({ "ok": report.ok });
-            let entry = crate::store::OperatorAction::new(
-                crate::store::ActionKind::Reload,
-                None,
-                &actor,
-                detail,
-            );
-            if let Err(e) = app.store.record_operator_action(entry).await {
-                tracing::error!(error = %e, "cannot record a reload in the audit trail");
-            }
+            crate::reload::audit(&app.store, &actor, &report).await;
             let status = if report.ok {
                 StatusCode::OK
             } else {

@@ -35,22 +35,7 @@ pub async fn replay(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<ReplayResult>, ApiError> {
-    let mut dry_run = false;
-    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
-        if key == "dry_run" {
-            dry_run = match value.as_ref() {
-                // Exactly the document's boolean: a value it calls invalid
-                // is refused, not guessed at.
-                "true" => true,
-                "false" => false,
-                other => {
-                    return Err(ApiError::bad_request(format!(
-                        "dry_run must be true or false, not `{other}`"
-                    )));
-                }
-            };
-        }
-    }
+    let dry_run = bool_param(query.as_deref(), "dry_run")?.unwrap_or(false);
     let rules = app.rules.load_full();
     let replay = crate::ops::replay(&app.store, &rules, &id, dry_run, &actor).await?;
     if !replay.runs.is_empty() {
@@ -69,22 +54,54 @@ pub async fn replay(
     post,
     path = "/api/runs/{id}/retry",
     tag = "operations",
-    params(("id" = String, Path, description = "Run id")),
+    params(
+        ("id" = String, Path, description = "Run id"),
+        ("current" = Option<bool>, Query, description = "Resume with the rule as loaded now (the fixed URL, the corrected template) instead of the definition the run was queued with"),
+    ),
     responses(
         (status = 200, description = "Re-queued at its failed step", body = RunItem),
+        (status = 400, description = "`current` is neither `true` nor `false`", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run has not failed", body = ErrorBody),
+        (status = 409, description = "The run has not failed, or (`current`) its rule is no longer loaded or has no step where it stopped", body = ErrorBody),
     )
 )]
 pub async fn retry(
     State(app): State<Arc<AppState>>,
     ApiActor(actor): ApiActor,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<RunItem>, ApiError> {
-    let run = crate::ops::retry(&app.store, &id, &actor).await?;
+    let current = bool_param(query.as_deref(), "current")?.unwrap_or(false);
+    let rules = app.rules.load_full();
+    let resume = if current {
+        crate::ops::Resume::Current(&rules)
+    } else {
+        crate::ops::Resume::Queued
+    };
+    let run = crate::ops::retry(&app.store, &id, resume, &actor).await?;
     (app.on_queued)();
     let rules = app.rules.load();
     Ok(Json(Redact(rules.secrets()).run_item(run)))
+}
+
+/// Query parameter `name` as a boolean: exactly the document's `true` or
+/// `false` (a value it calls invalid is refused, not guessed at).
+fn bool_param(query: Option<&str>, name: &str) -> Result<Option<bool>, ApiError> {
+    let mut found = None;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        if key == name {
+            found = Some(match value.as_ref() {
+                "true" => true,
+                "false" => false,
+                other => {
+                    return Err(ApiError::bad_request(format!(
+                        "{name} must be true or false, not `{other}`"
+                    )));
+                }
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// `POST /api/runs/{id}/cancel`

@@ -204,7 +204,7 @@ pub async fn retry(
     crate::server::api::actor::UiActor(actor): crate::server::api::actor::UiActor,
     Path(id): Path<String>,
 ) -> Result<Response, UiError> {
-    crate::ops::retry(&app.store, &id, &actor).await?;
+    crate::ops::retry(&app.store, &id, crate::ops::Resume::Queued, &actor).await?;
     (app.on_queued)();
     tracing::info!(run = %id, by = "ui", "run retried");
     Ok(Redirect::to(&format!("/ui/runs/{}", segment(&id))).into_response())

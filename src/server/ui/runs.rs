@@ -16,7 +16,7 @@ use super::UiError;
 use super::auth::Current;
 use super::delivery::run_table;
 use super::layout::{csrf_field, segment, shell};
-use crate::ops::RetryFilter;
+use crate::ops::{Resume, RetryFilter};
 use crate::runlog_view::Redact;
 use crate::server::AppState;
 use crate::server::api::actor::UiActor;
@@ -67,7 +67,7 @@ pub async fn page(
     // button states its count before anything is queued.
     let bulk = if parsed_status == Some(RunStatus::Failed) {
         let filter = bulk_filter(&rule);
-        Some(crate::ops::retry_matching(&app.store, &filter, true, &actor).await?)
+        Some(crate::ops::retry_matching(&app.store, &filter, Resume::Queued, true, &actor).await?)
     } else {
         None
     };
@@ -148,8 +148,14 @@ pub async fn retry_all(
     UiActor(actor): UiActor,
     Form(form): Form<BulkRetryForm>,
 ) -> Result<Response, UiError> {
-    let done =
-        crate::ops::retry_matching(&app.store, &bulk_filter(&form.rule), false, &actor).await?;
+    let done = crate::ops::retry_matching(
+        &app.store,
+        &bulk_filter(&form.rule),
+        Resume::Queued,
+        false,
+        &actor,
+    )
+    .await?;
     if !done.runs.is_empty() {
         (app.on_queued)();
     }

@@ -359,9 +359,14 @@ impl Store for PostgresStore {
         runs::queue_more(&mut conn, &self.channel, delivery_id, runs).await
     }
 
-    async fn retry_run(&self, run_id: &str, now_ms: i64) -> Result<RetryOutcome> {
+    async fn retry_run(
+        &self,
+        run_id: &str,
+        now_ms: i64,
+        redefine: Option<super::Redefinition>,
+    ) -> Result<RetryOutcome> {
         let mut conn = self.conn(runs::RETRY).await?;
-        runs::retry(&mut conn, &self.channel, run_id, now_ms).await
+        runs::retry(&mut conn, &self.channel, run_id, now_ms, redefine).await
     }
 
     async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64> {

@@ -199,7 +199,19 @@ pub(super) async fn retry(
     channel: &str,
     id: &str,
     now_ms: i64,
+    redefine: Option<crate::store::Redefinition>,
 ) -> Result<RetryOutcome> {
+    let redefine = redefine
+        .map(|new| {
+            let definition =
+                crate::store::encode::to_json(RETRY, "run definition", &new.definition)?;
+            Ok::<_, StoreError>((
+                definition,
+                new.concurrency.map(i64::from),
+                new.concurrency_key,
+            ))
+        })
+        .transpose()?;
     let tx = conn.transaction().await.pg(RETRY)?;
     let status = tx
         .query_opt("SELECT status FROM runs WHERE id = $1 FOR UPDATE", &[&id])
@@ -216,6 +228,14 @@ pub(super) async fn retry(
     if status != RunStatus::Failed {
         tx.rollback().await.pg(RETRY)?;
         return Ok(RetryOutcome::NotFailed(status));
+    }
+    if let Some((definition, concurrency, key)) = &redefine {
+        tx.execute(
+            "UPDATE runs SET definition = $2, concurrency = $3, concurrency_key = $4 WHERE id = $1",
+            &[&id, definition, concurrency, key],
+        )
+        .await
+        .pg(RETRY)?;
     }
     let row = tx
         .query_one(

@@ -187,9 +187,33 @@ impl QueueMore {
     }
 }
 
+/// A [`crate::store::Redefinition`] with its definition encoded on the
+/// caller's task (writer commands may run twice).
+pub(super) struct Redefine {
+    definition: String,
+    concurrency: Option<u32>,
+    concurrency_key: Option<String>,
+}
+
+impl Redefine {
+    pub(super) fn encode(new: crate::store::Redefinition) -> Result<Redefine> {
+        Ok(Redefine {
+            definition: crate::store::encode::to_json(RETRY, "run definition", &new.definition)?,
+            concurrency: new.concurrency,
+            concurrency_key: new.concurrency_key,
+        })
+    }
+}
+
 /// Re-queue a failed run at its failed step (`next_step` is where it
 /// stopped); earlier steps' outputs stay for the templates of later ones.
-pub(super) fn requeue_failed(conn: &Connection, id: &str, now_ms: i64) -> Result<RetryOutcome> {
+/// With `redefine`, the definition and concurrency are replaced too.
+pub(super) fn requeue_failed(
+    conn: &Connection,
+    id: &str,
+    now_ms: i64,
+    redefine: Option<&Redefine>,
+) -> Result<RetryOutcome> {
     let Some(run) = get(conn, id).ctx(RETRY)? else {
         return Ok(RetryOutcome::NotFound);
     };
@@ -205,6 +229,20 @@ pub(super) fn requeue_failed(conn: &Connection, id: &str, now_ms: i64) -> Result
     )
     .and_then(|mut stmt| stmt.execute(params![id, now_ms]))
     .ctx(RETRY)?;
+    if let Some(new) = redefine {
+        conn.prepare_cached(
+            "UPDATE runs SET definition = ?2, concurrency = ?3, concurrency_key = ?4 WHERE id = ?1",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                id,
+                new.definition,
+                new.concurrency,
+                new.concurrency_key
+            ])
+        })
+        .ctx(RETRY)?;
+    }
     match get(conn, id).ctx(RETRY)? {
         Some(run) => Ok(RetryOutcome::Requeued(Box::new(run))),
         None => Ok(RetryOutcome::NotFound),

@@ -318,9 +318,18 @@ impl Server {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Sends SIGHUP (reload the rules).
+    pub fn sighup(&self) {
+        self.signal(libc::SIGHUP);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("a pid");
         // SAFETY: kill(2) on our own child, not yet reaped (so not reused).
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0, "SIGTERM");
+        assert_eq!(unsafe { libc::kill(pid, signal) }, 0, "signal {signal}");
     }
 
     /// Waits up to `within` for the process to exit; its status if it did.

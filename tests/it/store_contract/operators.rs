@@ -4,8 +4,8 @@
 
 use hookflow::store::stats::Outcome;
 use hookflow::store::{
-    ActionKind, Actor, AttemptOutcome, OperatorAction, Rejected, RetryOutcome, RunFilter,
-    RunProgress, RunStatus, Via,
+    ActionKind, Actor, AttemptOutcome, OperatorAction, Redefinition, Rejected, RetryOutcome,
+    RunFilter, RunProgress, RunStatus, Via,
 };
 use serde_json::json;
 
@@ -54,7 +54,8 @@ pub async fn a_retry_continues_the_attempt_numbering(s: Stores) {
     s.a.record_step(record)
         .await
         .expect("fail after 3 attempts");
-    let RetryOutcome::Requeued(run) = s.b.retry_run(&id, now_ms()).await.expect("retry") else {
+    let RetryOutcome::Requeued(run) = s.b.retry_run(&id, now_ms(), None).await.expect("retry")
+    else {
         panic!("a failed run is re-queued");
     };
     assert_eq!((run.attempt, run.attempt_base), (3, 3));
@@ -77,6 +78,48 @@ pub async fn a_retry_continues_the_attempt_numbering(s: Stores) {
         (1, 0),
         "a new step starts afresh"
     );
+}
+
+/// `retry --current`: the definition and concurrency are replaced with the
+/// retry, in the same write; the numbering goes on all the same.
+pub async fn a_retry_with_a_redefinition_replaces_the_definition(s: Stores) {
+    let id = queue(s.a.as_ref(), &[("r", None)]).await.remove(0);
+    lease(s.a.as_ref(), "node-a", 8, LONG).await;
+    let mut record = step(&id, "node-a", 0, finished(RunStatus::Failed));
+    record.attempt = Some(attempt(&id, 0, 2, AttemptOutcome::Failed));
+    record.attempts_at_next_step = 2;
+    s.a.record_step(record)
+        .await
+        .expect("fail after 2 attempts");
+    let before = s.a.get_run(&id).await.expect("get").expect("run");
+    let new = json!({"name": "r", "source": "s", "actions": [{"http": {"url": "http://fixed/"}}]});
+    assert_ne!(before.definition, new);
+    let redefine = Redefinition {
+        definition: new.clone(),
+        concurrency: Some(2),
+        concurrency_key: Some("repo-1".to_owned()),
+    };
+    let RetryOutcome::Requeued(run) =
+        s.b.retry_run(&id, now_ms(), Some(redefine.clone()))
+            .await
+            .expect("retry")
+    else {
+        panic!("a failed run is re-queued");
+    };
+    assert_eq!(run.status, RunStatus::Queued);
+    assert_eq!(run.definition, new);
+    assert_eq!(
+        (run.concurrency, run.concurrency_key.as_deref()),
+        (Some(2), Some("repo-1"))
+    );
+    assert_eq!((run.attempt, run.attempt_base), (2, 2));
+    assert_eq!(s.a.get_run(&id).await.expect("get").expect("run"), *run);
+    // Not failed (queued now): refused, and the definition stays.
+    let again =
+        s.b.retry_run(&id, now_ms(), Some(redefine))
+            .await
+            .expect("retry");
+    assert_eq!(again, RetryOutcome::NotFailed(RunStatus::Queued));
 }
 
 pub async fn runs_waiting_for_a_retry_are_listed_as_waiting(s: Stores) {

@@ -20,7 +20,10 @@ async fn fail(s: &Stores, id: &str) {
 
 pub async fn retry_races_requeue_a_failed_run_once(s: Stores) {
     let id = queue(s.a.as_ref(), &[("r", None)]).await.remove(0);
-    let early = s.a.retry_run(&id, now_ms()).await.expect("retry queued");
+    let early =
+        s.a.retry_run(&id, now_ms(), None)
+            .await
+            .expect("retry queued");
     assert_eq!(early, RetryOutcome::NotFailed(RunStatus::Queued));
     fail(&s, &id).await;
 
@@ -32,9 +35,9 @@ pub async fn retry_races_requeue_a_failed_run_once(s: Stores) {
             Arc::clone(&s.b)
         };
         let id = id.clone();
-        tasks.push(tokio::spawn(
-            async move { store.retry_run(&id, now_ms()).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            store.retry_run(&id, now_ms(), None).await
+        }));
     }
     let mut requeued = Vec::new();
     for task in tasks {
@@ -55,7 +58,9 @@ pub async fn retry_races_requeue_a_failed_run_once(s: Stores) {
         "outputs kept"
     );
     assert_eq!(
-        s.a.retry_run("nope", now_ms()).await.expect("unknown"),
+        s.a.retry_run("nope", now_ms(), None)
+            .await
+            .expect("unknown"),
         RetryOutcome::NotFound
     );
     let got = lease(s.b.as_ref(), "node-b", 8, LONG).await;
