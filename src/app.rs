@@ -80,19 +80,42 @@ impl App {
         let sighup = reloader
             .reload_on_sighup(store.clone(), shutdown.clone())
             .context("cannot listen for SIGHUP")?;
+        // One id per process start: the engine's lease owner and this
+        // node's row in the nodes registry.
+        let node_id = format!("{}-{}", hostname(), ulid::Ulid::new());
+        if !settings.receive && settings.workers == 0 {
+            tracing::warn!(
+                "receive: false and workers: 0: this node neither receives webhooks nor runs steps (it serves only the admin surface)"
+            );
+        }
         let (engine, workers) = Engine::start(
             store.clone(),
             reloader.rules(),
             EngineConfig {
                 workers: settings.workers,
                 shutdown_grace: settings.shutdown_grace,
-                node_id: format!("{}-{}", hostname(), ulid::Ulid::new()),
+                node_id: node_id.clone(),
             },
+            shutdown.clone(),
+        );
+        let identity = crate::nodes::Identity {
+            id: node_id,
+            listen: addr.to_string(),
+            admin_listen: admin_addr.map(|a| a.to_string()),
+            receive: settings.receive,
+            workers: u32::try_from(settings.workers).unwrap_or(u32::MAX),
+        };
+        crate::nodes::register(store.as_ref(), &identity, &reloader.rules()).await;
+        let heartbeat = crate::nodes::spawn(
+            store.clone(),
+            identity.clone(),
+            reloader.rules(),
+            reloader.changed(),
             shutdown.clone(),
         );
         let retention =
             crate::retention::spawn(store.clone(), settings.retention, shutdown.clone());
-        let mut tasks = vec![workers, watcher, sighup, retention];
+        let mut tasks = vec![workers, watcher, sighup, retention, heartbeat];
         if let Some(wake) = store.wakeups() {
             // Another node queued work (PostgreSQL's LISTEN/NOTIFY): the
             // idle workers lease now rather than at their next poll.
@@ -121,7 +144,8 @@ impl App {
         };
         let state = Arc::new(
             AppState::new(reloader.clone(), store.clone(), settings, on_queued)
-                .with_on_cancel(on_cancel),
+                .with_on_cancel(on_cancel)
+                .with_node_id(identity.id),
         );
         Ok(App {
             addr,
@@ -160,6 +184,9 @@ impl App {
             https = self.tls.is_some(),
             admin = %self.admin_addr.map_or_else(|| "off".to_string(), |a| a.to_string()),
             admin_on_main = settings.admin_token.is_some(),
+            receive = settings.receive,
+            workers = settings.workers,
+            node = %self.state.node_id,
             rules = %settings.rules.display(),
             database = %settings.database,
             max_connections = limits.max_connections,

@@ -74,6 +74,9 @@ settings! {
     };
     /// Runs executed at once; 0 makes the node receive only.
     workers: usize = 16;
+    /// Serve the sources' paths on `listen`; `false` makes a worker-only
+    /// node (only /healthz, /readyz, /metrics, /api and /ui are served).
+    receive: bool = true;
     /// Largest accepted body, unless a source says otherwise.
     max_body: ByteSize = ByteSize(1024 * 1024);
     /// How long a resend is recognised.

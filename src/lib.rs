@@ -14,6 +14,7 @@ pub mod engine; // workers: leasing runs, executing steps, retries, concurrency
 pub mod faults; // test-only fault injection (HOOKFLOW_FAULTS), a no-op unless set
 pub mod keys; // documented configuration keys: what `hookflow schema` and docs/REFERENCE.md are made of
 pub mod metrics; // Prometheus series, named in one place
+pub mod nodes; // this process in the nodes registry (heartbeat), and the registry as shown
 pub mod ops; // run-log operations shared by the CLI and the API: replay, retry
 pub mod reference; // docs/REFERENCE.md, generated from the key tables and the settings table
 pub mod reload; // watching the rules and swapping in a valid set atomically

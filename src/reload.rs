@@ -137,6 +137,9 @@ pub struct Reloader {
     /// Refuse a set whose verifier secrets come from a public
     /// `${NAME:-default}` (SPEC §10: `serve` without `--dev`).
     refuse_defaulted_secrets: std::sync::atomic::AtomicBool,
+    /// Notified after a new set is swapped in (the nodes registry's
+    /// heartbeat reports the new hash at once).
+    changed: Arc<tokio::sync::Notify>,
 }
 
 impl Reloader {
@@ -156,6 +159,7 @@ impl Reloader {
             }),
             loading: Mutex::new(()),
             refuse_defaulted_secrets: std::sync::atomic::AtomicBool::new(false),
+            changed: Arc::new(tokio::sync::Notify::new()),
         })
     }
 
@@ -170,6 +174,12 @@ impl Reloader {
     /// The shared handle every reader uses.
     pub fn rules(&self) -> SharedRules {
         self.rules.clone()
+    }
+
+    /// Notified (`notify_one`: a change is never lost) after every reload
+    /// that swapped in a new set.
+    pub fn changed(&self) -> Arc<tokio::sync::Notify> {
+        self.changed.clone()
     }
 
     pub fn dir(&self) -> &Path {
@@ -228,6 +238,7 @@ impl Reloader {
                     set.warnings().iter().map(ToString::to_string).collect();
                 let (rules, sources) = (set.rules().len(), set.sources().len());
                 self.rules.store(Arc::new(set));
+                self.changed.notify_one();
                 status.loaded_at = now;
                 status.last_outcome = Some("ok");
                 status.errors.clear();

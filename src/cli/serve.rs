@@ -45,6 +45,10 @@ pub struct Args {
     /// Runs executed at once (default 16; 0: receive only, run nothing).
     #[arg(long)]
     workers: Option<String>,
+    /// Serve the sources' paths (default true; false: a worker-only node
+    /// answering only /healthz, /readyz, /metrics, /api and /ui).
+    #[arg(long, value_name = "BOOL")]
+    receive: Option<String>,
     /// Largest accepted body (default 1MiB).
     #[arg(long, value_name = "SIZE")]
     max_body: Option<String>,
@@ -110,6 +114,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .flag("listen", args.listen)
         .flag("admin_listen", args.admin_listen)
         .flag("workers", args.workers)
+        .flag("receive", args.receive)
         .flag("max_body", args.max_body)
         .flag("dedupe_window", args.dedupe_window)
         .flag("retention", args.retention)

@@ -66,6 +66,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
     let mut test_problems = Vec::new();
     let mut declared_rules: Vec<DeclaredRule> = Vec::new();
     let mut secret_files = BTreeSet::new();
+    let mut hash = RuleSetHash::new(dir);
     for path in &files {
         let name: Arc<str> = path.display().to_string().into();
         let text = match std::fs::read_to_string(path) {
@@ -75,6 +76,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
                 continue;
             }
         };
+        hash.add(path, &text);
         let root = match node::parse(&text) {
             Ok(root) => root,
             Err(e) => {
@@ -166,7 +168,43 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         test_problems,
         files,
         secret_files: secret_files.into_iter().collect(),
+        hash: hash.finish(),
     })
+}
+
+/// The rule set's fingerprint (SPEC §9: nodes whose rule sets differ are
+/// flagged): SHA-256 over each file's path below the rules directory and
+/// its text as read, in load order. The text is hashed before `${NAME}`
+/// and `${file:…}` are substituted, so per-node secrets and environments
+/// do not make equal files differ, and no secret goes into the hash.
+struct RuleSetHash {
+    dir: PathBuf,
+    hasher: sha2::Sha256,
+}
+
+impl RuleSetHash {
+    fn new(dir: &Path) -> Self {
+        RuleSetHash {
+            dir: dir.to_path_buf(),
+            hasher: sha2::Sha256::default(),
+        }
+    }
+
+    fn add(&mut self, path: &Path, text: &str) {
+        use sha2::Digest;
+        let relative = path.strip_prefix(&self.dir).unwrap_or(path);
+        let name = relative.to_string_lossy();
+        // Lengths first: ("a", "bc") and ("ab", "c") must not collide.
+        for part in [name.as_bytes(), text.as_bytes()] {
+            self.hasher.update((part.len() as u64).to_be_bytes());
+            self.hasher.update(part);
+        }
+    }
+
+    fn finish(self) -> String {
+        use sha2::Digest;
+        hex::encode(self.hasher.finalize().as_slice())
+    }
 }
 
 fn file_error(file: Arc<str>, message: &str) -> Diagnostic {

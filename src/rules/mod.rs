@@ -56,6 +56,8 @@ pub struct RuleSet {
     files: Vec<PathBuf>,
     /// The files read by `${file:PATH}` secrets.
     secret_files: Vec<PathBuf>,
+    /// SHA-256 (hex) of the rule files as read (`load::RuleSetHash`).
+    hash: String,
 }
 
 impl RuleSet {
@@ -121,6 +123,13 @@ impl RuleSet {
     /// symlinks unresolved): the reloader watches their directories.
     pub fn secret_files(&self) -> &[PathBuf] {
         &self.secret_files
+    }
+
+    /// SHA-256 (hex) of the rule files' paths (below the rules directory)
+    /// and text before `${…}` substitution: equal on nodes that run the
+    /// same files, whatever their secrets (`GET /api/nodes` compares it).
+    pub fn hash(&self) -> &str {
+        &self.hash
     }
 
     /// The files the set was loaded from.

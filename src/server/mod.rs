@@ -44,6 +44,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub on_queued: OnQueued,
     pub on_cancel: OnCancel,
+    /// This process's id in the nodes registry (`crate::nodes`).
+    pub node_id: String,
     limiters: client::RateLimiters,
     /// Rejected requests are logged at most this fast, so a flood of forged
     /// requests cannot fill the disk; the rest are only counted.
@@ -77,6 +79,7 @@ impl AppState {
             settings,
             on_queued,
             on_cancel: Arc::new(|_| false),
+            node_id: String::new(),
             limiters: client::RateLimiters::default(),
             reject_log: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
             ids: Mutex::new(ulid::Generator::new()),
@@ -88,6 +91,13 @@ impl AppState {
     /// `cancel_local`); without it, runs stop at their lease heartbeat.
     pub fn with_on_cancel(mut self, on_cancel: OnCancel) -> Self {
         self.on_cancel = on_cancel;
+        self
+    }
+
+    /// Sets this process's id in the nodes registry (`GET /api/nodes`
+    /// marks it as the node that answered).
+    pub fn with_node_id(mut self, node_id: String) -> Self {
+        self.node_id = node_id;
         self
     }
 
@@ -143,6 +153,7 @@ fn admin_routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/runs/retry", post(api::bulk::retry))
         .route("/deliveries/replay", post(api::bulk::replay))
         .route("/operator-actions", get(api::runlog::operator_actions))
+        .route("/nodes", get(api::nodes))
         .route("/openapi.json", get(openapi::document));
     Router::new()
         .nest("/api", api)
@@ -164,6 +175,8 @@ pub fn router(state: Arc<AppState>, surface: Surface) -> Router {
         app = app.merge(admin_routes(&state));
     }
     let app = match surface {
+        // A worker-only node (`receive: false`) serves no source path.
+        Surface::Webhooks if !state.settings.receive => app.fallback(webhooks_not_found),
         Surface::Webhooks => app.fallback(receive::receive),
         Surface::Admin => {
             app.fallback(admin_not_found)
@@ -184,7 +197,7 @@ pub fn router(state: Arc<AppState>, surface: Surface) -> Router {
 /// by pattern — never the names of the sources (SPEC §4).
 pub fn not_found(state: &AppState, surface: Surface) -> axum::response::Response {
     let mut paths = Vec::new();
-    if surface == Surface::Webhooks {
+    if surface == Surface::Webhooks && state.settings.receive {
         paths.push("/hooks/<source>");
     }
     if surface == Surface::Admin || state.settings.admin_token.is_some() {
@@ -193,6 +206,12 @@ pub fn not_found(state: &AppState, surface: Surface) -> axum::response::Response
     paths.extend(["/healthz", "/readyz"]);
     let body = serde_json::json!({ "error": "no such path", "paths": paths });
     (axum::http::StatusCode::NOT_FOUND, axum::Json(body)).into_response()
+}
+
+async fn webhooks_not_found(
+    axum::extract::State(state): axum::extract::State<Arc<AppState>>,
+) -> axum::response::Response {
+    not_found(&state, Surface::Webhooks)
 }
 
 async fn admin_not_found(

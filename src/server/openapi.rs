@@ -22,7 +22,7 @@ use super::api::{self, dto};
 #[openapi(
     info(
         title = "hookflow",
-        description = "The run log, replay and retry, and the loaded rules of a hookflow server. Times are unix milliseconds. An empty query parameter is the same as an absent one."
+        description = "The run log, replay and retry, the loaded rules and the nodes registry of a hookflow server. Times are unix milliseconds. An empty query parameter is the same as an absent one."
     ),
     paths(
         api::runlog::list_deliveries,
@@ -37,6 +37,7 @@ use super::api::{self, dto};
         api::runlog::operator_actions,
         api::rules,
         api::reload,
+        api::nodes,
     ),
     components(schemas(
         dto::ErrorBody,
@@ -67,6 +68,9 @@ use super::api::{self, dto};
         dto::StepView,
         dto::ReloadStatus,
         dto::ReloadReport,
+        crate::nodes::NodesView,
+        crate::nodes::NodeView,
+        crate::nodes::NodeState,
     ))
 )]
 pub struct ApiDoc;

@@ -163,6 +163,24 @@ pub trait Store: Send + Sync + 'static {
     /// The dashboard overview's figures as of `now_ms` ([`stats`]).
     async fn overview(&self, now_ms: i64) -> Result<stats::Overview>;
 
+    // The nodes registry (SPEC §9, `nodes.rs`).
+
+    /// Register `node`, or refresh its row: its info as given and its
+    /// heartbeat now, on the store's clock (PostgreSQL's `now()`, never the
+    /// node's). `started_at` is set by the first beat and kept after.
+    async fn beat_node(&self, node: &NodeInfo) -> Result<()>;
+
+    /// Every registered node by id, each with its heartbeat's age on the
+    /// store's clock (so nodes with skewed clocks agree on who is stale).
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+
+    /// Delete the rows of nodes whose last heartbeat is more than
+    /// `silent_ms` old (store's clock); returns how many went.
+    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64>;
+
+    /// Delete node `id`'s row (it stops gracefully); `false` if it had none.
+    async fn remove_node(&self, id: &str) -> Result<bool>;
+
     /// Notified when another node may have queued or freed work (runs
     /// queued, a concurrency slot freed), so idle workers lease at once
     /// instead of at their next poll. `None` (the default): this process is

@@ -24,6 +24,7 @@ pub mod control;
 pub mod copy;
 mod encode;
 mod error;
+pub mod nodes;
 pub mod postgres;
 mod records;
 pub mod sqlite;
@@ -37,6 +38,7 @@ pub use control::{
 };
 pub(crate) use error::Context;
 pub use error::StoreError;
+pub use nodes::{NodeInfo, NodeRecord};
 pub use postgres::PostgresStore;
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore, Synchronous};

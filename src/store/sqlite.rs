@@ -23,6 +23,7 @@ use super::{
     DeliverySummary, LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Release, Renewal, Result,
     RetryOutcome, RunFilter, RunRecord, StepRecord, StepSaved, Store, StoreError,
 };
+use super::{NodeInfo, NodeRecord};
 
 mod attempts;
 mod audit;
@@ -32,6 +33,7 @@ mod checkpoint;
 mod connection;
 mod deliveries;
 mod migrate;
+mod nodes;
 mod prune;
 mod queue;
 mod raw;
@@ -412,6 +414,34 @@ impl Store for SqliteStore {
             .run(audit::LIST, move |conn| {
                 audit::list(conn, target.as_deref(), limit)
             })
+            .await
+    }
+
+    async fn beat_node(&self, node: &NodeInfo) -> Result<()> {
+        let node = node.clone();
+        self.writer
+            .call(nodes::BEAT, move |conn| nodes::beat(conn, &node, now_ms()))
+            .await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        self.readers
+            .run(nodes::LIST, |conn| nodes::list(conn, now_ms()))
+            .await
+    }
+
+    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64> {
+        self.writer
+            .call(nodes::FORGET, move |conn| {
+                nodes::forget(conn, silent_ms, now_ms())
+            })
+            .await
+    }
+
+    async fn remove_node(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.writer
+            .call(nodes::REMOVE, move |conn| nodes::remove(conn, &id))
             .await
     }
 

@@ -25,6 +25,7 @@ mod hardening;
 mod malformed;
 mod migrate;
 mod multi_node;
+mod nodes;
 mod payload_schema;
 mod pg_serving;
 mod receive;

@@ -3,7 +3,8 @@
 //! accept and dedupe (window, races), leasing with per-rule concurrency,
 //! step records and lost leases, renew / release / reclaim, a lease taken
 //! over by another node after it expired, retry races, replays, retention,
-//! listings, cancel, keyed concurrency, the audit trail and the overview.
+//! listings, cancel, keyed concurrency, the audit trail, the overview and
+//! the nodes registry.
 //!
 //! Each case is a `pub async fn(Stores)` in a file under `store_contract/`;
 //! [`contract!`] instantiates every case as a test per backend. A case gets
@@ -23,6 +24,7 @@ use serde_json::json;
 mod accept;
 mod keyed;
 mod leasing;
+mod nodes;
 mod operators;
 mod runs;
 mod steering;
@@ -135,6 +137,8 @@ macro_rules! contract {
             operators::a_retry_with_a_redefinition_replaces_the_definition,
             operators::runs_waiting_for_a_retry_are_listed_as_waiting,
             operators::the_overview_counts_deliveries_runs_and_rule_rates,
+            nodes::nodes_register_beat_and_list_across_handles,
+            nodes::silent_nodes_are_forgotten_and_a_stopping_node_leaves,
         );
     };
     (@cases $backend:ident, $fixture:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -277,6 +277,7 @@ async fn every_page_answers_with_the_csp_and_unknown_ids_are_404_pages() {
         "/ui/deliveries",
         "/ui/runs",
         "/ui/rules",
+        "/ui/nodes",
         "/ui/deliveries/nope",
         "/ui/runs/nope",
     ] {
@@ -449,5 +450,59 @@ rules:
         html.split("<tr>")
             .any(|r| r.contains("on-push") && r.contains("matched")),
         "{html}"
+    );
+}
+
+#[tokio::test]
+async fn the_nodes_page_lists_this_node_with_its_roles_and_heartbeat() {
+    let app = spawn_app(&[("r.yaml", RULES)]).await;
+    let client = no_redirects();
+    let api: serde_json::Value = client
+        .get(app.admin_url("/api/nodes"))
+        .send()
+        .await
+        .expect("api")
+        .json()
+        .await
+        .expect("json");
+    let id = api["this_node"]
+        .as_str()
+        .expect("this node's id")
+        .to_owned();
+    let hash = api["nodes"][0]["rule_set_hash"]
+        .as_str()
+        .expect("hash")
+        .to_owned();
+    let page = client
+        .get(app.admin_url("/ui/nodes"))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(page.status(), 200);
+    let html = page.text().await.expect("html");
+    let row_at = html
+        .find(&format!(r#"data-node="{id}""#))
+        .unwrap_or_else(|| panic!("a row for {id}: {html}"));
+    let row = &html[row_at
+        ..html[row_at..]
+            .find("</tr>")
+            .map_or(html.len(), |e| row_at + e)];
+    assert!(row.contains("(this node)"), "{row}");
+    assert!(row.contains(">alive<"), "{row}");
+    assert!(row.contains(">receive<"), "roles: {row}");
+    assert!(
+        row.contains(&format!(">{}", &hash[..12])),
+        "short hash: {row}"
+    );
+    assert!(row.contains(" s ago"), "heartbeat age: {row}");
+    assert!(row.contains(env!("CARGO_PKG_VERSION")), "{row}");
+    assert!(row.contains(&app.addr.to_string()), "{row}");
+    assert!(
+        !html.contains("rule-sets-differ"),
+        "one node, one rule set: {html}"
+    );
+    assert!(
+        html.contains(r#"href="/ui/nodes" aria-current="page""#),
+        "the nav links here: {html}"
     );
 }

@@ -1,5 +1,5 @@
 //! The JSON API under `/api` (SPEC §8): the run log (`runlog`), replay and
-//! retry (`ops`), the loaded rules and reloads (here). Every handler is
+//! retry (`ops`), the loaded rules, reloads and the nodes registry (here). Every handler is
 //! annotated for the OpenAPI document (`server::openapi`), and answers
 //! with the types in `dto`, so the document describes what they return.
 
@@ -104,4 +104,23 @@ pub async fn reload(
             super::receive::error(StatusCode::INTERNAL_SERVER_ERROR, "the reload task failed")
         }
     }
+}
+
+/// `GET /api/nodes`: every node registered in the shared store (SPEC §9),
+/// alive or stale, with its roles and rule-set hash, and whether the alive
+/// nodes' rule sets differ.
+#[utoipa::path(
+    get,
+    path = "/api/nodes",
+    tag = "nodes",
+    responses(
+        (status = 200, description = "The registered nodes by id; `rule_sets_differ` is true when the alive nodes do not all run the same rule files, and each node's `rule_set_matches_majority` says whether it runs the set most alive nodes run", body = crate::nodes::NodesView),
+        (status = 500, description = "The store could not be read", body = dto::ErrorBody),
+    )
+)]
+pub async fn nodes(
+    State(app): State<Arc<AppState>>,
+) -> Result<Json<crate::nodes::NodesView>, ApiError> {
+    let records = app.store.list_nodes().await?;
+    Ok(Json(crate::nodes::view(records, &app.node_id)))
 }

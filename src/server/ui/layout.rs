@@ -18,11 +18,12 @@ use super::auth::Current;
 const HTMX_CONFIG: &str = r#"{"allowEval":false,"allowScriptTags":false,"includeIndicatorStyles":false,"selfRequestsOnly":true,"historyCacheSize":0}"#;
 
 /// The navigation: (path, label).
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 5] = [
     ("/ui/", "Overview"),
     ("/ui/deliveries", "Deliveries"),
     ("/ui/runs", "Runs"),
     ("/ui/rules", "Rules"),
+    ("/ui/nodes", "Nodes"),
 ];
 
 /// A full page: `title`, the navigation (with `active` marked), `body`.

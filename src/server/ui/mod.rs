@@ -14,6 +14,7 @@ pub mod auth;
 mod deliveries;
 mod delivery;
 mod layout;
+mod nodes;
 mod overview;
 mod rules;
 mod run;
@@ -56,6 +57,7 @@ pub fn routes(state: &Arc<AppState>) -> Router<Arc<AppState>> {
         .route("/ui/runs/{id}/retry", post(run::retry))
         .route("/ui/runs/{id}/cancel", post(run::cancel))
         .route("/ui/rules", get(rules::page))
+        .route("/ui/nodes", get(nodes::page))
         .route("/ui/logout", post(auth::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

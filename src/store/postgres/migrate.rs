@@ -35,6 +35,12 @@ const MIGRATIONS: &[(u32, &str, &str, u32)] = &[
         include_str!("../migrations/postgres/0003_concurrency_key.sql"),
         1,
     ),
+    (
+        4,
+        "nodes",
+        include_str!("../migrations/postgres/0004_nodes.sql"),
+        1,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -32,6 +32,7 @@ use super::{
     LeaseRequest, Leased, NewDelivery, NewRun, Rejected, Release, Renewal, Result, RetryOutcome,
     RunFilter, RunRecord, StepRecord, StepSaved, Store, StoreError,
 };
+use super::{NodeInfo, NodeRecord};
 
 mod attempts;
 mod audit;
@@ -39,6 +40,7 @@ mod cancel;
 mod deliveries;
 mod listen;
 mod migrate;
+mod nodes;
 mod queue;
 mod raw;
 mod runs;
@@ -391,6 +393,26 @@ impl Store for PostgresStore {
     async fn overview(&self, now_ms: i64) -> Result<super::stats::Overview> {
         let conn = self.conn(stats::OVERVIEW).await?;
         stats::overview(&conn, now_ms).await
+    }
+
+    async fn beat_node(&self, node: &NodeInfo) -> Result<()> {
+        let conn = self.conn(nodes::BEAT).await?;
+        nodes::beat(&conn, node).await
+    }
+
+    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+        let conn = self.conn(nodes::LIST).await?;
+        nodes::list(&conn).await
+    }
+
+    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64> {
+        let conn = self.conn(nodes::FORGET).await?;
+        nodes::forget(&conn, silent_ms).await
+    }
+
+    async fn remove_node(&self, id: &str) -> Result<bool> {
+        let conn = self.conn(nodes::REMOVE).await?;
+        nodes::remove(&conn, id).await
     }
 
     fn wakeups(&self) -> Option<Arc<Notify>> {

@@ -43,6 +43,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "concurrency_key",
         include_str!("../migrations/sqlite/0007_concurrency_key.sql"),
     ),
+    (
+        8,
+        "nodes",
+        include_str!("../migrations/sqlite/0008_nodes.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.
