@@ -404,10 +404,11 @@ async fn attacker_text_shows_as_text_and_the_page_fits_360_px() {
     let base = format!("http://{}", app.admin_addr);
     browser
         .run("narrow-xss", move |c| async move {
+            // The delivery's page last: its text is read after the loop.
             for path in [
+                "/ui/nodes".to_owned(),
                 "/ui/deliveries".to_owned(),
                 format!("/ui/deliveries/{id}"),
-                "/ui/nodes".to_owned(),
             ] {
                 // No token: the admin listener serves the dashboard without a login.
                 c.goto(&format!("{base}{path}")).await.expect("goto");
