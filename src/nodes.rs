@@ -71,9 +71,9 @@ pub async fn register(store: &dyn Store, identity: &Identity, rules: &SharedRule
     }
 }
 
-/// Beats every [`HEARTBEAT`] and whenever `reloaded` is notified (the rule
-/// set changed), deletes rows silent for [`FORGET_AFTER`] once a minute,
-/// and removes this node's row on shutdown.
+/// Beats every [`HEARTBEAT`] (on a shared store) and whenever `reloaded`
+/// is notified (the rule set changed), deletes rows silent for
+/// [`FORGET_AFTER`] once a minute, and removes this node's row on shutdown.
 pub fn spawn(
     store: Arc<dyn Store>,
     identity: Identity,
@@ -83,9 +83,16 @@ pub fn spawn(
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut beats: u32 = 0;
+        // A store of one process (SQLite) is written only when the rule
+        // set changes: an idle server commits nothing.
+        let period = if store.shared() {
+            HEARTBEAT
+        } else {
+            Duration::MAX
+        };
         loop {
             tokio::select! {
-                () = tokio::time::sleep(HEARTBEAT) => {}
+                () = sleep(period) => {}
                 () = reloaded.notified() => {}
                 () = shutdown.wait() => break,
             }
@@ -109,6 +116,16 @@ pub fn spawn(
             tracing::warn!(error = %e, "nodes registry: cannot remove this node's row on shutdown; it turns stale");
         }
     })
+}
+
+/// Sleeps `d`, or for ever for `Duration::MAX` (tokio's timer cannot
+/// hold a deadline that far).
+async fn sleep(d: Duration) {
+    if d == Duration::MAX {
+        std::future::pending::<()>().await;
+    } else {
+        tokio::time::sleep(d).await;
+    }
 }
 
 fn millis(d: Duration) -> i64 {
@@ -167,7 +184,7 @@ pub struct NodeView {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NodeState {
-    /// Beat within the last three intervals.
+    /// Beat within the last three intervals (or is the node answering).
     Alive,
     /// Silent longer: crashed, killed or cut off from the database (its
     /// runs are taken over when their leases expire).
@@ -188,7 +205,9 @@ impl NodeState {
 /// compared with it.
 pub fn view(records: Vec<NodeRecord>, this_node: &str) -> NodesView {
     let stale_after = millis(STALE_AFTER);
-    let alive = |r: &NodeRecord| r.heartbeat_age_ms <= stale_after;
+    // The node answering is alive whatever its row's age (on SQLite its
+    // row is written only at start and at reloads).
+    let alive = |r: &NodeRecord| r.heartbeat_age_ms <= stale_after || r.info.id == this_node;
     let mut votes: Vec<(&str, usize)> = Vec::new();
     for r in records.iter().filter(|r| alive(r)) {
         match votes.iter_mut().find(|(h, _)| *h == r.info.rule_set_hash) {

@@ -167,7 +167,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Register `node`, or refresh its row: its info as given and its
     /// heartbeat now, on the store's clock (PostgreSQL's `now()`, never the
-    /// node's). `started_at` is set by the first beat and kept after.
+    /// node's). `started_at` is set by the first beat and kept after. A
+    /// store of one process (SQLite) also deletes every other node's row:
+    /// they are of processes gone, as in [`Store::reclaim_leases`].
     async fn beat_node(&self, node: &NodeInfo) -> Result<()>;
 
     /// Every registered node by id, each with its heartbeat's age on the
@@ -180,6 +182,13 @@ pub trait Store: Send + Sync + 'static {
 
     /// Delete node `id`'s row (it stops gracefully); `false` if it had none.
     async fn remove_node(&self, id: &str) -> Result<bool>;
+
+    /// Whether other processes share this store (PostgreSQL). A store of
+    /// one process (SQLite, the default) needs no periodic heartbeat: the
+    /// node answering is the only one, and an idle server writes nothing.
+    fn shared(&self) -> bool {
+        false
+    }
 
     /// Notified when another node may have queued or freed work (runs
     /// queued, a concurrency slot freed), so idle workers lease at once

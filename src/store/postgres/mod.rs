@@ -415,6 +415,10 @@ impl Store for PostgresStore {
         nodes::remove(&conn, id).await
     }
 
+    fn shared(&self) -> bool {
+        true
+    }
+
     fn wakeups(&self) -> Option<Arc<Notify>> {
         Some(Arc::clone(&self.wake))
     }

@@ -1,5 +1,6 @@
 //! SQL of the `nodes` table: the nodes registry. SQLite has one process
-//! per file, so its clock is this process's.
+//! per file: its clock is this process's, and a beat deletes the rows of
+//! earlier processes.
 
 use rusqlite::{Connection, Row, params};
 
@@ -34,6 +35,10 @@ pub(super) fn beat(conn: &Connection, node: &NodeInfo, now_ms: i64) -> Result<()
         ])
     })
     .ctx(BEAT)?;
+    // One process per file: any other row is of a process gone.
+    conn.prepare_cached("DELETE FROM nodes WHERE id <> ?1")
+        .and_then(|mut stmt| stmt.execute([&node.id]))
+        .ctx(BEAT)?;
     Ok(())
 }
 
