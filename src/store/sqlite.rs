@@ -420,20 +420,22 @@ impl Store for SqliteStore {
     async fn beat_node(&self, node: &NodeInfo) -> Result<()> {
         let node = node.clone();
         self.writer
-            .call(nodes::BEAT, move |conn| nodes::beat(conn, &node, now_ms()))
+            .call(nodes::BEAT, move |conn| {
+                nodes::beat(conn, &node, nodes::clock_ms())
+            })
             .await
     }
 
     async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
         self.readers
-            .run(nodes::LIST, |conn| nodes::list(conn, now_ms()))
+            .run(nodes::LIST, |conn| nodes::list(conn, nodes::clock_ms()))
             .await
     }
 
     async fn forget_nodes(&self, silent_ms: i64) -> Result<u64> {
         self.writer
             .call(nodes::FORGET, move |conn| {
-                nodes::forget(conn, silent_ms, now_ms())
+                nodes::forget(conn, silent_ms, nodes::clock_ms())
             })
             .await
     }
