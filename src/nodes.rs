@@ -66,7 +66,7 @@ impl Identity {
 /// A failure is logged, not fatal: the registry is for operators, and the
 /// next beat tries again.
 pub async fn register(store: &dyn Store, identity: &Identity, rules: &SharedRules) {
-    if let Err(e) = store.beat_node(&identity.info(rules)).await {
+    if let Err(e) = store.beat_node(&identity.info(rules), now_ms()).await {
         tracing::warn!(error = %e, node = %identity.id, "cannot register this node in the nodes registry");
     }
 }
@@ -96,12 +96,12 @@ pub fn spawn(
                 () = reloaded.notified() => {}
                 () = shutdown.wait() => break,
             }
-            if let Err(e) = store.beat_node(&identity.info(&rules)).await {
+            if let Err(e) = store.beat_node(&identity.info(&rules), now_ms()).await {
                 tracing::warn!(error = %e, "nodes registry: heartbeat failed");
             }
             beats = beats.wrapping_add(1);
             if beats.is_multiple_of(FORGET_EVERY) {
-                match store.forget_nodes(millis(FORGET_AFTER)).await {
+                match store.forget_nodes(millis(FORGET_AFTER), now_ms()).await {
                     Ok(0) => {}
                     Ok(n) => {
                         tracing::info!(nodes = n, "nodes registry: forgot nodes silent for an hour")
@@ -353,4 +353,9 @@ mod tests {
         assert_eq!(v.nodes[1].roles, vec!["work"]);
         assert!(!v.rule_sets_differ);
     }
+}
+
+/// This node's clock in unix milliseconds, for a store without one.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }

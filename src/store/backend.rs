@@ -167,18 +167,19 @@ pub trait Store: Send + Sync + 'static {
 
     /// Register `node`, or refresh its row: its info as given and its
     /// heartbeat now, on the store's clock (PostgreSQL's `now()`, never the
-    /// node's). `started_at` is set by the first beat and kept after. A
+    /// node's; `now_ms`, the caller's clock, is the time for a store that
+    /// has no clock of its own: SQLite). `started_at` is set by the first beat and kept after. A
     /// store of one process (SQLite) also deletes every other node's row:
     /// they are of processes gone, as in [`Store::reclaim_leases`].
-    async fn beat_node(&self, node: &NodeInfo) -> Result<()>;
+    async fn beat_node(&self, node: &NodeInfo, now_ms: i64) -> Result<()>;
 
     /// Every registered node by id, each with its heartbeat's age on the
-    /// store's clock (so nodes with skewed clocks agree on who is stale).
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>>;
+    /// store's clock (`now_ms` where the store has none) (so nodes with skewed clocks agree on who is stale).
+    async fn list_nodes(&self, now_ms: i64) -> Result<Vec<NodeRecord>>;
 
     /// Delete the rows of nodes whose last heartbeat is more than
     /// `silent_ms` old (store's clock); returns how many went.
-    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64>;
+    async fn forget_nodes(&self, silent_ms: i64, now_ms: i64) -> Result<u64>;
 
     /// Delete node `id`'s row (it stops gracefully); `false` if it had none.
     async fn remove_node(&self, id: &str) -> Result<bool>;

@@ -417,25 +417,23 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn beat_node(&self, node: &NodeInfo) -> Result<()> {
+    async fn beat_node(&self, node: &NodeInfo, now_ms: i64) -> Result<()> {
         let node = node.clone();
         self.writer
-            .call(nodes::BEAT, move |conn| {
-                nodes::beat(conn, &node, nodes::clock_ms())
-            })
+            .call(nodes::BEAT, move |conn| nodes::beat(conn, &node, now_ms))
             .await
     }
 
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+    async fn list_nodes(&self, now_ms: i64) -> Result<Vec<NodeRecord>> {
         self.readers
-            .run(nodes::LIST, |conn| nodes::list(conn, nodes::clock_ms()))
+            .run(nodes::LIST, move |conn| nodes::list(conn, now_ms))
             .await
     }
 
-    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64> {
+    async fn forget_nodes(&self, silent_ms: i64, now_ms: i64) -> Result<u64> {
         self.writer
             .call(nodes::FORGET, move |conn| {
-                nodes::forget(conn, silent_ms, nodes::clock_ms())
+                nodes::forget(conn, silent_ms, now_ms)
             })
             .await
     }

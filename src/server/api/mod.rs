@@ -121,6 +121,6 @@ pub async fn reload(
 pub async fn nodes(
     State(app): State<Arc<AppState>>,
 ) -> Result<Json<crate::nodes::NodesView>, ApiError> {
-    let records = app.store.list_nodes().await?;
+    let records = app.store.list_nodes(crate::nodes::now_ms()).await?;
     Ok(Json(crate::nodes::view(records, &app.node_id)))
 }

@@ -21,7 +21,7 @@ pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(current): Extension<Current>,
 ) -> Result<Markup, UiError> {
-    let records = app.store.list_nodes().await?;
+    let records = app.store.list_nodes(crate::nodes::now_ms()).await?;
     let view = crate::nodes::view(records, &app.node_id);
     let body = html! {
         h1 { "Nodes (" (view.nodes.len()) ")" }

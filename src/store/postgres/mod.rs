@@ -395,17 +395,17 @@ impl Store for PostgresStore {
         stats::overview(&conn, now_ms).await
     }
 
-    async fn beat_node(&self, node: &NodeInfo) -> Result<()> {
+    async fn beat_node(&self, node: &NodeInfo, _now_ms: i64) -> Result<()> {
         let conn = self.conn(nodes::BEAT).await?;
         nodes::beat(&conn, node).await
     }
 
-    async fn list_nodes(&self) -> Result<Vec<NodeRecord>> {
+    async fn list_nodes(&self, _now_ms: i64) -> Result<Vec<NodeRecord>> {
         let conn = self.conn(nodes::LIST).await?;
         nodes::list(&conn).await
     }
 
-    async fn forget_nodes(&self, silent_ms: i64) -> Result<u64> {
+    async fn forget_nodes(&self, silent_ms: i64, _now_ms: i64) -> Result<u64> {
         let conn = self.conn(nodes::FORGET).await?;
         nodes::forget(&conn, silent_ms).await
     }

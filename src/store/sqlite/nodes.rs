@@ -88,8 +88,3 @@ pub(super) fn remove(conn: &Connection, id: &str) -> Result<bool> {
         .ctx(REMOVE)?;
     Ok(gone > 0)
 }
-
-/// This process's clock in unix milliseconds: SQLite's only clock.
-pub(super) fn clock_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
-}

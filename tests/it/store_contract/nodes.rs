@@ -6,7 +6,7 @@
 
 use hookflow::store::NodeInfo;
 
-use super::Stores;
+use super::{Stores, now_ms};
 
 fn node(id: &str, hash: &str) -> NodeInfo {
     NodeInfo {
@@ -22,8 +22,8 @@ fn node(id: &str, hash: &str) -> NodeInfo {
 
 pub async fn nodes_register_beat_and_list_across_handles(s: Stores) {
     let a = node("host-a-01", "aaaa");
-    s.a.beat_node(&a).await.expect("beat a");
-    let listed = s.b.list_nodes().await.expect("list");
+    s.a.beat_node(&a, now_ms()).await.expect("beat a");
+    let listed = s.b.list_nodes(now_ms()).await.expect("list");
     let infos: Vec<&NodeInfo> = listed.iter().map(|r| &r.info).collect();
     assert_eq!(infos, vec![&a], "registered as given");
     let first = listed[0].clone();
@@ -43,8 +43,10 @@ pub async fn nodes_register_beat_and_list_across_handles(s: Stores) {
     reloaded.workers = 0;
     // A scenario pause: the second beat must be at a later millisecond.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    s.a.beat_node(&reloaded).await.expect("beat again");
-    let listed = s.b.list_nodes().await.expect("list");
+    s.a.beat_node(&reloaded, now_ms())
+        .await
+        .expect("beat again");
+    let listed = s.b.list_nodes(now_ms()).await.expect("list");
     assert_eq!(listed.len(), 1, "a beat does not add a row: {listed:?}");
     let again = &listed[0];
     assert_eq!(again.info, reloaded);
@@ -61,8 +63,8 @@ pub async fn nodes_register_beat_and_list_across_handles(s: Stores) {
     let mut b = node("host-b-02", "aaaa");
     b.receive = false;
     b.admin_listen = None;
-    s.b.beat_node(&b).await.expect("beat b");
-    let listed = s.a.list_nodes().await.expect("list");
+    s.b.beat_node(&b, now_ms()).await.expect("beat b");
+    let listed = s.a.list_nodes(now_ms()).await.expect("list");
     let infos: Vec<&NodeInfo> = listed.iter().map(|r| &r.info).collect();
     if s.a.shared() {
         assert_eq!(infos, vec![&reloaded, &b], "both nodes, by id");
@@ -72,26 +74,30 @@ pub async fn nodes_register_beat_and_list_across_handles(s: Stores) {
 }
 
 pub async fn silent_nodes_are_forgotten_and_a_stopping_node_leaves(s: Stores) {
-    s.a.beat_node(&node("old", "h")).await.expect("beat old");
+    s.a.beat_node(&node("old", "h"), now_ms())
+        .await
+        .expect("beat old");
     // A scenario pause: "old" is then silent for at least 50 ms.
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    s.b.beat_node(&node("young", "h"))
+    s.b.beat_node(&node("young", "h"), now_ms())
         .await
         .expect("beat young");
 
     assert_eq!(
-        s.a.forget_nodes(3_600_000).await.expect("forget none"),
+        s.a.forget_nodes(3_600_000, now_ms())
+            .await
+            .expect("forget none"),
         0,
         "nobody silent for an hour"
     );
     // On a store of one process (SQLite) young's beat already removed old.
     assert_eq!(
-        s.a.forget_nodes(40).await.expect("forget old"),
+        s.a.forget_nodes(40, now_ms()).await.expect("forget old"),
         u64::from(s.a.shared()),
         "the node silent for 50 ms goes, the one that just beat stays"
     );
     let ids: Vec<String> =
-        s.b.list_nodes()
+        s.b.list_nodes(now_ms())
             .await
             .expect("list")
             .into_iter()
@@ -101,5 +107,5 @@ pub async fn silent_nodes_are_forgotten_and_a_stopping_node_leaves(s: Stores) {
 
     assert!(s.b.remove_node("young").await.expect("remove"));
     assert!(!s.a.remove_node("young").await.expect("remove twice"));
-    assert!(s.a.list_nodes().await.expect("list").is_empty());
+    assert!(s.a.list_nodes(now_ms()).await.expect("list").is_empty());
 }
