@@ -263,6 +263,11 @@ pub fn view(records: Vec<NodeRecord>, this_node: &str) -> NodesView {
     }
 }
 
+/// This node's clock in unix milliseconds, for a store without one.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,9 +358,4 @@ mod tests {
         assert_eq!(v.nodes[1].roles, vec!["work"]);
         assert!(!v.rule_sets_differ);
     }
-}
-
-/// This node's clock in unix milliseconds, for a store without one.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }

@@ -432,7 +432,7 @@ async fn rules_excluded_by_event_are_stored_by_name_and_explained_from_their_eve
         "--db".into(),
         format!("sqlite://{}", s.app.db_path.display()),
     ])
-    .cwd(changed.parent().unwrap().to_path_buf())
+    .cwd(changed.parent().unwrap())
     .run_async()
     .await;
     assert_eq!(ran.code, 0, "{}", ran.stderr);
