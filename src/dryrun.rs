@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use crate::actions::render_step;
 use crate::delivery::Delivery;
 use crate::rules::schema::SchemaMismatch;
-use crate::rules::{RuleSet, Trace};
+use crate::rules::model::SimulatedFailure;
+use crate::rules::{RuleSet, Step, Trace};
 use crate::template::TemplateContext;
 
 /// What the rules would do with a delivery.
@@ -27,6 +28,10 @@ pub struct DryRun {
 pub struct RunPreview {
     pub rule: String,
     pub steps: Vec<StepPreview>,
+    /// The rule's `on_failure` steps, rendered only for a simulated
+    /// failure (`hookflow test`'s `failure:`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub on_failure: Vec<StepPreview>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -47,6 +52,16 @@ pub struct StepPreview {
 
 /// Matches `delivery` and renders the steps of every matching rule.
 pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
+    dry_run_failing(set, delivery, None)
+}
+
+/// [`dry_run`], and with `failure` also each matching rule's `on_failure`
+/// steps, as if one of its runs had failed so.
+pub fn dry_run_failing(
+    set: &RuleSet,
+    delivery: &Delivery,
+    failure: Option<&SimulatedFailure>,
+) -> DryRun {
     let secrets = set.secrets();
     if let Some(Err(mut mismatch)) = set
         .source(&delivery.source)
@@ -76,26 +91,35 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
             let steps = rule
                 .steps
                 .iter()
-                .map(|step| {
-                    let (rendered, error) = match render_step(step, set.templates(), &ctx) {
-                        Ok(r) => (Some(secrets.redact_value(&r.view())), None),
-                        Err(e) => (None, Some(secrets.redact(&e.to_string()))),
-                    };
-                    StepPreview {
-                        step: step.label(),
-                        kind: step.action.kind(),
-                        condition: step
-                            .condition
-                            .as_ref()
-                            .map(|c| secrets.redact(&c.describe())),
-                        rendered,
-                        error,
-                    }
-                })
+                .map(|step| preview(set, step, &ctx))
                 .collect();
+            let on_failure = match failure {
+                Some(failure) => {
+                    let mut value = delivery.template_value(&rule.name, "dry-run", json!({}));
+                    if let Value::Object(map) = &mut value {
+                        map.insert(
+                            "failure".into(),
+                            json!({
+                                "run": "dry-run",
+                                "step": failure.step,
+                                "error": failure.error,
+                                "attempts": failure.attempts,
+                                "count": failure.count,
+                            }),
+                        );
+                    }
+                    let ctx = TemplateContext::new(value);
+                    rule.on_failure
+                        .iter()
+                        .map(|step| preview(set, step, &ctx))
+                        .collect()
+                }
+                None => Vec::new(),
+            };
             RunPreview {
                 rule: rule.name.clone(),
                 steps,
+                on_failure,
             }
         })
         .collect();
@@ -103,5 +127,24 @@ pub fn dry_run(set: &RuleSet, delivery: &Delivery) -> DryRun {
         refused: None,
         trace,
         runs,
+    }
+}
+
+/// One step rendered over `ctx`, or why it could not be.
+fn preview(set: &RuleSet, step: &Step, ctx: &TemplateContext) -> StepPreview {
+    let secrets = set.secrets();
+    let (rendered, error) = match render_step(step, set.templates(), ctx) {
+        Ok(r) => (Some(secrets.redact_value(&r.view())), None),
+        Err(e) => (None, Some(secrets.redact(&e.to_string()))),
+    };
+    StepPreview {
+        step: step.label(),
+        kind: step.action.kind(),
+        condition: step
+            .condition
+            .as_ref()
+            .map(|c| secrets.redact(&c.describe())),
+        rendered,
+        error,
     }
 }

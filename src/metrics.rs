@@ -56,6 +56,10 @@ fn describe() {
     );
     describe_counter!("hookflow_runs_total", "Runs finished, by rule and outcome");
     describe_counter!(
+        "hookflow_on_failure_total",
+        "on_failure executions finished, by rule and outcome"
+    );
+    describe_counter!(
         "hookflow_attempts_total",
         "Step attempts, by action kind and outcome"
     );
@@ -112,6 +116,13 @@ pub fn matched(rule: &str) {
 /// A run reached a final state (`succeeded`, `failed`, `cancelled`).
 pub fn run_finished(rule: &str, outcome: crate::store::RunStatus) {
     counter!("hookflow_runs_total", "rule" => rule.to_string(), "outcome" => outcome.as_str())
+        .increment(1);
+}
+
+/// A rule's `on_failure` execution (a run of its own) reached a final
+/// state. Not counted in `hookflow_runs_total`.
+pub fn on_failure_finished(rule: &str, outcome: crate::store::RunStatus) {
+    counter!("hookflow_on_failure_total", "rule" => rule.to_string(), "outcome" => outcome.as_str())
         .increment(1);
 }
 

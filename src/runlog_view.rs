@@ -287,6 +287,12 @@ pub struct RunItem {
     pub updated_at: i64,
     pub finished_at: Option<i64>,
     pub error: Option<String>,
+    /// `rule` (its rule's actions), or `on_failure`: its rule's
+    /// `on_failure` steps, run because a run of the rule failed.
+    pub kind: String,
+    /// For an `on_failure` run: the failure it reports (`run`, `step`,
+    /// `error`, `attempts`, `count`), secrets redacted.
+    pub failure: Option<Value>,
 }
 
 /// A run with every attempt of every step.
@@ -423,6 +429,12 @@ impl Redact<'_> {
             updated_at: r.updated_at,
             finished_at: r.finished_at,
             error: self.opt(r.error.as_deref()),
+            kind: r.kind.as_str().to_owned(),
+            failure: r
+                .failure
+                .as_ref()
+                .and_then(|f| serde_json::to_value(f).ok())
+                .map(|v| self.0.redact_value(&v)),
         }
     }
 

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::delivery::Delivery;
-use crate::dryrun::dry_run;
+use crate::dryrun::dry_run_failing;
 use crate::rules::condition::json_eq;
 use crate::rules::{RuleSet, RuleTest};
 
@@ -81,7 +81,7 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
             };
         }
     };
-    let result = dry_run(set, &delivery);
+    let result = dry_run_failing(set, &delivery, test.failure.as_ref());
     if let Some(want) = test.expect_rejected {
         return match &result.refused {
             Some(_) if want == 422 => Vec::new(),
@@ -132,8 +132,9 @@ pub fn run_test(set: &RuleSet, test: &RuleTest) -> Vec<String> {
     problems
 }
 
-/// Finds `rule.step.field.path` in a dry run. Rule names and step ids may
-/// contain dots, so the longest known prefix wins.
+/// Finds `rule.step.field.path` (or `rule.on_failure.step.field.path`) in
+/// a dry run. Rule names and step ids may contain dots, so the longest
+/// known prefix wins.
 fn lookup_render(
     set: &RuleSet,
     result: &crate::dryrun::DryRun,
@@ -151,8 +152,20 @@ fn lookup_render(
         .iter()
         .find(|r| r.rule == rule.name)
         .ok_or_else(|| format!("rule {} did not match, so nothing was rendered", rule.name))?;
-    let step = run
-        .steps
+    // `rule.on_failure.<step>.field`: the steps rendered for the test's
+    // simulated `failure:`.
+    let (steps, rest) = match rest.strip_prefix("on_failure.") {
+        Some(after) if !rule.on_failure.is_empty() => {
+            if run.on_failure.is_empty() {
+                return Err(
+                    "on_failure steps are rendered only in a test with `failure:`".to_string(),
+                );
+            }
+            (&run.on_failure, after)
+        }
+        _ => (&run.steps, rest),
+    };
+    let step = steps
         .iter()
         .filter(|s| rest.starts_with(&format!("{}.", s.step)))
         .max_by_key(|s| s.step.len())

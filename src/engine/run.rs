@@ -15,11 +15,11 @@ use super::held::Cancel;
 use super::{Shared, lease_until, millis, now_ms, retry};
 use crate::actions::{self, ActionEnv, Fault, Outcome, render_step};
 use crate::delivery::Delivery;
-use crate::rules::{MatchInput, Secrets, Step};
+use crate::rules::{MatchInput, Rule, Secrets, Step};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, CANCELLED_BY_OPERATOR, DeliveryRecord, LeasedRun,
-    MAX_LEASE_EXPIRIES, RunProgress, RunRecord, RunStatus, StepRecord, StepSaved, StoreError,
-    WORKER_LOST,
+    AttemptOutcome, AttemptRecord, CANCELLED_BY_OPERATOR, DeliveryRecord, Failure,
+    FailureHandler, LeasedRun, MAX_LEASE_EXPIRIES, RunKind, RunProgress, RunRecord, RunStatus,
+    StepRecord, StepSaved, StoreError, WORKER_LOST,
 };
 use crate::template::TemplateContext;
 
@@ -42,6 +42,71 @@ async fn execute_run(
     run: RunRecord,
     delivery: Option<DeliveryRecord>,
 ) -> Option<StepRecord> {
+    let resolved = shared.snapshots.resolve(&shared.rules, &run);
+    let mut record = execute_steps(shared, &run, &resolved, delivery).await?;
+    if let RunProgress::Finished { status, .. } = &record.progress {
+        let status = *status;
+        match run.kind {
+            RunKind::Rule => crate::metrics::run_finished(&run.rule, status),
+            RunKind::OnFailure => crate::metrics::on_failure_finished(&run.rule, status),
+        }
+        if status == RunStatus::Failed
+            && run.kind == RunKind::Rule
+            && let Ok(resolved) = &resolved
+        {
+            record.on_failure = failure_handler(&run, resolved.rule(), &record);
+        }
+    }
+    Some(record)
+}
+
+/// The `on_failure` run a failed run's record queues, if its rule has
+/// `on_failure` steps: which step failed, why, after how many attempts.
+fn failure_handler(run: &RunRecord, rule: &Rule, record: &StepRecord) -> Option<FailureHandler> {
+    if rule.on_failure.is_empty() {
+        return None;
+    }
+    let RunProgress::Finished { error, .. } = &record.progress else {
+        return None;
+    };
+    let failed_attempt = record
+        .attempt
+        .as_ref()
+        .filter(|a| a.outcome == AttemptOutcome::Failed);
+    let step = match failed_attempt {
+        Some(attempt) => attempt.step_id.clone(),
+        // Failed before a step ran (a lost worker): the step it was at.
+        None => rule
+            .steps
+            .get(record.next_step as usize)
+            .map(Step::label)
+            .unwrap_or_default(),
+    };
+    let error = failed_attempt
+        .and_then(|a| a.error.clone())
+        .or_else(|| error.clone())
+        .unwrap_or_default();
+    Some(FailureHandler {
+        id: ulid::Ulid::new().to_string(),
+        every_ms: rule.on_failure_every.map(millis),
+        failure: Failure {
+            run: run.id.clone(),
+            step,
+            error,
+            attempts: record.attempts_at_next_step,
+            count: 1,
+        },
+    })
+}
+
+/// The run's steps — its rule's `actions`, or for an `on_failure` run its
+/// `on_failure` steps — from the first unfinished one.
+async fn execute_steps(
+    shared: &Shared,
+    run: &RunRecord,
+    resolved: &Result<Resolved, String>,
+    delivery: Option<DeliveryRecord>,
+) -> Option<StepRecord> {
     if run.lease_expiries >= MAX_LEASE_EXPIRIES {
         // Its workers keep disappearing mid-step (a panic, a node killed):
         // running it again would only lose another.
@@ -52,9 +117,13 @@ async fn execute_run(
         return Some(fail_before_steps(shared, &run, error));
     }
     let mut cancel = shared.held.signal(&run.id);
-    let resolved = match shared.snapshots.resolve(&shared.rules, &run) {
+    let resolved = match resolved {
         Ok(resolved) => resolved,
-        Err(error) => return Some(fail_before_steps(shared, &run, error)),
+        Err(error) => return Some(fail_before_steps(shared, &run, error.clone())),
+    };
+    let steps = match run.kind {
+        RunKind::Rule => &resolved.rule().steps,
+        RunKind::OnFailure => &resolved.rule().on_failure,
     };
     let Some(delivery) = delivery else {
         let error = format!("its delivery {} is not in the run log", run.delivery_id);
@@ -79,17 +148,16 @@ async fn execute_run(
         // Between steps too: an operator's cancel means nothing after the
         // step it arrived during runs.
         if cancel.is_cancelled() {
-            crate::metrics::run_finished(&run.rule, RunStatus::Cancelled);
             return Some(progress.record(&run, shared, None, false, cancelled()));
         }
-        let record = match resolved.rule().steps.get(progress.next_step) {
+        let record = match steps.get(progress.next_step) {
             Some(step) => {
                 run_step(
                     shared,
                     &run,
-                    &resolved,
+                    resolved,
                     &delivery,
-                    step,
+                    (step, steps.len()),
                     &mut progress,
                     &mut cancel,
                 )
@@ -105,9 +173,6 @@ async fn execute_run(
             ),
         };
         if !matches!(record.progress, RunProgress::Continue { .. }) {
-            if let RunProgress::Finished { status, .. } = &record.progress {
-                crate::metrics::run_finished(&run.rule, *status);
-            }
             return Some(record);
         }
         match save(shared, record).await {
@@ -150,6 +215,7 @@ impl Progress {
             attempts_at_next_step: self.attempts,
             outputs: outputs_changed.then(|| Value::Object(self.outputs.clone())),
             progress,
+            on_failure: None,
         }
     }
 
@@ -182,16 +248,16 @@ async fn run_step(
     run: &RunRecord,
     resolved: &Resolved,
     delivery: &Delivery,
-    step: &Step,
+    (step, steps): (&Step, usize),
     progress: &mut Progress,
     cancel: &mut Cancel,
 ) -> StepRecord {
     let rule = resolved.rule();
     let secrets = resolved.secrets();
-    let steps = rule.steps.len();
-    let ctx = TemplateContext::new(delivery.template_value(
+    let ctx = TemplateContext::new(template_value(
+        delivery,
         &rule.name,
-        &run.id,
+        run,
         Value::Object(progress.outputs.clone()),
     ));
     let started_at = now_ms();
@@ -232,7 +298,6 @@ async fn run_step(
             outcome = actions::execute(&step.action, rendered, &env) => outcome,
             () = cancel.cancelled() => {
                 tracing::info!(step = %step.label(), attempt, "step stopped: the run was cancelled");
-                crate::metrics::run_finished(&run.rule, RunStatus::Cancelled);
                 let record = AttemptRecord {
                     duration_ms: Some(now_ms().saturating_sub(started_at)),
                     error: Some(CANCELLED_BY_OPERATOR.to_owned()),
@@ -351,6 +416,40 @@ impl Progress {
     }
 }
 
+/// The template context of a step: the delivery's, with `rule`, `run` and
+/// `steps`; an `on_failure` run's also has `failure` (step, error,
+/// attempts, count) and its `run.id` is the failed run's (its own id is
+/// `run.handler`).
+pub(crate) fn template_value(
+    delivery: &Delivery,
+    rule: &str,
+    run: &RunRecord,
+    steps: Value,
+) -> Value {
+    let Some(failure) = &run.failure else {
+        return delivery.template_value(rule, &run.id, steps);
+    };
+    let mut value = delivery.template_value(rule, &failure.run, steps);
+    if let Value::Object(map) = &mut value {
+        if let Some(Value::Object(run_value)) = map.get_mut("run") {
+            run_value.insert("handler".into(), Value::String(run.id.clone()));
+        }
+        map.insert("failure".into(), failure_value(failure));
+    }
+    value
+}
+
+/// `failure.*` of an `on_failure` step's context.
+pub(crate) fn failure_value(failure: &Failure) -> Value {
+    serde_json::json!({
+        "run": failure.run,
+        "step": failure.step,
+        "error": failure.error,
+        "attempts": failure.attempts,
+        "count": failure.count,
+    })
+}
+
 /// The attempt's identity and outcome, its details left empty.
 fn attempt_record(
     run: &RunRecord,
@@ -383,7 +482,6 @@ fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRec
     // The rule's own secrets are unknown here: those of the loaded set.
     let error = shared.rules.load().secrets().redact(&error);
     tracing::error!(error = %error, "run failed before its first step");
-    crate::metrics::run_finished(&run.rule, RunStatus::Failed);
     StepRecord {
         run_id: run.id.clone(),
         node: shared.node_id.clone(),
@@ -393,6 +491,7 @@ fn fail_before_steps(shared: &Shared, run: &RunRecord, error: String) -> StepRec
         attempts_at_next_step: run.attempt,
         outputs: None,
         progress: finished(RunStatus::Failed, Some(error)),
+        on_failure: None,
     }
 }
 

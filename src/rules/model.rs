@@ -94,6 +94,12 @@ pub struct Rule {
     /// limit holds per rendered key.
     pub concurrency_key: Option<crate::template::Template>,
     pub steps: Vec<Step>,
+    /// `on_failure:`: steps run once (as a run of their own) when a run of
+    /// the rule ends `failed`; empty when the rule has none.
+    pub on_failure: Vec<Step>,
+    /// `on_failure_every:`: at most one `on_failure` execution per window
+    /// of this length, counting the failures it stands for.
+    pub on_failure_every: Option<Duration>,
     /// The rule as written (before `${NAME}` substitution, so it holds no
     /// secret), stored with every queued run: a run executes the definition
     /// it was queued with even if the files change before it runs.
@@ -195,4 +201,17 @@ pub struct RuleTest {
     pub expect_rejected: Option<u16>,
     /// `rule.step.field.path` → expected rendered value.
     pub expect_render: Vec<(String, Value, Loc)>,
+    /// `failure:`: the matched rules' `on_failure` steps are rendered too,
+    /// as if a run had failed so (`rule.on_failure.step.field`).
+    pub failure: Option<SimulatedFailure>,
+}
+
+/// A test's `failure:`: what `failure.*` holds when its `on_failure` steps
+/// are rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimulatedFailure {
+    pub step: String,
+    pub error: String,
+    pub attempts: u32,
+    pub count: u32,
 }

@@ -8,7 +8,7 @@
 
 use super::decode::keys::{
     COMBINATORS, EXPECT_KEYS, EXTRACT_KEYS, FILE_KEYS, HTTP_KEYS, OPERATORS, RESPONSE_KEYS,
-    RULE_KEYS, SELECTORS, SHELL_KEYS, SLACK_KEYS, SOURCE_KEYS, STEP_KEYS, TEST_KEYS,
+    FAILURE_KEYS, RULE_KEYS, SELECTORS, SHELL_KEYS, SLACK_KEYS, SOURCE_KEYS, STEP_KEYS, TEST_KEYS,
 };
 use crate::keys::{Key, Ty};
 use crate::verify::SENDERS;
@@ -210,6 +210,13 @@ pub fn objects() -> Vec<Object> {
             EXPECT_KEYS,
             EXPECT_DOCS,
         ),
+        Object::new(
+            "failure",
+            "Simulated failure (`failure:` of a test)",
+            "As if a run of each matched rule had failed so: its `on_failure` steps are rendered too, under `rule.on_failure.step.field`.",
+            FAILURE_KEYS,
+            FAILURE_DOCS,
+        ),
     ]);
     out
 }
@@ -240,6 +247,7 @@ pub fn decoder_key_lists() -> Vec<(String, Vec<&'static str>)> {
         ("concurrency", CONCURRENCY_KEYS),
         ("test", TEST_KEYS),
         ("expect", EXPECT_KEYS),
+        ("failure", FAILURE_KEYS),
     ]
     .into_iter()
     .map(|(id, keys)| (id.to_string(), keys.to_vec()))
@@ -299,6 +307,8 @@ const RULE_DOCS: &[Key] = &[
     Key::optional("when", Ty::Condition, "conditions on the delivery; a list means all of them"),
     Key::optional("concurrency", Ty::CountOr(1, "concurrency"), "at most this many runs of the rule at a time, or that many per rendered key"),
     Key::required("actions", Ty::List("step"), "the steps, run in order"),
+    Key::optional("on_failure", Ty::List("step"), "steps run once, durably, when a run of the rule ends `failed`; templates also see `failure.step`, `failure.error`, `failure.attempts`, `failure.count`"),
+    Key::optional("on_failure_every", Ty::Duration, "at most one `on_failure` execution per window of this length (e.g. `10m`), with `failure.count` failures in it"),
 ];
 
 #[rustfmt::skip]
@@ -400,7 +410,16 @@ const TEST_DOCS: &[Key] = &[
     Key::optional("query", Ty::TextMap, "query parameters"),
     Key::optional("payload", Ty::Any, "the body inline: a mapping is sent as JSON, a string as it is"),
     Key::optional("payload_file", TEXT, "the body from a file, relative to this rule file"),
+    Key::optional("failure", Ty::Object("failure"), "a simulated failure: the matched rules' `on_failure` steps are rendered too"),
     Key::required("expect", Ty::Object("expect"), "what should happen"),
+];
+
+#[rustfmt::skip]
+const FAILURE_DOCS: &[Key] = &[
+    Key::defaults("step", TEXT, "\"\"", "`failure.step`: the failed step's id or position"),
+    Key::defaults("error", TEXT, "\"\"", "`failure.error`: why it failed"),
+    Key::defaults("attempts", Ty::Count(1), "1", "`failure.attempts`: attempts made at that step"),
+    Key::defaults("count", Ty::Count(1), "1", "`failure.count`: failures the execution stands for"),
 ];
 
 #[rustfmt::skip]

@@ -2,7 +2,7 @@
 //! (new deliveries and runs, step records, lease requests) and what is read
 //! back (records, summaries, filters, outcomes).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
@@ -79,6 +79,66 @@ pub struct StepRecord {
     /// The run's `steps.<id>` outputs after this step; `None`: unchanged.
     pub outputs: Option<Value>,
     pub progress: RunProgress,
+    /// The rule's `on_failure` handler, queued in the same transaction
+    /// when this record finishes the run `failed` (ignored otherwise, and
+    /// for a run that is itself an `on_failure` execution).
+    pub on_failure: Option<FailureHandler>,
+}
+
+/// What a run executes (SPEC §5): its rule's `actions`, or — for a run of
+/// its own queued when a run of the rule failed — its `on_failure` steps.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    #[default]
+    Rule,
+    OnFailure,
+}
+
+impl RunKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Rule => "rule",
+            RunKind::OnFailure => "on_failure",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [RunKind::Rule, RunKind::OnFailure]
+            .into_iter()
+            .find(|kind| kind.as_str() == s)
+    }
+}
+
+/// The failure an `on_failure` run reports: its templates' `failure.*`.
+/// Grouped by `on_failure_every`, it describes the latest failure of the
+/// window and counts them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    /// The failed run (the latest one of a group).
+    pub run: String,
+    /// The failed step's id, or its 1-based position; empty when the run
+    /// failed before a step (its worker was lost).
+    pub step: String,
+    pub error: String,
+    /// Attempts made at the failed step.
+    pub attempts: u32,
+    /// Failures this execution stands for (1 unless grouped).
+    pub count: u32,
+}
+
+/// The `on_failure` run to queue when a run fails ([`StepRecord::on_failure`]).
+/// It acts on the failed run's delivery with its definition, due at once —
+/// or, with `every_ms`, at most one per window: a failure within the
+/// window of the rule's last `on_failure` run is folded into the pending
+/// one (due when the window ends), its count going up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureHandler {
+    /// The new run's id, if a new run is queued.
+    pub id: String,
+    pub every_ms: Option<i64>,
+    /// With `count` 1.
+    pub failure: Failure,
 }
 
 /// Where a run goes after a step.
@@ -507,4 +567,8 @@ pub struct RunRecord {
     /// Attempts made at `next_step` before the last manual retry: numbers
     /// go on from `attempt`, the retry policy counts from here.
     pub attempt_base: u32,
+    /// `rule`, or `on_failure`: it runs its rule's `on_failure` steps.
+    pub kind: RunKind,
+    /// For an `on_failure` run: the failure (or failures) it reports.
+    pub failure: Option<Failure>,
 }

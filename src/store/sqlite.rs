@@ -32,6 +32,7 @@ mod cancel;
 mod checkpoint;
 mod connection;
 mod deliveries;
+mod failure;
 mod migrate;
 mod nodes;
 mod prune;

@@ -26,6 +26,7 @@ mod malformed;
 mod migrate;
 mod multi_node;
 mod nodes;
+mod on_failure;
 mod payload_schema;
 mod pg_serving;
 mod receive;

@@ -3,8 +3,8 @@
 //! accept and dedupe (window, races), leasing with per-rule concurrency,
 //! step records and lost leases, renew / release / reclaim, a lease taken
 //! over by another node after it expired, retry races, replays, retention,
-//! listings, cancel, keyed concurrency, the audit trail, the overview and
-//! the nodes registry.
+//! listings, cancel, keyed concurrency, `on_failure` runs, the audit trail,
+//! the overview and the nodes registry.
 //!
 //! Each case is a `pub async fn(Stores)` in a file under `store_contract/`;
 //! [`contract!`] instantiates every case as a test per backend. A case gets
@@ -25,6 +25,7 @@ mod accept;
 mod keyed;
 mod leasing;
 mod nodes;
+mod on_failure;
 mod operators;
 mod runs;
 mod steering;
@@ -139,6 +140,8 @@ macro_rules! contract {
             operators::the_overview_counts_deliveries_runs_and_rule_rates,
             nodes::nodes_register_beat_and_list_across_handles,
             nodes::silent_nodes_are_forgotten_and_a_stopping_node_leaves,
+            on_failure::a_failure_queues_its_on_failure_run_in_the_same_write,
+            on_failure::on_failure_every_folds_a_windows_failures_into_one_run,
         );
     };
     (@cases $backend:ident, $fixture:path; $($module:ident :: $case:ident),* $(,)?) => {

@@ -26,7 +26,7 @@ pub(crate) mod keys {
     pub(crate) use super::condition::{COMBINATORS, OPERATORS, SELECTORS};
     pub(crate) use super::rule::RULE_KEYS;
     pub(crate) use super::source::{EXTRACT_KEYS, RESPONSE_KEYS, SOURCE_KEYS};
-    pub(crate) use super::test::{EXPECT_KEYS, TEST_KEYS};
+    pub(crate) use super::test::{EXPECT_KEYS, FAILURE_KEYS, TEST_KEYS};
     pub(crate) use crate::actions::STEP_KEYS;
     pub(crate) use crate::actions::http::HTTP_KEYS;
     pub(crate) use crate::actions::shell::SHELL_KEYS;

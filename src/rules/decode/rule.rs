@@ -16,6 +16,8 @@ pub(crate) const RULE_KEYS: &[&str] = &[
     "when",
     "concurrency",
     "actions",
+    "on_failure",
+    "on_failure_every",
 ];
 impl Decoder<'_> {
     pub fn rule(&mut self, node: &Node) -> Option<Rule> {
@@ -61,7 +63,28 @@ impl Decoder<'_> {
         }
         let steps = f
             .require(self, "actions", &what)
-            .and_then(|n| self.steps(n));
+            .and_then(|n| self.steps(n, "actions"));
+        let on_failure = match f.get("on_failure") {
+            Some(n) => self.steps(n, "on_failure"),
+            None => Some(Vec::new()),
+        };
+        let every_node = f.get("on_failure_every");
+        let on_failure_every = match every_node {
+            Some(n) => match self.duration(n) {
+                Some(d) if d.is_zero() => {
+                    self.error(n, "`on_failure_every` must be longer than 0s");
+                    None
+                }
+                other => other.map(Some),
+            },
+            None => Some(None),
+        };
+        if let (Some(n), Some(steps)) = (every_node, &on_failure)
+            && steps.is_empty()
+        {
+            self.error(n, "`on_failure_every` groups `on_failure` steps, and this rule has none");
+            ok = false;
+        }
         f.finish(self, &what, RULE_KEYS);
         if !ok {
             return None;
@@ -75,6 +98,8 @@ impl Decoder<'_> {
             concurrency: concurrency.as_ref()?.0,
             concurrency_key: concurrency?.1,
             steps: steps?,
+            on_failure: on_failure?,
+            on_failure_every: on_failure_every?,
             definition: node.to_json(),
         })
     }
@@ -101,13 +126,15 @@ impl Decoder<'_> {
         Some(out)
     }
 
-    fn steps(&mut self, node: &Node) -> Option<Vec<Step>> {
+    /// The steps of `actions:` or `on_failure:` (`key`); `steps.<id>`
+    /// refers to earlier steps of the same list.
+    fn steps(&mut self, node: &Node, key: &str) -> Option<Vec<Step>> {
         let Kind::Seq(items) = &node.kind else {
             self.expected(node, "a list of actions");
             return None;
         };
         if items.is_empty() {
-            self.error(node, "`actions` must have at least one action");
+            self.error(node, format!("`{key}` must have at least one action"));
             return None;
         }
         let mut steps = Vec::with_capacity(items.len());

@@ -2,7 +2,7 @@
 //! rules it should match and the step fields it should render.
 
 use super::Decoder;
-use crate::rules::model::RuleTest;
+use crate::rules::model::{RuleTest, SimulatedFailure};
 use crate::rules::node::{Kind, Node, key_text};
 
 pub(crate) const TEST_KEYS: &[&str] = &[
@@ -13,8 +13,12 @@ pub(crate) const TEST_KEYS: &[&str] = &[
     "query",
     "payload",
     "payload_file",
+    "failure",
     "expect",
 ];
+/// The keys of a test's `failure:` (a simulated failure, for rendering
+/// the matched rules' `on_failure` steps).
+pub(crate) const FAILURE_KEYS: &[&str] = &["step", "error", "attempts", "count"];
 /// The keys of a test's `expect:`.
 pub(crate) const EXPECT_KEYS: &[&str] = &["matched", "render", "rejected"];
 
@@ -77,6 +81,10 @@ impl Decoder<'_> {
                 None
             }
         };
+        let failure = match f.get("failure") {
+            Some(n) => self.simulated_failure(n).map(Some),
+            None => Some(None),
+        };
         let (expect_matched, expect_render, expect_rejected) = match f.get("expect") {
             Some(n) => self.expectations(n)?,
             None => {
@@ -99,6 +107,30 @@ impl Decoder<'_> {
             expect_matched,
             expect_render,
             expect_rejected,
+            failure: failure?,
+        })
+    }
+
+    /// `failure: { step, error, attempts, count }`, each optional.
+    fn simulated_failure(&mut self, node: &Node) -> Option<SimulatedFailure> {
+        let mut f = self.map(
+            node,
+            "`failure` (a mapping with step, error, attempts, count)",
+        )?;
+        let mut text = |dec: &mut Self, key: &str| match f.get(key) {
+            Some(n) => dec.raw_string(n),
+            None => Some(String::new()),
+        };
+        let step = text(self, "step");
+        let error = text(self, "error");
+        let attempts = f.get("attempts").map_or(Some(1), |n| self.u32(n));
+        let count = f.get("count").map_or(Some(1), |n| self.u32(n));
+        f.finish(self, "`failure`", FAILURE_KEYS);
+        Some(SimulatedFailure {
+            step: step?,
+            error: error?,
+            attempts: attempts?,
+            count: count?,
         })
     }
 

@@ -41,6 +41,12 @@ const MIGRATIONS: &[(u32, &str, &str, u32)] = &[
         include_str!("../migrations/postgres/0004_nodes.sql"),
         1,
     ),
+    (
+        5,
+        "on_failure",
+        include_str!("../migrations/postgres/0005_on_failure.sql"),
+        1,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -38,6 +38,7 @@ mod attempts;
 mod audit;
 mod cancel;
 mod deliveries;
+mod failure;
 mod listen;
 mod migrate;
 mod nodes;
@@ -295,7 +296,7 @@ impl Store for PostgresStore {
 
     async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
         let mut conn = self.conn(queue::RECORD).await?;
-        queue::record(&mut conn, &self.channel, record).await
+        queue::record(&mut conn, &self.schema, &self.channel, record).await
     }
 
     async fn renew_leases(

@@ -15,10 +15,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::Object;
 
-use super::{NOW_MS, PgContext, attempts, cancel, deliveries, lock_key, runs, to_json};
+use super::{NOW_MS, PgContext, attempts, cancel, deliveries, failure, lock_key, runs, to_json};
 use crate::store::{
-    LeaseRequest, Leased, LeasedRun, Release, Renewal, Result, RunProgress, StepRecord, StepSaved,
-    StoreError,
+    LeaseRequest, Leased, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
+    StepRecord, StepSaved, StoreError,
 };
 
 pub(super) const LEASE: &str = "lease runs";
@@ -167,7 +167,12 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
 
 /// Record a step and advance the run, in one transaction; a lost lease
 /// rolls the attempt back too.
-pub(super) async fn record(conn: &mut Object, channel: &str, r: StepRecord) -> Result<StepSaved> {
+pub(super) async fn record(
+    conn: &mut Object,
+    schema: &str,
+    channel: &str,
+    r: StepRecord,
+) -> Result<StepSaved> {
     if let Some(a) = &r.attempt
         && a.run_id != r.run_id
     {
@@ -249,7 +254,7 @@ pub(super) async fn record(conn: &mut Object, channel: &str, r: StepRecord) -> R
                                      lease_expiries = CASE WHEN $9 THEN 0 ELSE lease_expiries END,
                                      updated_at = $8
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-                     RETURNING concurrency IS NOT NULL",
+                     RETURNING concurrency IS NOT NULL, rule, kind",
                     &[
                         &r.run_id,
                         &r.node,
@@ -264,10 +269,20 @@ pub(super) async fn record(conn: &mut Object, channel: &str, r: StepRecord) -> R
                 )
                 .await
                 .pg(RECORD)?;
-            let limited: bool = row.ok_or_else(lost)?.get(0);
-            if limited {
-                // A concurrency slot is free: a queued run may start on
-                // any node.
+            let row = row.ok_or_else(lost)?;
+            let limited: bool = row.get(0);
+            let rule: &str = row.get(1);
+            let kind: &str = row.get(2);
+            // An `on_failure` run's own failure queues nothing.
+            let handler = r.on_failure.as_ref().filter(|_| {
+                *status == RunStatus::Failed && kind == RunKind::Rule.as_str()
+            });
+            if let Some(handler) = handler {
+                failure::queue(&tx, schema, &r.run_id, rule, handler, r.now_ms).await?;
+            }
+            if limited || handler.is_some() {
+                // A concurrency slot is free, or an `on_failure` run is
+                // queued: a queued run may start on any node.
                 notify(&tx, channel, RECORD).await?;
             }
             StepSaved::default()

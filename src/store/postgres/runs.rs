@@ -9,7 +9,9 @@ use tokio_postgres::types::ToSql;
 
 use super::{PgContext, from_json, parse_enum, to_u32};
 pub(super) use crate::store::encode::encode_for_delivery;
-use crate::store::{NewRun, Result, RetryOutcome, RunFilter, RunRecord, RunStatus, StoreError};
+use crate::store::{
+    NewRun, Result, RetryOutcome, RunFilter, RunKind, RunRecord, RunStatus, StoreError,
+};
 
 pub(super) use super::attempts::{ATTEMPTS, attempts_for_run};
 pub(super) use super::cancel::{CANCEL, cancel};
@@ -26,7 +28,7 @@ pub(super) const PRUNE: &str = "prune old deliveries";
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
      next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency, \
      lease_owner, lease_expires_at, cancel_requested_at, lease_expiries, attempt_base, \
-     concurrency_key";
+     concurrency_key, kind, failure";
 
 /// Queue a run: due at `created_at`, at its first step, no attempt yet.
 pub(super) async fn insert_queued(
@@ -148,6 +150,8 @@ pub(super) fn record_from_row(row: &Row, op: &'static str) -> Result<RunRecord> 
         lease_expiries: to_u32(row.get(17)),
         attempt_base: to_u32(row.get(18)),
         concurrency_key: row.get(19),
+        kind: parse_enum(op, row.get(20), RunKind::parse)?,
+        failure: from_json(op, "run failure", row.get(21))?,
     })
 }
 

@@ -48,6 +48,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "nodes",
         include_str!("../migrations/sqlite/0008_nodes.sql"),
     ),
+    (
+        9,
+        "on_failure",
+        include_str!("../migrations/sqlite/0009_on_failure.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -9,9 +9,10 @@ use rusqlite::{Connection, params};
 
 use rusqlite::OptionalExtension;
 
-use super::{attempts, cancel, deliveries, enum_column, runs, to_json};
+use super::{attempts, cancel, deliveries, enum_column, failure, runs, to_json};
 use crate::store::{
-    Context, LeaseRequest, LeasedRun, Release, Renewal, Result, RunProgress, RunStatus, StepRecord,
+    Context, LeaseRequest, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
+    StepRecord,
     StepSaved, StoreError,
 };
 
@@ -225,7 +226,7 @@ impl Record {
                 Ok(StepSaved { cancel_requested })
             }
             RunProgress::Finished { status, error } => {
-                let changed = conn
+                let finished: Option<(String, String)> = conn
                     .prepare_cached(
                         "UPDATE runs SET status = ?3, next_step = ?4, attempt = ?5,
                                          outputs = COALESCE(?6, outputs), error = ?7,
@@ -234,25 +235,35 @@ impl Record {
                                          lease_expiries = CASE WHEN ?9 THEN 0
                                                                ELSE lease_expiries END,
                                          updated_at = ?8
-                         WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+                         WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'
+                         RETURNING rule, kind",
                     )
                     .and_then(|mut stmt| {
-                        stmt.execute(params![
-                            r.run_id,
-                            r.node,
-                            status.as_str(),
-                            r.next_step,
-                            r.attempts_at_next_step,
-                            self.outputs,
-                            error,
-                            r.now_ms,
-                            // A step recorded: its worker was not lost.
-                            r.attempt.is_some(),
-                        ])
+                        stmt.query_row(
+                            params![
+                                r.run_id,
+                                r.node,
+                                status.as_str(),
+                                r.next_step,
+                                r.attempts_at_next_step,
+                                self.outputs,
+                                error,
+                                r.now_ms,
+                                // A step recorded: its worker was not lost.
+                                r.attempt.is_some(),
+                            ],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )
+                        .optional()
                     })
                     .ctx(RECORD)?;
-                if changed == 0 {
-                    return Err(lost());
+                let (rule, kind) = finished.ok_or_else(lost)?;
+                // An `on_failure` run's own failure queues nothing.
+                if *status == RunStatus::Failed
+                    && kind == RunKind::Rule.as_str()
+                    && let Some(handler) = &r.on_failure
+                {
+                    failure::queue(conn, &r.run_id, &rule, handler, r.now_ms)?;
                 }
                 Ok(StepSaved::default())
             }

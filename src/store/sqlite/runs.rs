@@ -8,7 +8,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use super::{enum_column, json_column};
 pub(super) use crate::store::encode::encode_for_delivery;
 use crate::store::{
-    Context, NewRun, Result, RetryOutcome, RunFilter, RunRecord, RunStatus, StoreError,
+    Context, NewRun, Result, RetryOutcome, RunFilter, RunKind, RunRecord, RunStatus, StoreError,
 };
 
 pub(super) const FOR_DELIVERY: &str = "list runs of delivery";
@@ -22,7 +22,7 @@ pub(super) const RETRY: &str = "retry run";
 pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, attempt, \
      next_attempt_at, created_at, updated_at, finished_at, error, definition, outputs, concurrency, \
      lease_owner, lease_expires_at, cancel_requested_at, lease_expiries, attempt_base, \
-     concurrency_key";
+     concurrency_key, kind, failure";
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
@@ -139,6 +139,8 @@ pub(super) fn record_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         lease_expiries: row.get(17)?,
         attempt_base: row.get(18)?,
         concurrency_key: row.get(19)?,
+        kind: enum_column(row, 20, RunKind::parse)?,
+        failure: json_column(row, 21)?,
     })
 }
 

@@ -177,6 +177,7 @@ mod tests {
                         status: *status,
                         error: None,
                     },
+                    on_failure: None,
                 })
                 .await
                 .expect("finish");

@@ -80,6 +80,7 @@ fn step(run: &str, node: &str, now_ms: i64, progress: RunProgress) -> StepRecord
         attempts_at_next_step: 0,
         outputs: None,
         progress,
+        on_failure: None,
     }
 }
 

@@ -68,6 +68,7 @@ pub fn step(run_id: &str, node: &str, next_step: u32, progress: RunProgress) -> 
         attempts_at_next_step: 0,
         outputs: Some(json!({"call": {"status": 200}})),
         progress,
+        on_failure: None,
     }
 }
 
