@@ -7,8 +7,8 @@ use serde_json::{Value, json};
 
 use crate::actions::render_step;
 use crate::delivery::Delivery;
-use crate::rules::schema::SchemaMismatch;
 use crate::rules::model::SimulatedFailure;
+use crate::rules::schema::SchemaMismatch;
 use crate::rules::{RuleSet, Step, Trace};
 use crate::template::TemplateContext;
 

@@ -17,9 +17,9 @@ use crate::actions::{self, ActionEnv, Fault, Outcome, render_step};
 use crate::delivery::Delivery;
 use crate::rules::{MatchInput, Rule, Secrets, Step};
 use crate::store::{
-    AttemptOutcome, AttemptRecord, CANCELLED_BY_OPERATOR, DeliveryRecord, Failure,
-    FailureHandler, LeasedRun, MAX_LEASE_EXPIRIES, RunKind, RunProgress, RunRecord, RunStatus,
-    StepRecord, StepSaved, StoreError, WORKER_LOST,
+    AttemptOutcome, AttemptRecord, CANCELLED_BY_OPERATOR, DeliveryRecord, Failure, FailureHandler,
+    LeasedRun, MAX_LEASE_EXPIRIES, RunKind, RunProgress, RunRecord, RunStatus, StepRecord,
+    StepSaved, StoreError, WORKER_LOST,
 };
 use crate::template::TemplateContext;
 

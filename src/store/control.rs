@@ -160,7 +160,10 @@ mod tests {
     #[test]
     fn a_window_reports_the_first_failure_at_once_and_folds_the_rest() {
         let h = handler(Some(600_000));
-        assert_eq!(on_failure_plan(&h, None, 50), HandlerPlan::Queue { due_ms: 50 });
+        assert_eq!(
+            on_failure_plan(&h, None, 50),
+            HandlerPlan::Queue { due_ms: 50 }
+        );
         // The first run of the window already started: the next waits for
         // the window's end.
         assert_eq!(

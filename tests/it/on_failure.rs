@@ -148,7 +148,10 @@ async fn a_failed_run_alerts_once_with_its_failure_and_a_failed_alert_does_not_c
     let failed = runs_of(&store, &server, "deploy", RunKind::Rule, all_finished).await;
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].status, RunStatus::Failed);
-    let text = alerts[0].json()["text"].as_str().unwrap_or_default().to_owned();
+    let text = alerts[0].json()["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         text.starts_with("deploy failed at build after 2 attempt(s): "),
         "{text}"
@@ -164,7 +167,10 @@ async fn a_failed_run_alerts_once_with_its_failure_and_a_failed_alert_does_not_c
     assert_eq!(handler.status, RunStatus::Succeeded);
     assert_eq!(handler.delivery_id, delivery);
     assert_eq!(
-        handler.failure.as_ref().map(|f| (f.step.as_str(), f.attempts, f.count)),
+        handler
+            .failure
+            .as_ref()
+            .map(|f| (f.step.as_str(), f.attempts, f.count)),
         Some(("build", 2, 1))
     );
     // The alert's request is recorded like any step's.
@@ -174,10 +180,20 @@ async fn a_failed_run_alerts_once_with_its_failure_and_a_failed_alert_does_not_c
 
     // An alert that fails is recorded as failed, and alerts nobody.
     send(&server, "broken", "{}").await;
-    let broken = runs_of(&store, &server, "broken-alert", RunKind::OnFailure, all_finished).await;
+    let broken = runs_of(
+        &store,
+        &server,
+        "broken-alert",
+        RunKind::OnFailure,
+        all_finished,
+    )
+    .await;
     assert_eq!(broken.len(), 1);
     assert_eq!(broken[0].status, RunStatus::Failed);
-    assert!(broken[0].error.as_deref().unwrap_or("").contains("500"), "{broken:#?}");
+    assert!(
+        broken[0].error.as_deref().unwrap_or("").contains("500"),
+        "{broken:#?}"
+    );
     // Read once it failed: had its failure queued another `on_failure`
     // run, that would have been in the same commit, and listed here.
     assert_eq!(sink.seen("/broken-alert").len(), 1);
@@ -253,11 +269,20 @@ async fn a_lost_worker_fails_the_run_and_alerts() {
     let seen = sink.wait_for("/lost", 1, WITHIN).await;
     let failed = runs_of(&store, &server, "lost", RunKind::Rule, all_finished).await;
     assert_eq!(failed[0].status, RunStatus::Failed);
-    assert!(failed[0].error.as_deref().unwrap_or("").starts_with("worker lost"));
+    assert!(
+        failed[0]
+            .error
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("worker lost")
+    );
     let body = seen[0].json();
     assert_eq!(body["step"], "always");
     assert!(
-        body["error"].as_str().unwrap_or("").starts_with("worker lost"),
+        body["error"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("worker lost"),
         "{body}"
     );
 }

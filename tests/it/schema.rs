@@ -221,6 +221,12 @@ fn the_schema_keys_equal_what_the_loader_says_it_expects() {
             "expect".into(),
             format!("tests:\n  - name: t\n    source: s\n    expect: {{ {z}: 1 }}\n"),
         ),
+        (
+            "failure".into(),
+            format!(
+                "tests:\n  - name: t\n    source: s\n    failure: {{ {z}: 1 }}\n    expect: {{ matched: [] }}\n"
+            ),
+        ),
     ];
     for sender in hookflow::verify::SENDERS {
         let name = sender.name;

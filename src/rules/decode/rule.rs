@@ -82,7 +82,10 @@ impl Decoder<'_> {
         if let (Some(n), Some(steps)) = (every_node, &on_failure)
             && steps.is_empty()
         {
-            self.error(n, "`on_failure_every` groups `on_failure` steps, and this rule has none");
+            self.error(
+                n,
+                "`on_failure_every` groups `on_failure` steps, and this rule has none",
+            );
             ok = false;
         }
         f.finish(self, &what, RULE_KEYS);

@@ -274,9 +274,10 @@ pub(super) async fn record(
             let rule: &str = row.get(1);
             let kind: &str = row.get(2);
             // An `on_failure` run's own failure queues nothing.
-            let handler = r.on_failure.as_ref().filter(|_| {
-                *status == RunStatus::Failed && kind == RunKind::Rule.as_str()
-            });
+            let handler = r
+                .on_failure
+                .as_ref()
+                .filter(|_| *status == RunStatus::Failed && kind == RunKind::Rule.as_str());
             if let Some(handler) = handler {
                 failure::queue(&tx, schema, &r.run_id, rule, handler, r.now_ms).await?;
             }

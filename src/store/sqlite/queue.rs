@@ -12,8 +12,7 @@ use rusqlite::OptionalExtension;
 use super::{attempts, cancel, deliveries, enum_column, failure, runs, to_json};
 use crate::store::{
     Context, LeaseRequest, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
-    StepRecord,
-    StepSaved, StoreError,
+    StepRecord, StepSaved, StoreError,
 };
 
 pub(super) const LEASE: &str = "lease runs";

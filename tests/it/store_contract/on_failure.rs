@@ -65,7 +65,11 @@ pub async fn a_failure_queues_its_on_failure_run_in_the_same_write(s: Stores) {
     s.a.record_step(record).await.expect("fail");
     let run = s.a.get_run(failed).await.expect("get").expect("run");
     assert_eq!(run.status, RunStatus::Failed);
-    let handler = s.b.get_run(&handler_id).await.expect("get").expect("queued with the failure");
+    let handler =
+        s.b.get_run(&handler_id)
+            .await
+            .expect("get")
+            .expect("queued with the failure");
     assert_eq!(handler.kind, RunKind::OnFailure);
     assert_eq!(handler.status, RunStatus::Queued);
     assert_eq!(
@@ -74,11 +78,19 @@ pub async fn a_failure_queues_its_on_failure_run_in_the_same_write(s: Stores) {
     );
     let failure = handler.failure.clone().expect("its failure");
     assert_eq!(
-        (failure.run.as_str(), failure.step.as_str(), failure.error.as_str()),
+        (
+            failure.run.as_str(),
+            failure.step.as_str(),
+            failure.error.as_str()
+        ),
         (failed.as_str(), "call", "HTTP 503")
     );
     assert_eq!((failure.attempts, failure.count), (6, 1));
-    assert!(handler.next_attempt_at.is_some_and(|at| at >= before && at <= now_ms()));
+    assert!(
+        handler
+            .next_attempt_at
+            .is_some_and(|at| at >= before && at <= now_ms())
+    );
     assert_eq!(run.kind, RunKind::Rule);
     assert_eq!(run.failure, None);
 
@@ -123,12 +135,21 @@ pub async fn on_failure_every_folds_a_windows_failures_into_one_run(s: Stores) {
     s.a.record_step(record).await.expect("fail 3");
     let (record, _) = failing(&ids[3], "node-a", Some(HOUR));
     s.b.record_step(record).await.expect("fail 4");
-    let waiting = s.a.get_run(&next).await.expect("get").expect("next window's run");
+    let waiting =
+        s.a.get_run(&next)
+            .await
+            .expect("get")
+            .expect("next window's run");
     assert_eq!(waiting.status, RunStatus::Queued);
     assert_eq!(waiting.failure.as_ref().map(|f| f.count), Some(2));
     let due = waiting.next_attempt_at.expect("due");
     assert!(due >= start + HOUR && due <= now_ms() + HOUR, "{due}");
     // Nothing else is due: the window's run waits for the window's end.
-    assert!(lease(s.a.as_ref(), "node-a", 10, LONG).await.runs.is_empty());
+    assert!(
+        lease(s.a.as_ref(), "node-a", 10, LONG)
+            .await
+            .runs
+            .is_empty()
+    );
     assert_eq!(handlers(s.b.as_ref(), "g").await.len(), 2);
 }
