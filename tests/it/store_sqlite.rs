@@ -184,7 +184,7 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
     let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5, 6, 7, 8],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
         "every migration applied once, in order"
     );
 

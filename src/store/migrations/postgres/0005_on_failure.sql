@@ -1,4 +1,4 @@
--- hookflow PostgreSQL schema 0004: `on_failure` runs (SQLite's 0008). An
+-- hookflow PostgreSQL schema 0005: `on_failure` runs (SQLite's 0009). An
 -- addition only: the previous release keeps working against it (its runs
 -- are all `rule` runs).
 

@@ -1,4 +1,4 @@
--- hookflow schema 0008: `on_failure` runs (SPEC §5).
+-- hookflow schema 0009: `on_failure` runs (SPEC §5).
 
 -- What a run executes: its rule's `actions` ('rule'), or its rule's
 -- `on_failure` steps ('on_failure'): a run of its own, queued in the same
