@@ -503,6 +503,7 @@ rules:
                     status: RunStatus::Failed,
                     error: Some("boom".into()),
                 },
+                on_failure: None,
             })
             .await
             .unwrap();

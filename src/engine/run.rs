@@ -114,12 +114,12 @@ async fn execute_steps(
             "{WORKER_LOST}: its lease expired {} times with no step recorded; the step may be killing its worker",
             run.lease_expiries
         );
-        return Some(fail_before_steps(shared, &run, error));
+        return Some(fail_before_steps(shared, run, error));
     }
     let mut cancel = shared.held.signal(&run.id);
     let resolved = match resolved {
         Ok(resolved) => resolved,
-        Err(error) => return Some(fail_before_steps(shared, &run, error.clone())),
+        Err(error) => return Some(fail_before_steps(shared, run, error.clone())),
     };
     let steps = match run.kind {
         RunKind::Rule => &resolved.rule().steps,
@@ -127,7 +127,7 @@ async fn execute_steps(
     };
     let Some(delivery) = delivery else {
         let error = format!("its delivery {} is not in the run log", run.delivery_id);
-        return Some(fail_before_steps(shared, &run, error));
+        return Some(fail_before_steps(shared, run, error));
     };
     let delivery = crate::delivery::Delivery::from_record(delivery);
     let mut progress = Progress {
@@ -148,13 +148,13 @@ async fn execute_steps(
         // Between steps too: an operator's cancel means nothing after the
         // step it arrived during runs.
         if cancel.is_cancelled() {
-            return Some(progress.record(&run, shared, None, false, cancelled()));
+            return Some(progress.record(run, shared, None, false, cancelled()));
         }
         let record = match steps.get(progress.next_step) {
             Some(step) => {
                 run_step(
                     shared,
-                    &run,
+                    run,
                     resolved,
                     &delivery,
                     (step, steps.len()),
@@ -165,7 +165,7 @@ async fn execute_steps(
             }
             // Resumed past the last step (cannot normally happen).
             None => progress.record(
-                &run,
+                run,
                 shared,
                 None,
                 false,
