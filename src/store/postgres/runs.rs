@@ -97,6 +97,10 @@ pub(super) async fn list(conn: &Object, filter: &RunFilter) -> Result<Vec<RunRec
         args.push(status);
         sql.push_str(&format!(" AND status = ${}", args.len()));
     }
+    if let Some(since) = &filter.since_ms {
+        args.push(since);
+        sql.push_str(&format!(" AND created_at >= ${}", args.len()));
+    }
     if let Some(now) = &filter.waiting_at {
         // RunRecord::state's `waiting`, in SQL.
         args.push(now);

@@ -178,6 +178,15 @@ pub async fn runs_list_filtered_and_paginated(s: Stores) {
         .expect("page 2"));
     assert_eq!(page2, vec![deploys[0].clone()]);
 
+    // `since_ms` (`retry --since 2h`): only runs created at or after it.
+    let recent = RunFilter {
+        rule: Some("deploy".to_owned()),
+        since_ms: Some(T0 + 2000),
+        ..RunFilter::default()
+    };
+    let recent = ids(s.b.list_runs(recent).await.expect("since"));
+    assert_eq!(recent, vec![deploys[3].clone(), deploys[2].clone()]);
+
     fail(&s, &deploys[0]).await;
     let failed = RunFilter {
         status: Some(RunStatus::Failed),
