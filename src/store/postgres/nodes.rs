@@ -17,7 +17,7 @@ pub(super) async fn beat(conn: &Object, node: &NodeInfo) -> Result<()> {
         &format!(
             "INSERT INTO nodes (id, version, listen, admin_listen, receive, workers,
                                 rule_set_hash, started_at, heartbeat_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, {NOW_MS}, {NOW_MS})
+             SELECT $1, $2, $3, $4, $5, $6, $7, t.ms, t.ms FROM (SELECT {NOW_MS} AS ms) AS t
              ON CONFLICT (id) DO UPDATE SET
                  version = excluded.version, listen = excluded.listen,
                  admin_listen = excluded.admin_listen, receive = excluded.receive,
