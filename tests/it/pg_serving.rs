@@ -12,7 +12,7 @@ use serde_json::Value;
 
 use crate::common::app::{Server, rules_dir, serve};
 use crate::common::sink::Sink;
-use crate::common::stores::{DEFAULT_POSTGRES, postgres_schema};
+use crate::common::stores::{DEFAULT_POSTGRES, execute_blocking, postgres_schema};
 use crate::common::wait;
 use crate::store_contract::{MINUTE, delivery, run_for};
 
@@ -170,24 +170,8 @@ struct OwnDatabase {
 
 impl Drop for OwnDatabase {
     fn drop(&mut self) {
-        let admin = self.admin.clone();
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(std::io::Error::other)
-            })
-        })
-        .join();
+        let _ = execute_blocking(&self.admin, &sql);
     }
 }
 

@@ -117,26 +117,34 @@ pub struct PgSchema {
 
 impl Drop for PgSchema {
     fn drop(&mut self) {
-        let base = self.base.clone();
         let sql = format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema);
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            runtime.block_on(async {
-                let (client, connection) = tokio_postgres::connect(&base, tokio_postgres::NoTls)
-                    .await
-                    .map_err(std::io::Error::other)?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&sql)
-                    .await
-                    .map_err(std::io::Error::other)
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
+        let dropped = execute_blocking(&self.base, &sql);
+        if let Err(e) = dropped {
             eprintln!("could not drop test schema {}: {e}", self.schema);
         }
     }
+}
+
+/// Runs `sql` on a connection of its own to `url`, from a thread of its
+/// own: usable in `Drop` (which cannot await), also while a failed test
+/// unwinds.
+pub fn execute_blocking(url: &str, sql: &str) -> std::io::Result<()> {
+    let (url, sql) = (url.to_owned(), sql.to_owned());
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .map_err(std::io::Error::other)?;
+            tokio::spawn(connection);
+            client
+                .batch_execute(&sql)
+                .await
+                .map_err(std::io::Error::other)
+        })
+    })
+    .join()
+    .map_err(|_| std::io::Error::other("the SQL thread panicked"))?
 }
