@@ -169,6 +169,11 @@ impl Drop for InRequest {
     }
 }
 
+/// A request extension: the request came over a TLS connection of this
+/// listener (the dashboard then marks its cookie `Secure`).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
 /// Serves `app` on `listener` until `shutdown`, then lets requests in
 /// flight finish for at most `limits.grace` and closes everything else.
 pub async fn serve(
@@ -206,7 +211,9 @@ pub async fn serve(
         let (id, conn) = tracker.add();
         let (app, tracker, shutdown) = (app.clone(), tracker.clone(), shutdown.clone());
         match tls.clone() {
-            None => tasks.spawn(connection(stream, peer, id, conn, app, limits, tracker, shutdown)),
+            None => tasks.spawn(connection(
+                stream, peer, None, id, conn, app, limits, tracker, shutdown,
+            )),
             Some(tls) => tasks.spawn(async move {
                 // The handshake counts as reading headers: same deadline,
                 // and the connection may be evicted meanwhile.
@@ -215,7 +222,9 @@ pub async fn serve(
                 tokio::select! {
                     done = handshake => match done {
                         Ok(Ok(stream)) => {
-                            connection(stream, peer, id, conn, app, limits, tracker, shutdown).await;
+                            let tls = Some(OverTls);
+                            connection(stream, peer, tls, id, conn, app, limits, tracker, shutdown)
+                                .await;
                             return;
                         }
                         Ok(Err(e)) => tracing::debug!(error = %e, %peer, "TLS handshake failed"),
@@ -249,6 +258,7 @@ pub async fn serve(
 async fn connection<Io>(
     stream: Io,
     peer: SocketAddr,
+    tls: Option<OverTls>,
     id: u64,
     conn: Arc<Conn>,
     app: Router,
@@ -264,6 +274,9 @@ async fn connection<Io>(
         hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
             let in_request = InRequest::enter(&conn, &tracker);
             req.extensions_mut().insert(ConnectInfo(peer));
+            if let Some(tls) = tls {
+                req.extensions_mut().insert(tls);
+            }
             let app = app.clone();
             async move {
                 let response = app.oneshot(req.map(axum::body::Body::new)).await;

@@ -551,6 +551,44 @@ async fn https_with_a_pair_swapped_while_serving() {
     assert_eq!(answer.status().as_u16(), 202);
 }
 
+/// Over the listener's own TLS the dashboard's session cookie is `Secure`
+/// (with a token, the dashboard is served on the webhook listener too).
+#[tokio::test]
+async fn over_https_the_dashboard_cookie_is_secure() {
+    let dir = Dir::new(SOURCES);
+    let (cert, key) = self_signed();
+    replace(&dir.path("cert.pem"), &cert);
+    replace(&dir.path("key.pem"), &key);
+    let (cert_path, key_path) = (
+        dir.path("cert.pem").display().to_string(),
+        dir.path("key.pem").display().to_string(),
+    );
+    let server = Server::start(dir.serve(&[
+        "--tls-cert",
+        &cert_path,
+        "--tls-key",
+        &key_path,
+        "--admin-token",
+        "tls-admin-t0ken",
+    ]));
+    let page = trusting(&cert, server.addr)
+        .get(format!("https://localhost:{}/ui/login", server.addr.port()))
+        .send()
+        .await
+        .expect("login page over HTTPS");
+    assert_eq!(page.status().as_u16(), 200);
+    let cookie = page
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("hookflow_session="))
+        .expect("a session cookie")
+        .to_owned();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+}
+
 #[test]
 fn a_certificate_that_cannot_load_stops_serve_at_start() {
     let dir = Dir::new(SOURCES);

@@ -506,3 +506,53 @@ async fn the_nodes_page_lists_this_node_with_its_roles_and_heartbeat() {
         "the nav links here: {html}"
     );
 }
+
+/// The session cookie is `Secure` exactly when the browser came over
+/// HTTPS: here, through a trusted proxy that says so. Plain HTTP, or an
+/// untrusted client claiming `X-Forwarded-Proto: https`, gets no `Secure`
+/// (a browser would then never send it back over plain HTTP). The
+/// listener's own TLS is hardening.rs's case.
+#[tokio::test]
+async fn the_session_cookie_is_secure_only_behind_https() {
+    let app = spawn_app_with(&[("r.yaml", RULES)], |s| {
+        s.admin_token = Some(hookflow::config::Secret::new(TOKEN));
+        s.trusted_proxies = vec!["127.0.0.2/32".parse().expect("cidr")];
+    })
+    .await;
+    let client = no_redirects();
+    let login_cookie = |proto: Option<&'static str>| {
+        let client = client.clone();
+        let url = app.admin_url("/ui/login");
+        async move {
+            let mut req = client.get(url);
+            if let Some(proto) = proto {
+                req = req.header("x-forwarded-proto", proto);
+            }
+            let page = req.send().await.expect("login page");
+            assert_eq!(page.status(), 200);
+            session_cookie(page.headers()).expect("a session cookie").1
+        }
+    };
+    let plain = login_cookie(None).await;
+    assert!(!plain.contains("Secure"), "{plain}");
+    // 127.0.0.1 is not the trusted proxy: its claim is not believed.
+    let claimed = login_cookie(Some("https")).await;
+    assert!(!claimed.contains("Secure"), "{claimed}");
+
+    // From the trusted proxy's address, its word is taken.
+    let from_proxy = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .local_address(std::net::IpAddr::from([127, 0, 0, 2]))
+        .build()
+        .expect("client");
+    for (proto, secure) in [("https", true), ("http", false), ("http, https", true)] {
+        let page = from_proxy
+            .get(app.admin_url("/ui/login"))
+            .header("x-forwarded-proto", proto)
+            .send()
+            .await
+            .expect("login page");
+        let (_, cookie) = session_cookie(page.headers()).expect("a session cookie");
+        assert_eq!(cookie.ends_with("; Secure"), secure, "{proto}: {cookie}");
+    }
+}

@@ -8,6 +8,9 @@
 //! - With no token (the admin listener is loopback only), a browser gets a
 //!   session on its first page, without logging in: it is still needed for
 //!   the CSRF token.
+//! - The cookie is `Secure` when the browser reached hookflow over HTTPS:
+//!   this listener's own TLS, or a trusted proxy (`trusted_proxies`) that
+//!   says `X-Forwarded-Proto: https`.
 //! - In every mode, every state-changing request needs the session's CSRF
 //!   token (form field `csrf`) and an `Origin` naming this very host, so a
 //!   web page the operator visits cannot press Replay on 127.0.0.1:9090.
@@ -168,6 +171,7 @@ pub struct Current {
 /// opens one), and only state-changing requests with the session's CSRF
 /// token and a same-origin `Origin`.
 pub async fn guard(State(app): State<Arc<AppState>>, req: Request, next: Next) -> Response {
+    let secure = over_https(&app, req.extensions(), req.headers());
     let token_mode = app.settings.admin_token.is_some();
     let changes_state = !matches!(*req.method(), Method::GET | Method::HEAD);
     let found = session_cookie(req.headers()).and_then(|id| app.ui.session(id));
@@ -234,7 +238,7 @@ pub async fn guard(State(app): State<Arc<AppState>>, req: Request, next: Next) -
     });
     let mut response = next.run(req).await;
     if let Some(id) = new_cookie {
-        set_cookie(response.headers_mut(), &id);
+        set_cookie(response.headers_mut(), &id, secure);
     }
     response
 }
@@ -244,6 +248,7 @@ pub async fn guard(State(app): State<Arc<AppState>>, req: Request, next: Next) -
 pub async fn login_page(
     State(app): State<Arc<AppState>>,
     axum::extract::RawQuery(query): axum::extract::RawQuery,
+    Https(secure): Https,
     headers: HeaderMap,
 ) -> Response {
     if app.settings.admin_token.is_none() {
@@ -261,7 +266,7 @@ pub async fn login_page(
     match app.ui.open(false) {
         Ok((id, csrf)) => {
             let mut response = layout::login_page(&csrf, &next, None).into_response();
-            set_cookie(response.headers_mut(), &id);
+            set_cookie(response.headers_mut(), &id, secure);
             response
         }
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -272,6 +277,7 @@ pub async fn login_page(
 pub async fn login(
     State(app): State<Arc<AppState>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Https(secure): Https,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
@@ -317,7 +323,7 @@ pub async fn login(
     match app.ui.open(true) {
         Ok((id, _)) => {
             let mut response = Redirect::to(&next).into_response();
-            set_cookie(response.headers_mut(), &id);
+            set_cookie(response.headers_mut(), &id, secure);
             response
         }
         Err(e) => refuse(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
@@ -325,27 +331,68 @@ pub async fn login(
 }
 
 /// `POST /ui/logout` (behind [`guard`], so with its CSRF token).
-pub async fn logout(State(app): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub async fn logout(
+    State(app): State<Arc<AppState>>,
+    Https(secure): Https,
+    headers: HeaderMap,
+) -> Response {
     if let Some(id) = session_cookie(&headers) {
         app.ui.close(id);
     }
     let mut response = Redirect::to("/ui/login").into_response();
-    if let Ok(value) = HeaderValue::from_str(&format!(
-        "{COOKIE}=; Path=/ui; HttpOnly; SameSite=Strict; Max-Age=0"
-    )) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
+    append_cookie(response.headers_mut(), "", Duration::ZERO, secure);
     response
 }
 
-fn set_cookie(headers: &mut HeaderMap, id: &str) {
+fn set_cookie(headers: &mut HeaderMap, id: &str, secure: bool) {
+    append_cookie(headers, id, SESSION_TTL, secure);
+}
+
+fn append_cookie(headers: &mut HeaderMap, id: &str, max_age: Duration, secure: bool) {
+    let secure = if secure { "; Secure" } else { "" };
     let cookie = format!(
-        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}",
-        SESSION_TTL.as_secs()
+        "{COOKIE}={id}; Path=/ui; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
+        max_age.as_secs()
     );
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         headers.append(header::SET_COOKIE, value);
     }
+}
+
+/// Whether the browser reached this request over HTTPS (see the module
+/// doc); an extractor for the handlers that set the cookie.
+pub struct Https(pub bool);
+
+impl axum::extract::FromRequestParts<Arc<AppState>> for Https {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        app: &Arc<AppState>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Https(over_https(app, &parts.extensions, &parts.headers)))
+    }
+}
+
+fn over_https(app: &AppState, extensions: &axum::http::Extensions, headers: &HeaderMap) -> bool {
+    if extensions.get::<crate::server::conn::OverTls>().is_some() {
+        return true;
+    }
+    let Some(ConnectInfo(peer)) = extensions.get::<ConnectInfo<SocketAddr>>() else {
+        return false;
+    };
+    let trusted = &app.settings.trusted_proxies;
+    if !trusted.iter().any(|net| net.contains(&peer.ip())) {
+        return false;
+    }
+    // The proxy nearest us appends last: its word is the last value.
+    headers
+        .get_all("x-forwarded-proto")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .next_back()
+        .is_some_and(|proto| proto.trim().eq_ignore_ascii_case("https"))
 }
 
 /// The session id from the `Cookie` header(s), if any.
