@@ -3,7 +3,7 @@
 # re-queued in batches without stalling ingest: ingest p99 during a
 # 10,000-run bulk retry stays within 2x of its p99 without it."
 #
-# One `hookflow serve` (16 workers, SQLite). Seeds RUNS failed runs of rule
+# One `hookflow serve` on SQLite, restarted between phases. Seeds RUNS failed runs of rule
 # `bulk` (each an http step to a closed loopback port, one attempt), then
 # measures signed 2 KB GitHub pushes (rule `ingest`, its run queued and
 # executed) at a fixed moderate rate with wrk (CONNECTIONS connections,
@@ -13,8 +13,8 @@
 #              starts 1 s in (through the server's own writer)
 #   cli        `hookflow retry --rule bulk --status failed` starts 1 s in
 #              (a second process writing the same SQLite file)
-# The retried runs are executed (and fail again) by the workers meanwhile,
-# as after a real bulk retry; the next phase waits for that to finish.
+# Both with no workers (the re-queue's own cost to ingest: the target) and
+# with 16 (the retried runs executed, and failing again, meanwhile).
 # Prints p50/p99 per phase, the retry's wall time, p99 / baseline p99 and
 # PASS or MISS against 2x.
 # Usage: bench/bulk-retry.sh [seconds per phase, default 10]
@@ -94,30 +94,37 @@ rps() { awk '/Requests\/sec/ {print $2}' <<<"$1"; }
 errors() { awk '/Non-2xx|Socket errors/' <<<"$1" | tr '\n' ' '; }
 row() { printf '%-10s %9s %10s %10s %10s %7s  %s\n' "$@"; }
 
-(cd "$WORK" && exec "$BIN" serve --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
-  --rules rules --db "sqlite://$DB" --workers 16 >"$WORK/serve.log" 2>&1) &
-for _ in $(seq 300); do curl -sf http://127.0.0.1:$PORT/readyz >/dev/null && break; sleep 0.1; done
-curl -sf http://127.0.0.1:$PORT/readyz >/dev/null || { tail "$WORK/serve.log"; exit 1; }
-
-t0=$(date +%s.%N)
-wrk -t2 -c16 -d600s -s "$WORK/seed.lua" http://127.0.0.1:$PORT >/dev/null 2>&1
+# serve WORKERS: (re)start the server on the same database.
+SPID=
+serve() {
+  if [ -n "$SPID" ]; then kill "$SPID"; while kill -0 "$SPID" 2>/dev/null; do sleep 0.1; done; fi
+  (cd "$WORK" && exec "$BIN" serve --listen 127.0.0.1:$PORT --admin-listen 127.0.0.1:$ADMIN \
+    --rules rules --db "sqlite://$DB" --workers "$1" >>"$WORK/serve.log" 2>&1) &
+  for _ in $(seq 300); do curl -sf http://127.0.0.1:$PORT/readyz >/dev/null && break; sleep 0.1; done
+  curl -sf http://127.0.0.1:$PORT/readyz >/dev/null || { tail "$WORK/serve.log"; exit 1; }
+  SPID=$(pgrep -f "hookflow serve --listen 127.0.0.1:$PORT" | head -1)
+}
 settled() { [ "$(count "rule = 'bulk' AND status IN ('queued', 'running')")" -eq 0 ]; }
+# fail_all: every bulk run executed (and failed) by 16 workers.
+fail_all() { serve 16; until settled; do sleep 0.5; done; }
+
+serve 16
+t0=$(date +%s.%N)
+# wrk's thread:stop() does not always end the run: watch the count instead.
+wrk -t2 -c16 -d600s -s "$WORK/seed.lua" http://127.0.0.1:$PORT >/dev/null 2>&1 &
+SEED=$!
+until [ "$(count "rule = 'bulk'")" -ge "$RUNS" ]; do sleep 0.2; done
+kill "$SEED" 2>/dev/null || true
+wait "$SEED" 2>/dev/null || true
 until settled; do sleep 0.5; done
 FAILED=$(count "rule = 'bulk' AND status = 'failed'")
-printf 'seeded %s failed runs of rule bulk in %.1fs\n\n' "$FAILED" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
+printf 'seeded %s failed runs of rule bulk in %.1fs\n' "$FAILED" "$(echo "$(date +%s.%N) - $t0" | bc -l)"
 [ "$FAILED" -ge "$RUNS" ] || { echo "expected at least $RUNS failed runs"; exit 1; }
 
-row phase req/s p50_ms p99_ms retry_s ratio result
 measure() { wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency -s "$WORK/ingest.lua" http://127.0.0.1:$PORT 2>&1; }
-
-OUT=$(measure)
-BASE=$(to_ms "$(pct "$OUT" 99%)")
-row baseline "$(rps "$OUT")" "$(to_ms "$(pct "$OUT" 50%)")" "$BASE" - 1.00 "$(errors "$OUT")"
-
 # phase NAME COMMAND...: the load for DURATION, COMMAND started 1 s in.
 phase() {
   local name=$1; shift
-  until settled; do sleep 0.5; done
   measure > "$WORK/$name.wrk" &
   local load=$!
   sleep 1
@@ -132,9 +139,23 @@ phase() {
   [ "$(echo "$ratio <= 2" | bc -l)" -eq 1 ] || verdict=MISS
   row "$name" "$(rps "$out")" "$(to_ms "$(pct "$out" 50%)")" "$p99" \
     "$(printf '%.1f' "$(echo "$s1 - $s0" | bc -l)")" "$(printf '%.2f' "$ratio")" "$verdict $(errors "$out")"
+  echo "  $name re-queued $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["runs"]))' "$WORK/$name.out") runs"
 }
-phase api curl -sf -X POST -H 'content-type: application/json' \
-  -d '{"rule": "bulk", "status": "failed", "dry_run": false}' http://127.0.0.1:$ADMIN/api/runs/retry
-echo "  api re-queued $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["runs"]))' "$WORK/api.out") runs"
-phase cli "$BIN" retry --db "sqlite://$DB" --rules "$WORK/rules" --rule bulk --status failed --json
-echo "  cli re-queued $(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["runs"]))' "$WORK/cli.out") runs"
+
+# Twice: with no workers, the bulk retry's own cost to ingest (the
+# target); with 16, the re-queued runs are executed (and fail again) by the
+# workers meanwhile, as after a real bulk retry.
+for WORKERS in 0 16; do
+  printf '\n== the server with %s workers ==\n' "$WORKERS"
+  serve "$WORKERS"
+  row phase req/s p50_ms p99_ms retry_s ratio result
+  OUT=$(measure)
+  BASE=$(to_ms "$(pct "$OUT" 99%)")
+  row baseline "$(rps "$OUT")" "$(to_ms "$(pct "$OUT" 50%)")" "$BASE" - 1.00 "$(errors "$OUT")"
+  phase api curl -sf -X POST -H 'content-type: application/json' \
+    -d '{"rule": "bulk", "status": "failed", "dry_run": false}' http://127.0.0.1:$ADMIN/api/runs/retry
+  fail_all
+  serve "$WORKERS"
+  phase cli "$BIN" retry --db "sqlite://$DB" --rules "$WORK/rules" --rule bulk --status failed --json
+  fail_all
+done
