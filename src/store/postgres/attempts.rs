@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
-use super::{PgContext, from_json, parse_enum, to_u32};
+use super::{PgContext, Prepared, from_json, parse_enum, to_u32};
 use crate::store::{AttemptOutcome, AttemptRecord, Result};
 
 pub(crate) const ATTEMPTS: &str = "list attempts of run";
@@ -16,7 +16,7 @@ pub(super) async fn insert(
     request: &str,
     op: &'static str,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO attempts (id, run_id, step_index, step_id, attempt, started_at, duration_ms,
                                request, status_code, response, stdout, stderr, error, outcome)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
@@ -44,7 +44,7 @@ pub(super) async fn insert(
 
 pub(crate) async fn attempts_for_run(conn: &Object, run_id: &str) -> Result<Vec<AttemptRecord>> {
     let rows = conn
-        .query(
+        .prepared_query(
             "SELECT id, run_id, step_index, step_id, attempt, started_at, duration_ms, request,
                     status_code, response, stdout, stderr, error, outcome
              FROM attempts WHERE run_id = $1 ORDER BY step_index, attempt, started_at",

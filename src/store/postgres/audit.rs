@@ -3,7 +3,7 @@
 use deadpool_postgres::{GenericClient, Object};
 use tokio_postgres::Row;
 
-use super::{PgContext, from_json, parse_enum, to_json};
+use super::{PgContext, Prepared, from_json, parse_enum, to_json};
 use crate::store::{ActionKind, OperatorAction, Result, Via};
 
 pub(super) const RECORD: &str = "record operator action";
@@ -11,7 +11,7 @@ pub(super) const LIST: &str = "list operator actions";
 
 pub(super) async fn record(conn: &Object, a: &OperatorAction) -> Result<()> {
     let detail = to_json(RECORD, "action detail", &a.detail)?;
-    conn.execute(
+    conn.prepared_execute(
         "INSERT INTO operator_actions (id, at, action, target, via, client, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
@@ -40,7 +40,7 @@ pub(super) async fn list(
     let columns = "id, at, action, target, via, client, detail";
     let rows = match target {
         Some(target) => {
-            conn.query(
+            conn.prepared_query(
                 &format!(
                     "SELECT {columns} FROM operator_actions WHERE target = $1
                      ORDER BY at, id LIMIT $2"
@@ -50,7 +50,7 @@ pub(super) async fn list(
             .await
         }
         None => {
-            conn.query(
+            conn.prepared_query(
                 &format!(
                     "SELECT {columns} FROM operator_actions ORDER BY at DESC, id DESC LIMIT $1"
                 ),
@@ -82,7 +82,7 @@ pub(super) async fn prune(
     batch: i64,
     op: &'static str,
 ) -> Result<u64> {
-    conn.execute(
+    conn.prepared_execute(
         "DELETE FROM operator_actions WHERE id IN (
              SELECT id FROM operator_actions WHERE at < $1 ORDER BY at LIMIT $2)",
         &[&before_ms, &batch],

@@ -6,7 +6,7 @@
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Object;
 
-use super::{NOW_MS, PgContext, parse_enum, runs};
+use super::{NOW_MS, PgContext, Prepared, parse_enum, runs};
 use crate::store::{CANCELLED_BY_OPERATOR, CancelOutcome, Result, RunStatus};
 
 pub(crate) const CANCEL: &str = "cancel run";
@@ -18,7 +18,7 @@ pub(super) async fn finish(
     now_ms: i64,
     op: &'static str,
 ) -> Result<u64> {
-    tx.execute(
+    tx.prepared_execute(
         "UPDATE runs SET status = 'cancelled', error = $3, next_attempt_at = NULL,
                          lease_owner = NULL, lease_expires_at = NULL,
                          cancel_requested_at = COALESCE(cancel_requested_at, $2),
@@ -35,7 +35,7 @@ pub(super) async fn finish(
 pub(crate) async fn cancel(conn: &mut Object, id: &str, now_ms: i64) -> Result<CancelOutcome> {
     let tx = conn.transaction().await.pg(CANCEL)?;
     let row = tx
-        .query_opt(
+        .prepared_opt(
             &format!(
                 "SELECT status, cancel_requested_at IS NOT NULL,
                         lease_owner IS NOT NULL AND lease_expires_at > {NOW_MS}
@@ -63,7 +63,7 @@ pub(crate) async fn cancel(conn: &mut Object, id: &str, now_ms: i64) -> Result<C
     };
     if !already {
         if held {
-            tx.execute(
+            tx.prepared_execute(
                 "UPDATE runs SET cancel_requested_at = $2, updated_at = $2 WHERE id = $1",
                 &[&id, &now_ms],
             )

@@ -1,15 +1,15 @@
-//! SQL of `deliveries` and `dedupe`: accepting a delivery with its runs in
-//! one transaction (dedupe race-free across nodes), logging rejections, and
-//! reading deliveries back.
+//! SQL of `deliveries`: an accepted delivery encoded for its write
+//! (`batch.rs` writes it with its dedupe claim and runs), logging
+//! rejections, and reading deliveries back.
 
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgContext, from_json, parse_enum, runs, to_json};
+use super::{PgContext, Prepared, from_json, parse_enum, runs, to_json};
 use crate::store::{
-    AcceptOutcome, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary, NewDelivery,
-    NewRun, Rejected, Result,
+    DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary, NewDelivery, NewRun, Rejected,
+    Result,
 };
 
 pub(super) const ACCEPT: &str = "accept delivery";
@@ -19,12 +19,12 @@ pub(super) const LIST: &str = "list deliveries";
 
 /// An accepted delivery with its JSON columns encoded.
 pub(super) struct Accept {
-    delivery: NewDelivery,
-    headers: String,
-    matched: String,
-    trace: String,
-    runs: Vec<(NewRun, String)>,
-    dedupe_window_ms: i64,
+    pub(super) delivery: NewDelivery,
+    pub(super) headers: String,
+    pub(super) matched: String,
+    pub(super) trace: String,
+    pub(super) runs: Vec<(NewRun, String)>,
+    pub(super) dedupe_window_ms: i64,
 }
 
 impl Accept {
@@ -43,107 +43,6 @@ impl Accept {
             dedupe_window_ms,
         })
     }
-
-    /// One transaction: the delivery, its dedupe claim, its runs and a
-    /// notification for idle workers, or nothing.
-    pub(super) async fn apply(&self, conn: &mut Object, channel: &str) -> Result<AcceptOutcome> {
-        let d = &self.delivery;
-        let tx = conn.transaction().await.pg(ACCEPT)?;
-        let insert = tx
-            .prepare_cached(
-                "INSERT INTO deliveries (id, source, received_at, status, method, path, query,
-                                         headers, remote_addr, event, dedupe_key, body, matched,
-                                         trace)
-                 VALUES ($1, $2, $3, 'accepted', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-            )
-            .await
-            .pg(ACCEPT)?;
-        tx.execute(
-            &insert,
-            &[
-                &d.id,
-                &d.source,
-                &d.received_at,
-                &d.method,
-                &d.path,
-                &d.query,
-                &self.headers,
-                &d.remote_addr,
-                &d.event,
-                &d.dedupe_key,
-                &d.body,
-                &self.matched,
-                &self.trace,
-            ],
-        )
-        .await
-        .pg(ACCEPT)?;
-        if let Some(key) = &d.dedupe_key
-            && let Some(first_delivery) = self.claim_key(&tx, key).await?
-        {
-            // Nothing of it stays. Rolled back before answering: a dropped
-            // transaction would hold its locks until the rollback reaches
-            // the server.
-            tx.rollback().await.pg(ACCEPT)?;
-            return Ok(AcceptOutcome::Duplicate { first_delivery });
-        }
-        for (run, definition) in &self.runs {
-            runs::insert_queued(&tx, run, definition, ACCEPT).await?;
-        }
-        if !self.runs.is_empty() {
-            tx.execute("SELECT pg_notify($1, '')", &[&channel])
-                .await
-                .pg(ACCEPT)?;
-        }
-        tx.commit().await.pg(ACCEPT)?;
-        Ok(AcceptOutcome::Accepted)
-    }
-
-    /// Claims the key for this delivery, or returns the first delivery of
-    /// its window. A concurrent claim of the same key (another node) waits
-    /// on the primary key until the other transaction ends, then sees its
-    /// row: exactly one of them is accepted.
-    async fn claim_key(
-        &self,
-        tx: &deadpool_postgres::Transaction<'_>,
-        key: &str,
-    ) -> Result<Option<String>> {
-        let d = &self.delivery;
-        // A delivery received earlier than the first one (clock skew,
-        // reordering) is inside the window too; only one at least a
-        // window later starts a new window.
-        let claimed = tx
-            .query_opt(
-                "INSERT INTO dedupe (source, dedupe_key, delivery_id, first_seen_at)
-                 VALUES ($1, $2, $3, $4)
-                 ON CONFLICT (source, dedupe_key) DO UPDATE
-                     SET delivery_id = excluded.delivery_id,
-                         first_seen_at = excluded.first_seen_at
-                     WHERE $5::bigint <= 0
-                        OR excluded.first_seen_at - dedupe.first_seen_at >= $5::bigint
-                 RETURNING delivery_id",
-                &[
-                    &d.source,
-                    &key,
-                    &d.id,
-                    &d.received_at,
-                    &self.dedupe_window_ms,
-                ],
-            )
-            .await
-            .pg(ACCEPT)?;
-        if claimed.is_some() {
-            return Ok(None);
-        }
-        let first = tx
-            .query_one(
-                "SELECT delivery_id FROM dedupe WHERE source = $1 AND dedupe_key = $2",
-                &[&d.source, &key],
-            )
-            .await
-            .pg(ACCEPT)?;
-        Ok(Some(first.get(0)))
-    }
 }
 
 /// A rejected request; no dedupe key is stored (a corrected resend of a
@@ -158,7 +57,7 @@ pub(super) async fn reject(conn: &Object, r: Rejected) -> Result<()> {
     let query = kept.and_then(|k| k.query.clone());
     let event = kept.map_or(String::new(), |k| k.event.clone());
     let body = kept.map(|k| k.body.clone());
-    conn.execute(
+    conn.prepared_execute(
         "INSERT INTO deliveries (id, source, received_at, status, reject_status, reject_reason,
                                  method, path, remote_addr, query, headers, event, body)
          VALUES ($1, $2, $3, 'rejected', $4, $5, $6, $7, $8, $9, $10, $11, $12)",
@@ -191,7 +90,7 @@ pub(super) async fn get(
 ) -> Result<Option<DeliveryRecord>> {
     let trace = if with_trace { "trace" } else { "'null'" };
     let row = conn
-        .query_opt(
+        .prepared_opt(
             &format!(
                 "SELECT id, source, received_at, status, reject_status, reject_reason, method,
                         path, query, headers, remote_addr, event, dedupe_key, body, matched,
@@ -203,6 +102,25 @@ pub(super) async fn get(
         .await
         .pg(GET)?;
     row.map(|row| record_from_row(&row)).transpose()
+}
+
+/// The deliveries of leased runs, by id, without their match traces.
+pub(super) async fn get_for_runs(
+    conn: &impl deadpool_postgres::GenericClient,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, DeliveryRecord>> {
+    let rows = conn
+        .prepared_query(
+            "SELECT id, source, received_at, status, reject_status, reject_reason, method,
+                    path, query, headers, remote_addr, event, dedupe_key, body, matched, 'null'
+             FROM deliveries WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .pg(GET)?;
+    rows.iter()
+        .map(|row| record_from_row(row).map(|d| (d.id.clone(), d)))
+        .collect()
 }
 
 fn record_from_row(row: &Row) -> Result<DeliveryRecord> {
@@ -255,7 +173,7 @@ pub(super) async fn list(conn: &Object, filter: &DeliveryFilter) -> Result<Vec<D
         " ORDER BY received_at DESC, id DESC LIMIT ${}",
         args.len()
     ));
-    let rows = conn.query(&sql, &args).await.pg(LIST)?;
+    let rows = conn.prepared_query(&sql, &args).await.pg(LIST)?;
     rows.iter()
         .map(|row| {
             let reject_status: Option<i64> = row.get(5);

@@ -5,7 +5,7 @@
 
 use deadpool_postgres::Transaction;
 
-use super::{PgContext, from_json, lock_key, parse_enum, to_json};
+use super::{PgContext, Prepared, from_json, lock_key, parse_enum, to_json};
 use crate::store::control::{HandlerPlan, LatestHandler, on_failure_plan};
 use crate::store::{FailureHandler, Result, RunStatus};
 
@@ -21,14 +21,14 @@ pub(super) async fn queue(
     handler: &FailureHandler,
     now_ms: i64,
 ) -> Result<()> {
-    tx.execute(
+    tx.prepared_execute(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
         &[&lock_key(schema, &format!("on_failure:{rule}"))],
     )
     .await
     .pg(QUEUE_HANDLER)?;
     let latest = match tx
-        .query_opt(
+        .prepared_opt(
             "SELECT id, status, window_at, failure FROM runs
              WHERE kind = 'on_failure' AND rule = $1
              ORDER BY window_at DESC, id DESC LIMIT 1",
@@ -51,7 +51,7 @@ pub(super) async fn queue(
         // The latest failure's delivery and definition: the window's run
         // reports it.
         let folded = tx
-            .execute(
+            .prepared_execute(
                 "UPDATE runs SET failure = $2,
                                  delivery_id = (SELECT delivery_id FROM runs WHERE id = $3),
                                  definition = (SELECT definition FROM runs WHERE id = $3),
@@ -79,7 +79,7 @@ pub(super) async fn queue(
         return Ok(());
     };
     let failure = to_json(QUEUE_HANDLER, "failure", &handler.failure)?;
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO runs (id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
                            created_at, updated_at, definition, outputs, kind, failure, window_at)
          SELECT $1, delivery_id, rule, 'queued', 0, 0, $2, $3, $3, definition, '{}',

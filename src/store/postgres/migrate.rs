@@ -47,6 +47,12 @@ const MIGRATIONS: &[(u32, &str, &str, u32)] = &[
         include_str!("../migrations/postgres/0005_on_failure.sql"),
         1,
     ),
+    (
+        6,
+        "lz4",
+        include_str!("../migrations/postgres/0006_lz4.sql"),
+        1,
+    ),
 ];
 
 /// The newest schema version this build knows.

@@ -23,9 +23,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub(crate) use super::encode::to_json;
-use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    GenericClient, Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime,
+};
 use tokio::sync::Notify;
 use tokio_postgres::NoTls;
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
 
 use super::{
     AcceptOutcome, AttemptRecord, CancelOutcome, DeliveryFilter, DeliveryRecord, DeliverySummary,
@@ -36,6 +40,7 @@ use super::{NodeInfo, NodeRecord};
 
 mod attempts;
 mod audit;
+mod batch;
 mod cancel;
 mod deliveries;
 mod failure;
@@ -76,8 +81,12 @@ pub struct PostgresStore {
     pool: Pool,
     /// The schema every connection works in (`current_schema()`).
     schema: String,
-    /// The `NOTIFY` channel for "runs are due": named after the schema.
-    channel: String,
+    /// Tells every node (this one at once) that runs are due, after the
+    /// commit; its `NOTIFY` channel is named after the schema.
+    announcer: Arc<listen::Announcer>,
+    announcing: tokio::task::JoinHandle<()>,
+    /// Accepts written together (`batch.rs`).
+    batcher: batch::Batcher,
     /// Notified when another node (or this one) queued or freed work.
     wake: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
@@ -88,6 +97,7 @@ pub struct PostgresStore {
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        self.announcing.abort();
     }
 }
 
@@ -163,10 +173,15 @@ impl PostgresStore {
         let channel = format!("hookflow_runs_{schema}");
         let wake = Arc::new(Notify::new());
         let listener = listen::spawn(config, channel.clone(), Arc::clone(&wake));
+        let announcer = listen::Announcer::new(channel, Arc::clone(&wake));
+        let announcing = announcer.spawn(pool.clone());
+        let batcher = batch::Batcher::spawn(pool.clone(), Arc::clone(&announcer));
         Ok(PostgresStore {
             pool,
             schema,
-            channel,
+            announcer,
+            announcing,
+            batcher,
             wake,
             listener,
             gate: Mutex::new(gate),
@@ -187,6 +202,13 @@ impl PostgresStore {
         })?;
         self.check_schema(&mut client).await?;
         Ok(client)
+    }
+
+    /// The schema is not marked incompatible (no connection needed to
+    /// tell; [`check_schema`](Self::check_schema) looks again when it is).
+    fn schema_open(&self) -> bool {
+        let gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+        gate.blocked.is_none()
     }
 
     /// Open unless the schema is marked incompatible with this build; then
@@ -244,8 +266,11 @@ impl Store for PostgresStore {
         dedupe_window_ms: i64,
     ) -> Result<AcceptOutcome> {
         let accept = deliveries::Accept::encode(delivery, runs, dedupe_window_ms)?;
+        if self.schema_open() {
+            return self.batcher.accept(accept).await;
+        }
         let mut conn = self.conn(deliveries::ACCEPT).await?;
-        accept.apply(&mut conn, &self.channel).await
+        batch::apply_one(&mut conn, &accept, &self.announcer).await
     }
 
     async fn record_rejected(&self, rejected: Rejected) -> Result<()> {
@@ -296,7 +321,7 @@ impl Store for PostgresStore {
 
     async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
         let mut conn = self.conn(queue::RECORD).await?;
-        queue::record(&mut conn, &self.schema, &self.channel, record).await
+        queue::record(&mut conn, &self.schema, &self.announcer, record).await
     }
 
     async fn renew_leases(
@@ -315,7 +340,7 @@ impl Store for PostgresStore {
 
     async fn release_leases(&self, node: &str, now_ms: i64) -> Result<u64> {
         let conn = self.conn(queue::RELEASE).await?;
-        queue::release_all(&conn, &self.channel, node, now_ms).await
+        queue::release_all(&conn, &self.announcer, node, now_ms).await
     }
 
     async fn release_runs(
@@ -329,7 +354,7 @@ impl Store for PostgresStore {
             return Ok(0);
         }
         let conn = self.conn(queue::RELEASE).await?;
-        queue::release_runs(&conn, &self.channel, node, runs, how, now_ms).await
+        queue::release_runs(&conn, &self.announcer, node, runs, how, now_ms).await
     }
 
     async fn cancel_run(&self, run_id: &str, now_ms: i64) -> Result<CancelOutcome> {
@@ -339,7 +364,7 @@ impl Store for PostgresStore {
 
     async fn reclaim_leases(&self, node: &str, now_ms: i64) -> Result<u64> {
         let conn = self.conn(queue::RECLAIM).await?;
-        queue::reclaim(&conn, &self.channel, node, now_ms).await
+        queue::reclaim(&conn, &self.announcer, node, now_ms).await
     }
 
     async fn get_run(&self, id: &str) -> Result<Option<RunRecord>> {
@@ -359,7 +384,7 @@ impl Store for PostgresStore {
 
     async fn queue_runs(&self, delivery_id: &str, runs: Vec<NewRun>) -> Result<()> {
         let mut conn = self.conn(runs::QUEUE_MORE).await?;
-        runs::queue_more(&mut conn, &self.channel, delivery_id, runs).await
+        runs::queue_more(&mut conn, &self.announcer, delivery_id, runs).await
     }
 
     async fn retry_run(
@@ -369,7 +394,7 @@ impl Store for PostgresStore {
         redefine: Option<super::Redefinition>,
     ) -> Result<RetryOutcome> {
         let mut conn = self.conn(runs::RETRY).await?;
-        runs::retry(&mut conn, &self.channel, run_id, now_ms, redefine).await
+        runs::retry(&mut conn, &self.announcer, run_id, now_ms, redefine).await
     }
 
     async fn prune(&self, before_ms: i64, batch: u32) -> Result<u64> {
@@ -442,6 +467,60 @@ pub(crate) fn is_transient(e: &tokio_postgres::Error) -> bool {
         None => std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>()),
     }
 }
+
+/// Statements prepared once per pooled connection (deadpool's statement
+/// cache) instead of at every call. `query(&str)` costs tokio-postgres a
+/// round trip to prepare and PostgreSQL a parse and a plan every time: on
+/// the ingest and worker paths that was half of the round trips.
+pub(crate) trait Prepared: GenericClient + Sized {
+    fn prepared_query<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = PgResult<Vec<Row>>> + Send + 'a {
+        async move {
+            let statement = self.prepare_cached(sql).await?;
+            self.query(&statement, params).await
+        }
+    }
+
+    fn prepared_one<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = PgResult<Row>> + Send + 'a {
+        async move {
+            let statement = self.prepare_cached(sql).await?;
+            self.query_one(&statement, params).await
+        }
+    }
+
+    fn prepared_opt<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = PgResult<Option<Row>>> + Send + 'a {
+        async move {
+            let statement = self.prepare_cached(sql).await?;
+            self.query_opt(&statement, params).await
+        }
+    }
+
+    fn prepared_execute<'a>(
+        &'a self,
+        sql: &'a str,
+        params: &'a [&'a (dyn ToSql + Sync)],
+    ) -> impl Future<Output = PgResult<u64>> + Send + 'a {
+        async move {
+            let statement = self.prepare_cached(sql).await?;
+            self.execute(&statement, params).await
+        }
+    }
+}
+
+impl<C: GenericClient> Prepared for C {}
+
+type PgResult<T> = std::result::Result<T, tokio_postgres::Error>;
 
 /// Attach the operation name to a PostgreSQL error.
 pub(crate) trait PgContext<T> {

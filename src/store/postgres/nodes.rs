@@ -4,7 +4,7 @@
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
-use super::{NOW_MS, PgContext, to_u32};
+use super::{NOW_MS, PgContext, Prepared, to_u32};
 use crate::store::{NodeInfo, NodeRecord, Result};
 
 pub(super) const BEAT: &str = "register node";
@@ -13,7 +13,7 @@ pub(super) const FORGET: &str = "forget silent nodes";
 pub(super) const REMOVE: &str = "remove node";
 
 pub(super) async fn beat(conn: &Object, node: &NodeInfo) -> Result<()> {
-    conn.execute(
+    conn.prepared_execute(
         &format!(
             "INSERT INTO nodes (id, version, listen, admin_listen, receive, workers,
                                 rule_set_hash, started_at, heartbeat_at)
@@ -41,7 +41,7 @@ pub(super) async fn beat(conn: &Object, node: &NodeInfo) -> Result<()> {
 
 pub(super) async fn list(conn: &Object) -> Result<Vec<NodeRecord>> {
     let rows = conn
-        .query(
+        .prepared_query(
             &format!(
                 "SELECT id, version, listen, admin_listen, receive, workers, rule_set_hash,
                         started_at, heartbeat_at, GREATEST({NOW_MS} - heartbeat_at, 0)
@@ -72,7 +72,7 @@ fn from_row(row: &Row) -> NodeRecord {
 }
 
 pub(super) async fn forget(conn: &Object, silent_ms: i64) -> Result<u64> {
-    conn.execute(
+    conn.prepared_execute(
         &format!("DELETE FROM nodes WHERE heartbeat_at < {NOW_MS} - $1"),
         &[&silent_ms],
     )
@@ -82,7 +82,7 @@ pub(super) async fn forget(conn: &Object, silent_ms: i64) -> Result<u64> {
 
 pub(super) async fn remove(conn: &Object, id: &str) -> Result<bool> {
     let n = conn
-        .execute("DELETE FROM nodes WHERE id = $1", &[&id])
+        .prepared_execute("DELETE FROM nodes WHERE id = $1", &[&id])
         .await
         .pg(REMOVE)?;
     Ok(n > 0)

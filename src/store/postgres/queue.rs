@@ -15,7 +15,10 @@ use std::collections::{BTreeSet, HashMap};
 
 use deadpool_postgres::Object;
 
-use super::{NOW_MS, PgContext, attempts, cancel, deliveries, failure, lock_key, runs, to_json};
+use super::listen::Announcer;
+use super::{
+    NOW_MS, PgContext, Prepared, attempts, cancel, deliveries, failure, lock_key, runs, to_json,
+};
 use crate::store::{
     LeaseRequest, Leased, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
     StepRecord, StepSaved, StoreError,
@@ -37,13 +40,13 @@ const SCAN_FACTOR: i64 = 4;
 pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -> Result<Leased> {
     let tx = conn.transaction().await.pg(LEASE)?;
     let db_now: i64 = tx
-        .query_one(&format!("SELECT {NOW_MS}"), &[])
+        .prepared_one(&format!("SELECT {NOW_MS}"), &[])
         .await
         .pg(LEASE)?
         .get(0);
     let scan = i64::from(req.limit).saturating_mul(SCAN_FACTOR);
     let candidates = tx
-        .query(
+        .prepared_query(
             "SELECT id, rule, status, concurrency, cancel_requested_at IS NOT NULL,
                     concurrency_key
              FROM runs
@@ -74,14 +77,14 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
             Some(key) => format!("rule:{}:key:{key}", slot.0),
             None => format!("rule:{}", slot.0),
         };
-        tx.execute(
+        tx.prepared_execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
             &[&lock_key(schema, &name)],
         )
         .await
         .pg(LEASE)?;
         let count: i64 = tx
-            .query_one(
+            .prepared_one(
                 "SELECT COUNT(*) FROM runs
                  WHERE status = 'running' AND rule = $1
                    AND concurrency_key IS NOT DISTINCT FROM $2",
@@ -120,7 +123,7 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
     if !ids.is_empty() {
         // A lease still named (so expired) is a lost worker's: counted.
         let rows = tx
-            .query(
+            .prepared_query(
                 &format!(
                     "UPDATE runs SET status = 'running', lease_owner = $2,
                                      lease_expires_at = $3::bigint + $4::bigint,
@@ -140,16 +143,19 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
             let run = runs::record_from_row(row, LEASE)?;
             by_id.insert(run.id.clone(), run);
         }
+        // Their deliveries in one query (a delivery may have several runs).
+        let wanted: Vec<&str> = by_id.values().map(|r| r.delivery_id.as_str()).collect();
+        let found = deliveries::get_for_runs(&tx, &wanted).await?;
         for id in &ids {
             let Some(run) = by_id.remove(id) else {
                 continue;
             };
-            let delivery = deliveries::get(&tx, &run.delivery_id, false).await?;
+            let delivery = found.get(&run.delivery_id).cloned();
             leased.push(LeasedRun { run, delivery });
         }
     }
     let next_due_ms: Option<i64> = tx
-        .query_one(
+        .prepared_one(
             "SELECT MIN(next_attempt_at) FROM runs
              WHERE status IN ('queued', 'running') AND next_attempt_at > $1",
             &[&db_now],
@@ -170,7 +176,7 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
 pub(super) async fn record(
     conn: &mut Object,
     schema: &str,
-    channel: &str,
+    announcer: &Announcer,
     r: StepRecord,
 ) -> Result<StepSaved> {
     if let Some(a) = &r.attempt
@@ -195,6 +201,7 @@ pub(super) async fn record(
     };
     let next_step = i64::from(r.next_step);
     let attempts_at = i64::from(r.attempts_at_next_step);
+    let mut freed = false;
     let tx = conn.transaction().await.pg(RECORD)?;
     if let (Some(attempt), Some(request)) = (&r.attempt, &request) {
         attempts::insert(&tx, attempt, request, RECORD).await?;
@@ -210,7 +217,7 @@ pub(super) async fn record(
             let length = lease_until_ms.saturating_sub(r.now_ms);
             let next_attempt_at = if retry { *lease_until_ms } else { r.now_ms };
             let row = tx
-                .query_opt(
+                .prepared_opt(
                     &format!(
                         "UPDATE runs SET attempt_base = CASE WHEN next_step = $3 THEN attempt_base
                                                              ELSE 0 END,
@@ -246,7 +253,7 @@ pub(super) async fn record(
         }
         RunProgress::Finished { status, error } => {
             let row = tx
-                .query_opt(
+                .prepared_opt(
                     "UPDATE runs SET status = $3, next_step = $4, attempt = $5,
                                      outputs = COALESCE($6, outputs), error = $7,
                                      next_attempt_at = NULL, lease_owner = NULL,
@@ -281,15 +288,16 @@ pub(super) async fn record(
             if let Some(handler) = handler {
                 failure::queue(&tx, schema, &r.run_id, rule, handler, r.now_ms).await?;
             }
-            if limited || handler.is_some() {
-                // A concurrency slot is free, or an `on_failure` run is
-                // queued: a queued run may start on any node.
-                notify(&tx, channel, RECORD).await?;
-            }
+            // A concurrency slot is free, or an `on_failure` run is
+            // queued: a queued run may start on any node.
+            freed = limited || handler.is_some();
             StepSaved::default()
         }
     };
     tx.commit().await.pg(RECORD)?;
+    if freed {
+        announcer.announce();
+    }
     Ok(saved)
 }
 
@@ -302,7 +310,7 @@ pub(super) async fn renew(
     length: i64,
 ) -> Result<Renewal> {
     let rows = conn
-        .query(
+        .prepared_query(
             &format!(
                 "UPDATE runs SET lease_expires_at = {NOW_MS} + $3::bigint
                  WHERE lease_owner = $1 AND status = 'running' AND id = ANY($2)
@@ -328,7 +336,7 @@ pub(super) async fn renew(
 /// Gives back `node`'s leases on `ids` (see [`Release`]).
 pub(super) async fn release_runs(
     conn: &Object,
-    channel: &str,
+    announcer: &Announcer,
     node: &str,
     ids: &[String],
     how: Release,
@@ -348,37 +356,42 @@ pub(super) async fn release_runs(
         ),
     };
     let n = conn
-        .execute(&sql, &[&node, &ids, &now_ms])
+        .prepared_execute(&sql, &[&node, &ids, &now_ms])
         .await
         .pg(RELEASE)?;
-    notify(conn, channel, RELEASE).await?;
+    announcer.announce();
     Ok(n)
 }
 
 /// Graceful shutdown: every lease `node` holds goes back at once.
 pub(super) async fn release_all(
     conn: &Object,
-    channel: &str,
+    announcer: &Announcer,
     node: &str,
     now_ms: i64,
 ) -> Result<u64> {
     let n = conn
-        .execute(
+        .prepared_execute(
             "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, updated_at = $2
              WHERE lease_owner = $1",
             &[&node, &now_ms],
         )
         .await
         .pg(RELEASE)?;
-    notify(conn, channel, RELEASE).await?;
+    announcer.announce();
     Ok(n)
 }
 
 /// At startup: only this node's own leases are a dead process's; other
 /// nodes' leases are left to expire (they may be alive).
-pub(super) async fn reclaim(conn: &Object, channel: &str, node: &str, now_ms: i64) -> Result<u64> {
+pub(super) async fn reclaim(
+    conn: &Object,
+    announcer: &Announcer,
+    node: &str,
+    now_ms: i64,
+) -> Result<u64> {
     let n = conn
-        .execute(
+        .prepared_execute(
             "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL,
                              next_attempt_at = COALESCE(next_attempt_at, $2), updated_at = $2
              WHERE status IN ('queued', 'running')
@@ -388,20 +401,7 @@ pub(super) async fn reclaim(conn: &Object, channel: &str, node: &str, now_ms: i6
         .await
         .pg(RECLAIM)?;
     if n > 0 {
-        notify(conn, channel, RECLAIM).await?;
+        announcer.announce();
     }
     Ok(n)
-}
-
-/// Wake idle workers on every node (delivered at commit).
-async fn notify(
-    client: &impl deadpool_postgres::GenericClient,
-    channel: &str,
-    op: &'static str,
-) -> Result<()> {
-    client
-        .execute("SELECT pg_notify($1, '')", &[&channel])
-        .await
-        .pg(op)?;
-    Ok(())
 }

@@ -7,7 +7,8 @@ use deadpool_postgres::Object;
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::{PgContext, from_json, parse_enum, to_u32};
+use super::listen::Announcer;
+use super::{PgContext, Prepared, from_json, parse_enum, to_u32};
 pub(super) use crate::store::encode::encode_for_delivery;
 use crate::store::{
     NewRun, Result, RetryOutcome, RunFilter, RunKind, RunRecord, RunStatus, StoreError,
@@ -38,7 +39,7 @@ pub(super) async fn insert_queued(
     op: &'static str,
 ) -> Result<()> {
     let concurrency = run.concurrency.map(i64::from);
-    tx.execute(
+    tx.prepared_execute(
         "INSERT INTO runs (id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
                            created_at, updated_at, definition, outputs, concurrency,
                            concurrency_key)
@@ -60,7 +61,7 @@ pub(super) async fn insert_queued(
 
 pub(super) async fn for_delivery(conn: &Object, delivery_id: &str) -> Result<Vec<RunRecord>> {
     let rows = conn
-        .query(
+        .prepared_query(
             &format!("SELECT {COLUMNS} FROM runs WHERE delivery_id = $1 ORDER BY created_at, id"),
             &[&delivery_id],
         )
@@ -77,7 +78,7 @@ pub(super) async fn get(
     op: &'static str,
 ) -> Result<Option<RunRecord>> {
     let row = conn
-        .query_opt(&format!("SELECT {COLUMNS} FROM runs WHERE id = $1"), &[&id])
+        .prepared_opt(&format!("SELECT {COLUMNS} FROM runs WHERE id = $1"), &[&id])
         .await
         .pg(op)?;
     row.map(|r| record_from_row(&r, op)).transpose()
@@ -126,7 +127,7 @@ pub(super) async fn list(conn: &Object, filter: &RunFilter) -> Result<Vec<RunRec
         " ORDER BY created_at DESC, id DESC LIMIT ${}",
         args.len()
     ));
-    let rows = conn.query(&sql, &args).await.pg(LIST)?;
+    let rows = conn.prepared_query(&sql, &args).await.pg(LIST)?;
     rows.iter().map(|r| record_from_row(r, LIST)).collect()
 }
 
@@ -161,7 +162,7 @@ pub(super) fn record_from_row(row: &Row, op: &'static str) -> Result<RunRecord> 
 
 pub(super) async fn queue_depth(conn: &Object) -> Result<u64> {
     let row = conn
-        .query_one(
+        .prepared_one(
             "SELECT COUNT(*) FROM runs WHERE status IN ('queued', 'running')",
             &[],
         )
@@ -174,14 +175,14 @@ pub(super) async fn queue_depth(conn: &Object) -> Result<u64> {
 /// Runs queued for a stored delivery (a replay): all or none.
 pub(super) async fn queue_more(
     conn: &mut Object,
-    channel: &str,
+    announcer: &Announcer,
     delivery_id: &str,
     runs: Vec<NewRun>,
 ) -> Result<()> {
     let runs = encode_for_delivery(QUEUE_MORE, delivery_id, runs)?;
     let tx = conn.transaction().await.pg(QUEUE_MORE)?;
     let exists = tx
-        .query_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&delivery_id])
+        .prepared_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&delivery_id])
         .await
         .pg(QUEUE_MORE)?;
     if exists.is_none() {
@@ -194,17 +195,16 @@ pub(super) async fn queue_more(
     for (run, definition) in &runs {
         insert_queued(&tx, run, definition, QUEUE_MORE).await?;
     }
-    tx.execute("SELECT pg_notify($1, '')", &[&channel])
-        .await
-        .pg(QUEUE_MORE)?;
-    tx.commit().await.pg(QUEUE_MORE)
+    tx.commit().await.pg(QUEUE_MORE)?;
+    announcer.announce();
+    Ok(())
 }
 
 /// Re-queue a failed run at its failed step. The row is locked first, so
 /// of racing retries (on any nodes) exactly one finds it failed.
 pub(super) async fn retry(
     conn: &mut Object,
-    channel: &str,
+    announcer: &Announcer,
     id: &str,
     now_ms: i64,
     redefine: Option<crate::store::Redefinition>,
@@ -222,7 +222,7 @@ pub(super) async fn retry(
         .transpose()?;
     let tx = conn.transaction().await.pg(RETRY)?;
     let status = tx
-        .query_opt("SELECT status FROM runs WHERE id = $1 FOR UPDATE", &[&id])
+        .prepared_opt("SELECT status FROM runs WHERE id = $1 FOR UPDATE", &[&id])
         .await
         .pg(RETRY)?;
     // Early answers end the transaction before returning: a dropped one
@@ -238,7 +238,7 @@ pub(super) async fn retry(
         return Ok(RetryOutcome::NotFailed(status));
     }
     if let Some((definition, concurrency, key)) = &redefine {
-        tx.execute(
+        tx.prepared_execute(
             "UPDATE runs SET definition = $2, concurrency = $3, concurrency_key = $4 WHERE id = $1",
             &[&id, definition, concurrency, key],
         )
@@ -246,7 +246,7 @@ pub(super) async fn retry(
         .pg(RETRY)?;
     }
     let row = tx
-        .query_one(
+        .prepared_one(
             &format!(
                 "UPDATE runs SET status = 'queued', attempt_base = attempt, next_attempt_at = $2,
                                  error = NULL, finished_at = NULL, lease_owner = NULL,
@@ -259,10 +259,8 @@ pub(super) async fn retry(
         .await
         .pg(RETRY)?;
     let run = record_from_row(&row, RETRY)?;
-    tx.execute("SELECT pg_notify($1, '')", &[&channel])
-        .await
-        .pg(RETRY)?;
     tx.commit().await.pg(RETRY)?;
+    announcer.announce();
     Ok(RetryOutcome::Requeued(Box::new(run)))
 }
 
@@ -272,7 +270,7 @@ pub(super) async fn retry(
 pub(super) async fn prune(conn: &Object, before_ms: i64, batch: u32) -> Result<u64> {
     let batch = i64::from(batch);
     let deleted = conn
-        .execute(
+        .prepared_execute(
             "DELETE FROM deliveries WHERE id IN (
              SELECT d.id FROM deliveries d
              WHERE d.received_at < $1

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use deadpool_postgres::Object;
 
-use super::{PgContext, runs};
+use super::{PgContext, Prepared, runs};
 use crate::store::stats::{
     CHART_MS, DAY_MS, HOUR_MS, MinuteCount, Outcome, Overview, RuleStats, Window,
 };
@@ -25,7 +25,7 @@ pub(super) async fn overview(conn: &Object, now_ms: i64) -> Result<Overview> {
 
 async fn per_minute(conn: &Object, since_ms: i64) -> Result<Vec<MinuteCount>> {
     let rows = conn
-        .query(
+        .prepared_query(
             "SELECT (received_at / 60000) * 60000 AS minute, source,
                     CASE WHEN status = 'rejected' THEN 'rejected'
                          WHEN matched = '[]' THEN 'unmatched'
@@ -53,7 +53,7 @@ async fn per_minute(conn: &Object, since_ms: i64) -> Result<Vec<MinuteCount>> {
 
 async fn runs_by_status(conn: &Object, since_ms: i64) -> Result<Vec<(RunStatus, u64)>> {
     let rows = conn
-        .query(
+        .prepared_query(
             "SELECT status, COUNT(*) FROM runs WHERE created_at >= $1 GROUP BY status",
             &[&since_ms],
         )
@@ -72,7 +72,7 @@ async fn runs_by_status(conn: &Object, since_ms: i64) -> Result<Vec<(RunStatus, 
 /// into the last hour and the whole day.
 async fn rules(conn: &Object, now_ms: i64) -> Result<Vec<RuleStats>> {
     let rows = conn
-        .query(
+        .prepared_query(
             "SELECT rule, status = 'succeeded', created_at,
                     COALESCE(finished_at, updated_at) - created_at
              FROM runs WHERE status IN ('succeeded', 'failed') AND created_at >= $1",
