@@ -20,6 +20,7 @@
 # Usage: bench/bulk-retry.sh [seconds per phase, default 10]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/push.sh
 DURATION=${1:-10}
 RUNS=${RUNS:-10000}
 CONNECTIONS=${CONNECTIONS:-8}
@@ -34,7 +35,6 @@ PORT=18090 ADMIN=19090
 DB=$WORK/bench.db
 
 BODY=benches/payloads/github-push-2k.json
-SIG=$(openssl dgst -sha256 -hmac bench-secret -hex < "$BODY" | awk '{print $NF}')
 mkdir -p "$WORK/rules"
 cat > "$WORK/rules/rules.yaml" <<YAML
 sources:
@@ -51,25 +51,7 @@ rules:
 YAML
 
 # The measured load: signed pushes, unique delivery ids, DELAY_MS apart.
-cat > "$WORK/ingest.lua" <<LUA
-local f = io.open("$PWD/$BODY", "rb"); local body = f:read("*a"); f:close()
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/hooks/github", {
-    ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = "bench-" .. tid .. "-" .. n .. "-" .. os.time(),
-    ["X-Hub-Signature-256"] = "sha256=$SIG",
-  }, body)
-end
-delay = function() return $DELAY_MS end
-LUA
+push_lua "$BODY" "$WORK/ingest.lua" "$DELAY_MS"
 # The seed: RUNS deliveries to source `seed`, as fast as they go; each
 # thread stops after its half.
 cat > "$WORK/seed.lua" <<LUA

@@ -8,6 +8,7 @@
 # Needs perf (linux-perf) and inferno (`cargo install inferno`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/push.sh
 NAME=${1:-queued}
 DURATION=${2:-10}
 BODY=${3:-benches/payloads/github-push-2k.json}
@@ -33,7 +34,6 @@ cleanup() {
   rm -rf "$WORK"
 }
 trap cleanup EXIT
-SIG=$(openssl dgst -sha256 -hmac bench-secret -hex < "$BODY" | awk '{print $NF}')
 mkdir -p "$WORK/rules"
 {
   echo "sources:"
@@ -44,20 +44,7 @@ mkdir -p "$WORK/rules"
     echo "  - { name: r$i, source: github, event: issues-$i, actions: [ { http: { url: 'http://127.0.0.1:9/' } } ] }"
   done
 } > "$WORK/rules/rules.yaml"
-cat > "$WORK/post.lua" <<LUA
-local f = io.open("$PWD/$BODY", "rb"); local body = f:read("*a"); f:close()
-local threads = 0
-function setup(thread) threads = threads + 1; thread:set("tid", threads) end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/hooks/github", {
-    ["Content-Type"] = "application/json", ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = "flame-$RANDOM-" .. tid .. "-" .. n,
-    ["X-Hub-Signature-256"] = "sha256=$SIG",
-  }, body)
-end
-LUA
+push_lua "$BODY" "$WORK/post.lua"
 (cd "$WORK" && exec "$BIN" serve --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19090 \
   --rules rules --db "$DB" --workers 0 >"$WORK/serve.log" 2>&1) &
 for _ in $(seq 300); do curl -sf http://127.0.0.1:18080/readyz >/dev/null && break; sleep 0.1; done

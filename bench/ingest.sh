@@ -27,6 +27,7 @@
 # postgres://postgres@127.0.0.1:5432/test); set it to `off` to skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/push.sh
 DURATION=${1:-10}
 CONNECTIONS=${CONNECTIONS:-32}
 PG=${HOOKFLOW_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
@@ -62,31 +63,7 @@ fi
 PG_URL="$PG?options=-csearch_path%3D$SCHEMA"
 
 # post.lua for BODY; DELAY_MS (per connection, between requests) sets a fixed rate.
-write_lua() {
-  local body=$1 delay=${2:-}
-  local sig; sig=$(openssl dgst -sha256 -hmac bench-secret -hex < "$body" | awk '{print $NF}')
-  cat > "$WORK/post.lua" <<LUA
-local f = io.open("$PWD/$body", "rb"); local body = f:read("*a"); f:close()
--- A delivery id unique across wrk's threads and runs (their random seeds are equal).
-local threads = 0
-function setup(thread)
-  threads = threads + 1
-  thread:set("tid", threads)
-end
-local n = 0
-local run = "$RANDOM$RANDOM"
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/hooks/github", {
-    ["Content-Type"] = "application/json",
-    ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = "bench-" .. run .. "-" .. tid .. "-" .. n,
-    ["X-Hub-Signature-256"] = "sha256=$sig",
-  }, body)
-end
-LUA
-  if [ -n "$delay" ]; then echo "delay = function() return $delay end" >> "$WORK/post.lua"; fi
-}
+write_lua() { push_lua "$1" "$WORK/post.lua" "${2:-}"; }
 
 # rules DIR TOTAL MATCHING: TOTAL rules over 100 sources (`github` is the
 # hundredth); MATCHING of them match the push. The github source's other rules

@@ -10,6 +10,7 @@
 # PostgreSQL: HOOKFLOW_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/push.sh
 DURATION=${1:-10}
 PG=${HOOKFLOW_BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
@@ -24,8 +25,6 @@ export PGOPTIONS=--client-min-messages=warning
 psql -q "$PG" -c "CREATE SCHEMA $SCHEMA"
 trap 'kill $(jobs -p) 2>/dev/null || true; psql -q "$PG" -c "DROP SCHEMA $SCHEMA CASCADE" >/dev/null; rm -rf "$WORK"' EXIT
 URL="$PG?options=-csearch_path%3D$SCHEMA"
-BODY=$PWD/benches/payloads/github-push-2k.json
-SIG=$(openssl dgst -sha256 -hmac bench-secret -hex < "$BODY" | awk '{print $NF}')
 mkdir -p "$WORK/rules"
 cat > "$WORK/rules/rules.yaml" <<YAML
 sources:
@@ -33,20 +32,7 @@ sources:
 rules:
   - { name: r0, source: github, event: push, actions: [ { http: { url: 'http://127.0.0.1:18081/sink' } } ] }
 YAML
-cat > "$WORK/post.lua" <<LUA
-local f = io.open("$BODY", "rb"); local body = f:read("*a"); f:close()
-local threads = 0
-function setup(thread) threads = threads + 1; thread:set("tid", threads) end
-local n = 0
-request = function()
-  n = n + 1
-  return wrk.format("POST", "/hooks/github", {
-    ["Content-Type"] = "application/json", ["X-GitHub-Event"] = "push",
-    ["X-GitHub-Delivery"] = "pg-$RANDOM-" .. tid .. "-" .. n,
-    ["X-Hub-Signature-256"] = "sha256=$SIG",
-  }, body)
-end
-LUA
+push_lua benches/payloads/github-push-2k.json "$WORK/post.lua"
 "$BASELINE" 18081 >/dev/null 2>&1 &
 # start PORT ADMIN WORKERS: a node on the schema; sets NODE to its pid.
 start() {
