@@ -28,6 +28,7 @@ use super::{NodeInfo, NodeRecord};
 mod attempts;
 mod audit;
 mod backup;
+mod body;
 mod cancel;
 mod checkpoint;
 mod connection;

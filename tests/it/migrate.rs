@@ -122,12 +122,25 @@ async fn a_served_run_log_moves_to_postgres_and_reads_the_same() {
                 ("X-Token", "tok-migrate"),
                 ("Content-Type", "application/json"),
             ],
-            br#"{"n": 7}"#.to_vec(),
+            // Large enough to be stored compressed (schema 0010): the copy
+            // must carry it as received.
+            json!({"n": 7, "log": "step ok\n".repeat(300)})
+                .to_string()
+                .into_bytes(),
         )
         .await;
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.expect("json");
     let delivery_id = body["delivery"].as_str().expect("id").to_owned();
+    let encoding: String = rusqlite::Connection::open(&app.db_path)
+        .expect("inspect")
+        .query_row(
+            "SELECT body_encoding FROM deliveries WHERE id = ?1",
+            [&delivery_id],
+            |row| row.get(0),
+        )
+        .expect("its row");
+    assert_eq!(encoding, "zstd", "the case this test is for");
     let run_id = app
         .store
         .runs_for_delivery(&delivery_id)

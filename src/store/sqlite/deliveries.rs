@@ -4,7 +4,7 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
-use super::{enum_column, json_column, runs, to_json};
+use super::{body, enum_column, json_column, runs, to_json};
 use crate::store::{
     AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
     NewDelivery, NewRun, Rejected, Result,
@@ -18,7 +18,11 @@ pub(super) const LIST: &str = "list deliveries";
 /// An accepted delivery with its JSON columns already encoded, ready for
 /// the writer.
 pub(super) struct Accept {
+    /// Its `body` is moved to [`stored_body`](Self::stored_body).
     delivery: NewDelivery,
+    /// The body as stored, and its encoding (`body.rs`).
+    stored_body: Vec<u8>,
+    body_encoding: &'static str,
     headers: String,
     matched: String,
     trace: String,
@@ -29,12 +33,15 @@ pub(super) struct Accept {
 
 impl Accept {
     pub(super) fn encode(
-        delivery: NewDelivery,
+        mut delivery: NewDelivery,
         runs: Vec<NewRun>,
         dedupe_window_ms: i64,
     ) -> Result<Accept> {
         let runs = runs::encode_for_delivery(ACCEPT, &delivery.id, runs)?;
+        let (stored_body, body_encoding) = body::encode(std::mem::take(&mut delivery.body));
         Ok(Accept {
+            stored_body,
+            body_encoding,
             headers: to_json(ACCEPT, "headers", &delivery.headers)?,
             matched: to_json(ACCEPT, "matched rules", &delivery.matched)?,
             trace: to_json(ACCEPT, "match trace", &delivery.trace)?,
@@ -55,8 +62,9 @@ impl Accept {
         }
         conn.prepare_cached(
             "INSERT INTO deliveries (id, source, received_at, status, method, path, query,
-                                     headers, remote_addr, event, dedupe_key, body, matched, trace)
-             VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                                     headers, remote_addr, event, dedupe_key, body, matched, trace,
+                                     body_encoding)
+             VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -70,9 +78,10 @@ impl Accept {
                 d.remote_addr,
                 d.event,
                 d.dedupe_key,
-                d.body,
+                self.stored_body,
                 self.matched,
                 self.trace,
+                self.body_encoding,
             ])
         })
         .ctx(ACCEPT)?;
@@ -159,7 +168,8 @@ impl Reject {
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>> {
     conn.prepare_cached(
         "SELECT id, source, received_at, status, reject_status, reject_reason, method, path,
-                query, headers, remote_addr, event, dedupe_key, body, matched, trace
+                query, headers, remote_addr, event, dedupe_key, body, matched, trace,
+                body_encoding
          FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut stmt| stmt.query_row([id], record_from_row).optional())
@@ -172,7 +182,8 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>>
 pub(super) fn get_for_run(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>> {
     conn.prepare_cached(
         "SELECT id, source, received_at, status, reject_status, reject_reason, method, path,
-                query, headers, remote_addr, event, dedupe_key, body, matched, 'null'
+                query, headers, remote_addr, event, dedupe_key, body, matched, 'null',
+                body_encoding
          FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut stmt| stmt.query_row([id], record_from_row).optional())
@@ -194,9 +205,21 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
         remote_addr: row.get(10)?,
         event: row.get(11)?,
         dedupe_key: row.get(12)?,
-        body: row.get(13)?,
+        body: body_column(row, 13, 16)?,
         matched: json_column(row, 14)?,
         trace: json_column(row, 15)?,
+    })
+}
+
+/// The body as received, from its stored bytes (column `at`) and their
+/// encoding (column `encoding`).
+fn body_column(row: &Row<'_>, at: usize, encoding: usize) -> rusqlite::Result<Option<Vec<u8>>> {
+    let Some(stored) = row.get::<_, Option<Vec<u8>>>(at)? else {
+        return Ok(None);
+    };
+    let encoding: String = row.get(encoding)?;
+    body::decode(stored, &encoding).map(Some).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(at, rusqlite::types::Type::Blob, e.into())
     })
 }
 

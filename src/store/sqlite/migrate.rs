@@ -53,6 +53,11 @@ const MIGRATIONS: &[(u32, &str, &str)] = &[
         "on_failure",
         include_str!("../migrations/sqlite/0009_on_failure.sql"),
     ),
+    (
+        10,
+        "body_encoding",
+        include_str!("../migrations/sqlite/0010_body_encoding.sql"),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
-use rusqlite::types::ValueRef;
+use rusqlite::types::{Type, ValueRef};
 
-use super::{SqliteOptions, connection};
+use super::{SqliteOptions, body, connection};
 use crate::store::copy::{Cell, RawSource};
 use crate::store::{Context, Result, StoreError};
 
@@ -16,6 +16,10 @@ const OP: &str = "read the source run log";
 /// Columns read as NULL: a lease belongs to the node that held it, and
 /// that node does not follow the run log to its new database.
 const NOT_COPIED: &[(&str, &str)] = &[("runs", "lease_owner"), ("runs", "lease_expires_at")];
+
+/// Columns that are how this file stores a value, not values: not offered
+/// to the target (`read` decodes what they describe).
+const STORAGE_ONLY: &[(&str, &str)] = &[("deliveries", "body_encoding")];
 
 /// A SQLite file read by `hookflow migrate`.
 pub struct SqliteSource {
@@ -57,7 +61,10 @@ impl RawSource for SqliteSource {
             .ctx(OP)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .ctx(OP)?;
-        Ok(names)
+        Ok(names
+            .into_iter()
+            .filter(|c| !STORAGE_ONLY.contains(&(table, c.as_str())))
+            .collect())
     }
 
     fn read(
@@ -78,6 +85,17 @@ impl RawSource for SqliteSource {
             })
             .collect::<Vec<_>>()
             .join(", ");
+        // A delivery's body is copied as received, whatever its encoding
+        // here (`body.rs`): the encoding is read after the columns asked
+        // for, to decode the body, and not passed on.
+        let body_at = (table == "deliveries")
+            .then(|| columns.iter().position(|c| c == "body"))
+            .flatten();
+        let list = if body_at.is_some() {
+            format!("{list}, body_encoding")
+        } else {
+            list
+        };
         let sql = format!(
             "SELECT {list} FROM \"{table}\" WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2"
         );
@@ -85,9 +103,20 @@ impl RawSource for SqliteSource {
         let width = columns.len();
         let rows = stmt
             .query_map(rusqlite::params![after, limit], |row| {
-                (0..width)
+                let mut cells = (0..width)
                     .map(|i| row.get_ref(i).map(cell))
-                    .collect::<rusqlite::Result<Vec<Cell>>>()
+                    .collect::<rusqlite::Result<Vec<Cell>>>()?;
+                if let Some(at) = body_at {
+                    let encoding: String = row.get(width)?;
+                    if let Cell::Bytes(stored) = &mut cells[at] {
+                        let received =
+                            body::decode(std::mem::take(stored), &encoding).map_err(|e| {
+                                rusqlite::Error::FromSqlConversionFailure(at, Type::Blob, e.into())
+                            })?;
+                        *stored = received;
+                    }
+                }
+                Ok(cells)
             })
             .ctx(OP)?
             .collect::<rusqlite::Result<Vec<_>>>()
