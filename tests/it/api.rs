@@ -97,7 +97,7 @@ pub(crate) async fn get_json(app: &TestApp, path: &str) -> (u16, Value) {
     (status, response.json().await.expect("a JSON answer"))
 }
 
-async fn post_json(app: &TestApp, path: &str) -> (u16, Value) {
+pub(crate) async fn post_json(app: &TestApp, path: &str) -> (u16, Value) {
     let response = app
         .client
         .post(app.admin_url(path))

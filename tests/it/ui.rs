@@ -389,6 +389,63 @@ async fn bulk_retry_on_the_runs_page_counts_first_then_requeues_every_failed_run
     assert_eq!(from_ui, 3, "{actions:#}");
 }
 
+/// The run page's second Retry button resumes with the rule as loaded
+/// now (`hookflow retry --current`): after the rule's URL is fixed and
+/// reloaded, a plain retry would call the old URL again; this one calls
+/// the new one, and the audit trail says so.
+#[tokio::test]
+async fn retry_with_the_current_rule_from_the_run_page_uses_the_reloaded_step() {
+    let (app, sink, _) = crate::api::processed_app(1).await;
+    let (_, page) = crate::api::get_json(&app, "/api/runs?rule=flaky&status=failed").await;
+    let run = crate::api::ids(&page).pop().expect("the failed run");
+    let yaml = std::fs::read_to_string(app.rules_dir.join("rules.yaml")).expect("rules");
+    assert!(yaml.contains("/fail\""), "{yaml}");
+    app.write_rule_file("rules.yaml", &yaml.replace("/fail\"", "/fixed\""));
+    let (status, _) = crate::api::post_json(&app, "/api/reload").await;
+    assert_eq!(status, 200);
+
+    let client = no_redirects();
+    let path = format!("/ui/runs/{run}");
+    let (cookie, csrf) = open_session(&client, &app, &path).await;
+    let html = client
+        .get(app.admin_url(&path))
+        .header(header::COOKIE, &cookie)
+        .send()
+        .await
+        .expect("run page")
+        .text()
+        .await
+        .expect("html");
+    assert!(html.contains("Retry with the rule as loaded now"), "{html}");
+    let base = format!("http://{}", app.admin_addr);
+    let done = client
+        .post(app.admin_url(&format!("{path}/retry")))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(form_body(&[("csrf", &csrf), ("current", "true")]))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(done.status(), 303);
+    sink.wait_for("/fixed", 1, Duration::from_secs(30)).await;
+    wait::for_ok("the run to succeed", Duration::from_secs(30), || async {
+        let (_, got) = crate::api::get_json(&app, &format!("/api/runs/{run}")).await;
+        match got["status"].as_str() {
+            Some("succeeded") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    })
+    .await;
+    let (_, actions) = crate::api::get_json(&app, "/api/operator-actions").await;
+    let current = actions
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|a| a["via"] == "ui" && a["action"] == "retry" && a["detail"]["current"] == true);
+    assert!(current, "{actions:#}");
+}
+
 #[tokio::test]
 async fn a_delivery_page_says_why_each_rule_excluded_by_event_missed() {
     const BY_EVENT: &str = r#"

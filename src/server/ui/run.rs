@@ -71,6 +71,7 @@ pub async fn page(
             form.actions method="post" action=(format!("/ui/runs/{}/retry", segment(&run.run.id))) {
                 (csrf_field(&current))
                 button.primary type="submit" { "Retry" }
+                button type="submit" name="current" value="true" { "Retry with the rule as loaded now" }
                 span.muted { "from its failed step; the steps before it are not run again" }
             }
         }
@@ -199,15 +200,33 @@ fn step_names(definition: &Value) -> Vec<(String, String)> {
 }
 
 /// `POST /ui/runs/{id}/retry` (CSRF and `Origin` checked by `auth::guard`).
+/// With `current=true` (the second button) the run resumes with its rule as
+/// loaded now, as `hookflow retry --current` does.
 pub async fn retry(
     State(app): State<Arc<AppState>>,
     crate::server::api::actor::UiActor(actor): crate::server::api::actor::UiActor,
     Path(id): Path<String>,
+    axum::Form(form): axum::Form<RetryForm>,
 ) -> Result<Response, UiError> {
-    crate::ops::retry(&app.store, &id, crate::ops::Resume::Queued, &actor).await?;
+    let current = form.current.as_deref() == Some("true");
+    let rules = app.rules.load_full();
+    let resume = if current {
+        crate::ops::Resume::Current(&rules)
+    } else {
+        crate::ops::Resume::Queued
+    };
+    crate::ops::retry(&app.store, &id, resume, &actor).await?;
     (app.on_queued)();
-    tracing::info!(run = %id, by = "ui", "run retried");
+    tracing::info!(run = %id, current, by = "ui", "run retried");
     Ok(Redirect::to(&format!("/ui/runs/{}", segment(&id))).into_response())
+}
+
+/// The Retry form: which button was pressed (the CSRF field is the
+/// guard's).
+#[derive(Debug, serde::Deserialize)]
+pub struct RetryForm {
+    #[serde(default)]
+    current: Option<String>,
 }
 
 /// `POST /ui/runs/{id}/cancel` (CSRF and `Origin` checked by `auth::guard`).

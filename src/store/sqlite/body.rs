@@ -4,6 +4,10 @@
 //! received either way. Compression runs on the caller's task, not on the
 //! writer's thread: the writer is what every accept waits for.
 
+use std::cell::RefCell;
+
+use zstd::bulk::{Compressor, Decompressor};
+
 /// Bodies shorter than this are stored as received (a few hundred bytes
 /// gain nothing worth a frame header and the CPU).
 const MIN_LEN: usize = 512;
@@ -14,13 +18,32 @@ const LEVEL: i32 = 1;
 pub(super) const IDENTITY: &str = "identity";
 pub(super) const ZSTD: &str = "zstd";
 
+/// The largest body a stored frame may claim to hold (a corrupt frame
+/// header must not make a reader allocate gigabytes).
+const MAX_DECODED: usize = 256 * 1024 * 1024;
+
+thread_local! {
+    // One context per thread, made once: creating a zstd context per body
+    // cost more CPU than compressing it (ingest CPU per request +40-65 µs
+    // in bench/ingest.sh with a fresh context each time).
+    static COMPRESSOR: RefCell<Option<Compressor<'static>>> = const { RefCell::new(None) };
+    static DECOMPRESSOR: RefCell<Option<Decompressor<'static>>> = const { RefCell::new(None) };
+}
+
 /// The bytes to store and their encoding.
 pub(super) fn encode(body: Vec<u8>) -> (Vec<u8>, &'static str) {
     if body.len() < MIN_LEN {
         return (body, IDENTITY);
     }
-    match zstd::bulk::compress(&body, LEVEL) {
-        Ok(packed) if packed.len() <= body.len() - body.len() / 8 => (packed, ZSTD),
+    let packed = COMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Compressor::new(LEVEL).ok();
+        }
+        cell.as_mut().and_then(|c| c.compress(&body).ok())
+    });
+    match packed {
+        Some(packed) if packed.len() <= body.len() - body.len() / 8 => (packed, ZSTD),
         _ => (body, IDENTITY),
     }
 }
@@ -29,10 +52,31 @@ pub(super) fn encode(body: Vec<u8>) -> (Vec<u8>, &'static str) {
 pub(super) fn decode(stored: Vec<u8>, encoding: &str) -> Result<Vec<u8>, String> {
     match encoding {
         IDENTITY => Ok(stored),
-        ZSTD => zstd::stream::decode_all(stored.as_slice())
-            .map_err(|e| format!("a zstd body that does not decompress: {e}")),
+        ZSTD => unpack(&stored).map_err(|e| format!("a zstd body that does not decompress: {e}")),
         other => Err(format!("unknown body encoding `{other}`")),
     }
+}
+
+fn unpack(frame: &[u8]) -> Result<Vec<u8>, String> {
+    // Frames written here carry their content size.
+    let size = match zstd::zstd_safe::get_frame_content_size(frame) {
+        Ok(Some(size)) => usize::try_from(size).map_err(|e| e.to_string())?,
+        Ok(None) => return Err("the frame does not say its size".to_owned()),
+        Err(e) => return Err(format!("{e:?}")),
+    };
+    if size > MAX_DECODED {
+        return Err(format!("the frame claims {size} bytes"));
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.is_none() {
+            *cell = Some(Decompressor::new().map_err(|e| e.to_string())?);
+        }
+        match cell.as_mut() {
+            Some(d) => d.decompress(frame, size).map_err(|e| e.to_string()),
+            None => Err("no decompression context".to_owned()),
+        }
+    })
 }
 
 #[cfg(test)]
