@@ -79,15 +79,27 @@ async fn post_login(
     origin: Option<&str>,
     form: &[(&str, &str)],
 ) -> reqwest::Response {
+    post_form(client, &format!("{base}/ui/login"), cookie, origin, form).await
+}
+
+/// A dashboard form posted as a browser would: the session cookie, the
+/// form URL-encoded, and `Origin` when given.
+async fn post_form(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    origin: Option<&str>,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
     let mut req = client
-        .post(format!("{base}/ui/login"))
+        .post(url)
         .header(header::COOKIE, cookie)
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
         .body(form_body(form));
     if let Some(origin) = origin {
         req = req.header(header::ORIGIN, origin);
     }
-    req.send().await.expect("login answered")
+    req.send().await.expect("the form answered")
 }
 
 #[tokio::test]
@@ -223,40 +235,28 @@ async fn without_a_token_replay_still_needs_the_csrf_token_and_a_same_origin_ori
     let path = format!("/ui/deliveries/{id}");
     let (cookie, csrf) = open_session(&client, &app, &path).await;
     let base = format!("http://{}", app.admin_addr);
-    let replay = |origin: Option<&str>, csrf: String, cookie: String| {
-        let mut req = client
-            .post(app.admin_url(&format!("{path}/replay")))
-            .header(header::COOKIE, cookie)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_body(&[("csrf", &csrf)]));
-        if let Some(origin) = origin {
-            req = req.header(header::ORIGIN, origin);
+    let replay_url = app.admin_url(&format!("{path}/replay"));
+    let replay = |origin: Option<&str>, csrf: String| {
+        let (client, url, cookie) = (client.clone(), replay_url.clone(), cookie.clone());
+        let origin = origin.map(str::to_owned);
+        async move {
+            let form = [("csrf", csrf.as_str())];
+            post_form(&client, &url, &cookie, origin.as_deref(), &form).await
         }
-        req.send()
     };
-    let evil = replay(Some("http://evil.example"), csrf.clone(), cookie.clone())
-        .await
-        .expect("answer");
+    let evil = replay(Some("http://evil.example"), csrf.clone()).await;
     assert_eq!(evil.status(), 403);
     assert!(evil.text().await.expect("html").contains("another site"));
-    assert_eq!(
-        replay(None, csrf.clone(), cookie.clone())
-            .await
-            .expect("answer")
-            .status(),
-        403
-    );
+    assert_eq!(replay(None, csrf.clone()).await.status(), 403);
     let origin = base.as_str();
-    let forged = replay(Some(origin), "0".repeat(64), cookie.clone())
-        .await
-        .expect("answer");
+    let forged = replay(Some(origin), "0".repeat(64)).await;
     assert_eq!(forged.status(), 403);
     assert_eq!(
         app.store.runs_for_delivery(&id).await.expect("runs").len(),
         1
     );
 
-    let done = replay(Some(origin), csrf, cookie).await.expect("answer");
+    let done = replay(Some(origin), csrf).await;
     assert_eq!(done.status(), 303);
     assert_eq!(
         done.headers()[header::LOCATION],
@@ -339,22 +339,15 @@ async fn bulk_retry_on_the_runs_page_counts_first_then_requeues_every_failed_run
     assert!(page.contains("Retry all 3 failed runs"), "{page}");
     assert_eq!(failed_of_flaky().await, 3);
 
-    let retry_all = |origin: &str| {
-        client
-            .post(app.admin_url("/ui/runs/retry"))
-            .header(header::COOKIE, &cookie)
-            .header(header::ORIGIN, origin)
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(form_body(&[("csrf", &csrf), ("rule", "flaky")]))
-            .send()
-    };
-    let evil = retry_all("http://evil.example").await.expect("answer");
+    let url = app.admin_url("/ui/runs/retry");
+    let form = [("csrf", csrf.as_str()), ("rule", "flaky")];
+    let evil = post_form(&client, &url, &cookie, Some("http://evil.example"), &form).await;
     assert_eq!(evil.status(), 403);
     assert_eq!(failed_of_flaky().await, 3);
 
     sink.answer("/fail", Reply::status(200));
     let base = format!("http://{}", app.admin_addr);
-    let done = retry_all(&base).await.expect("answer");
+    let done = post_form(&client, &url, &cookie, Some(&base), &form).await;
     assert_eq!(done.status(), 303);
     assert_eq!(
         done.headers()[header::LOCATION],
@@ -418,15 +411,9 @@ async fn retry_with_the_current_rule_from_the_run_page_uses_the_reloaded_step() 
         .expect("html");
     assert!(html.contains("Retry with the rule as loaded now"), "{html}");
     let base = format!("http://{}", app.admin_addr);
-    let done = client
-        .post(app.admin_url(&format!("{path}/retry")))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &base)
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(form_body(&[("csrf", &csrf), ("current", "true")]))
-        .send()
-        .await
-        .expect("answer");
+    let form = [("csrf", csrf.as_str()), ("current", "true")];
+    let url = app.admin_url(&format!("{path}/retry"));
+    let done = post_form(&client, &url, &cookie, Some(&base), &form).await;
     assert_eq!(done.status(), 303);
     sink.wait_for("/fixed", 1, Duration::from_secs(30)).await;
     wait::for_ok("the run to succeed", Duration::from_secs(30), || async {
