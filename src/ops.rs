@@ -25,7 +25,8 @@ mod cancel;
 mod current;
 
 pub use bulk::{
-    BulkReplay, BulkRetry, ReplayFilter, RetryFilter, Skipped, replay_matching, retry_matching,
+    BulkReplay, BulkRetry, ReplayFilter, RetryFilter, Skipped, count_retryable, replay_matching,
+    retry_matching,
 };
 pub use cancel::{CancelState, Cancelled, cancel};
 pub use current::Resume;

@@ -73,14 +73,7 @@ pub async fn retry_matching(
     let mut before_id = None;
     loop {
         let page = store
-            .list_runs(RunFilter {
-                rule: filter.rule.clone(),
-                status: Some(RunStatus::Failed),
-                since_ms: filter.since_ms,
-                limit: PAGE,
-                before_id: before_id.take(),
-                waiting_at: None,
-            })
+            .list_runs(failed_runs(filter, before_id.take()))
             .await?;
         let full = page.len() == PAGE as usize;
         before_id = page.last().map(|r| r.id.clone());
@@ -143,6 +136,27 @@ pub async fn retry_matching(
         runs,
         skipped,
     })
+}
+
+/// How many runs a bulk retry of `filter` would re-queue (its dry run's
+/// count, without reading the runs): the dashboard's "Retry all N".
+pub async fn count_retryable(
+    store: &Arc<dyn Store>,
+    filter: &RetryFilter,
+) -> Result<u64, OpsError> {
+    Ok(store.count_runs(failed_runs(filter, None)).await?)
+}
+
+/// The failed runs a bulk retry of `filter` takes, a page after `before_id`.
+fn failed_runs(filter: &RetryFilter, before_id: Option<String>) -> RunFilter {
+    RunFilter {
+        rule: filter.rule.clone(),
+        status: Some(RunStatus::Failed),
+        since_ms: filter.since_ms,
+        limit: PAGE,
+        before_id,
+        waiting_at: None,
+    }
 }
 
 /// One run of a bulk retry: re-queued and audited, or `None` when someone

@@ -117,6 +117,9 @@ pub trait Store: Send + Sync + 'static {
     /// Runs newest first, filtered and paginated by [`RunFilter`].
     async fn list_runs(&self, filter: RunFilter) -> Result<Vec<RunRecord>>;
 
+    /// How many runs the filter matches, ignoring its page `limit`.
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64>;
+
     /// Every attempt of a run, by step then attempt number.
     async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>>;
 

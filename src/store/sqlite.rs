@@ -368,6 +368,12 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
+        self.readers
+            .run(runs::COUNT, move |conn| runs::count(conn, &filter))
+            .await
+    }
+
     async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let run_id = run_id.to_owned();
         self.readers

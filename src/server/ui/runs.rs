@@ -1,8 +1,9 @@
 //! The runs page (`/ui/runs`): newest first, filtered by rule and status,
 //! paged by cursor; with the `failed` filter, a bulk retry of every failed
-//! run of the filter (`POST /ui/runs/retry`), its count shown first from a
-//! dry run of the same `crate::ops::retry_matching` as `hookflow retry
-//! --status failed` and `POST /api/runs/retry`.
+//! run of the filter (`POST /ui/runs/retry`) through the same
+//! `crate::ops::retry_matching` as `hookflow retry --status failed` and
+//! `POST /api/runs/retry`, its count shown first (`ops::count_retryable`:
+//! the retry's own filter, counted).
 
 use std::sync::Arc;
 
@@ -29,7 +30,6 @@ const PAGE: u32 = 50;
 pub async fn page(
     State(app): State<Arc<AppState>>,
     Extension(current): Extension<Current>,
-    UiActor(actor): UiActor,
     RawQuery(query): RawQuery,
 ) -> Result<Markup, UiError> {
     let mut rule = String::new();
@@ -63,13 +63,12 @@ pub async fn page(
         before_id: (!before.is_empty()).then(|| before.clone()),
     };
     let items = app.store.list_runs(filter).await?;
-    // What a bulk retry of this filter would re-queue: a dry run, so the
-    // button states its count before anything is queued.
+    // What a bulk retry of this filter would re-queue, counted by the
+    // retry's own filter, so the button states it before anything is queued.
     let bulk = if parsed_status == Some(RunStatus::Failed) {
-        let filter = bulk_filter(&rule);
-        Some(crate::ops::retry_matching(&app.store, &filter, Resume::Queued, true, &actor).await?)
+        crate::ops::count_retryable(&app.store, &bulk_filter(&rule)).await?
     } else {
-        None
+        0
     };
     let next = (items.len() >= PAGE as usize)
         .then(|| items.last().map(|r| r.id.clone()))
@@ -109,11 +108,11 @@ pub async fn page(
             button type="submit" { "Filter" }
         }
         div #list {
-            @if let Some(bulk) = bulk.as_ref().filter(|b| !b.runs.is_empty()) {
+            @if bulk > 0 {
                 form.actions method="post" action="/ui/runs/retry" {
                     (csrf_field(&current))
                     input type="hidden" name="rule" value=(rule);
-                    button.primary type="submit" { "Retry all " (bulk.runs.len()) " failed runs" }
+                    button.primary type="submit" { "Retry all " (bulk) " failed runs" }
                     span.muted { "each from its failed step, as `hookflow retry --status failed`" }
                 }
             }

@@ -377,6 +377,11 @@ impl Store for PostgresStore {
         runs::list(&conn, &filter).await
     }
 
+    async fn count_runs(&self, filter: RunFilter) -> Result<u64> {
+        let conn = self.conn(runs::COUNT).await?;
+        runs::count(&conn, &filter).await
+    }
+
     async fn attempts_for_run(&self, run_id: &str) -> Result<Vec<AttemptRecord>> {
         let conn = self.conn(runs::ATTEMPTS).await?;
         runs::attempts_for_run(&conn, run_id).await

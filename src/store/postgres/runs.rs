@@ -21,6 +21,7 @@ pub(super) const FOR_DELIVERY: &str = "list runs of delivery";
 pub(super) const QUEUE_DEPTH: &str = "count queued runs";
 pub(super) const GET: &str = "get run";
 pub(super) const LIST: &str = "list runs";
+pub(super) const COUNT: &str = "count runs";
 pub(super) const QUEUE_MORE: &str = "queue runs for stored delivery";
 pub(super) const RETRY: &str = "retry run";
 pub(super) const PRUNE: &str = "prune old deliveries";
@@ -86,15 +87,41 @@ pub(super) async fn get(
 
 /// Newest first, keyset-paginated on (created_at, id).
 pub(super) async fn list(conn: &Object, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM runs WHERE TRUE");
     let status = filter.status.map(|s| s.as_str().to_owned());
     let limit = i64::from(filter.effective_limit());
+    let (conditions, mut args) = filter_sql(filter, &status);
+    args.push(&limit);
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE TRUE{conditions}
+         ORDER BY created_at DESC, id DESC LIMIT ${}",
+        args.len()
+    );
+    let rows = conn.prepared_query(&sql, &args).await.pg(LIST)?;
+    rows.iter().map(|r| record_from_row(r, LIST)).collect()
+}
+
+/// How many runs [`list`] would list without its page limit.
+pub(super) async fn count(conn: &Object, filter: &RunFilter) -> Result<u64> {
+    let status = filter.status.map(|s| s.as_str().to_owned());
+    let (conditions, args) = filter_sql(filter, &status);
+    let sql = format!("SELECT count(*) FROM runs WHERE TRUE{conditions}");
+    let n: i64 = conn.prepared_one(&sql, &args).await.pg(COUNT)?.get(0);
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The filter's conditions (each ` AND …`) and their arguments, numbered
+/// from $1; `status` is the filter's status as text.
+fn filter_sql<'a>(
+    filter: &'a RunFilter,
+    status: &'a Option<String>,
+) -> (String, Vec<&'a (dyn ToSql + Sync)>) {
+    let mut sql = String::new();
     let mut args: Vec<&(dyn ToSql + Sync)> = Vec::new();
     if let Some(rule) = &filter.rule {
         args.push(rule);
         sql.push_str(&format!(" AND rule = ${}", args.len()));
     }
-    if let Some(status) = &status {
+    if let Some(status) = status {
         args.push(status);
         sql.push_str(&format!(" AND status = ${}", args.len()));
     }
@@ -122,13 +149,7 @@ pub(super) async fn list(conn: &Object, filter: &RunFilter) -> Result<Vec<RunRec
             " AND (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ${n})"
         ));
     }
-    args.push(&limit);
-    sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ${}",
-        args.len()
-    ));
-    let rows = conn.prepared_query(&sql, &args).await.pg(LIST)?;
-    rows.iter().map(|r| record_from_row(r, LIST)).collect()
+    (sql, args)
 }
 
 /// A row selected with [`COLUMNS`].

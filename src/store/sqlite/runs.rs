@@ -15,6 +15,7 @@ pub(super) const FOR_DELIVERY: &str = "list runs of delivery";
 pub(super) const QUEUE_DEPTH: &str = "count queued runs";
 pub(super) const GET: &str = "get run";
 pub(super) const LIST: &str = "list runs";
+pub(super) const COUNT: &str = "count runs";
 pub(super) const QUEUE_MORE: &str = "queue runs for stored delivery";
 pub(super) const RETRY: &str = "retry run";
 
@@ -69,8 +70,35 @@ pub(super) fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<RunRec
 
 /// Newest first, keyset-paginated on (created_at, id).
 pub(super) fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-    let mut sql = format!("SELECT {COLUMNS} FROM runs WHERE 1 = 1");
-    // Only the filters given become SQL (one cached plan per shape).
+    let (conditions, mut args) = filter_sql(filter);
+    args.push(SqlValue::Integer(i64::from(filter.effective_limit())));
+    let sql = format!(
+        "SELECT {COLUMNS} FROM runs WHERE 1 = 1{conditions}
+         ORDER BY created_at DESC, id DESC LIMIT ?{}",
+        args.len()
+    );
+    let mut stmt = conn.prepare_cached(&sql).ctx(LIST)?;
+    let rows = stmt
+        .query_map(params_from_iter(args), record_from_row)
+        .ctx(LIST)?;
+    rows.collect::<rusqlite::Result<Vec<_>>>().ctx(LIST)
+}
+
+/// How many runs [`list`] would list without its page limit.
+pub(super) fn count(conn: &Connection, filter: &RunFilter) -> Result<u64> {
+    let (conditions, args) = filter_sql(filter);
+    let sql = format!("SELECT count(*) FROM runs WHERE 1 = 1{conditions}");
+    let mut stmt = conn.prepare_cached(&sql).ctx(COUNT)?;
+    let n: i64 = stmt
+        .query_row(params_from_iter(args), |row| row.get(0))
+        .ctx(COUNT)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// The filter's conditions (each ` AND …`) and their arguments, numbered
+/// from 1. Only the filters given become SQL (one cached plan per shape).
+fn filter_sql(filter: &RunFilter) -> (String, Vec<SqlValue>) {
+    let mut sql = String::new();
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(rule) = &filter.rule {
         args.push(SqlValue::Text(rule.clone()));
@@ -104,16 +132,7 @@ pub(super) fn list(conn: &Connection, filter: &RunFilter) -> Result<Vec<RunRecor
             " AND (created_at, id) < (SELECT created_at, id FROM runs WHERE id = ?{n})"
         ));
     }
-    args.push(SqlValue::Integer(i64::from(filter.effective_limit())));
-    sql.push_str(&format!(
-        " ORDER BY created_at DESC, id DESC LIMIT ?{}",
-        args.len()
-    ));
-    let mut stmt = conn.prepare_cached(&sql).ctx(LIST)?;
-    let rows = stmt
-        .query_map(params_from_iter(args), record_from_row)
-        .ctx(LIST)?;
-    rows.collect::<rusqlite::Result<Vec<_>>>().ctx(LIST)
+    (sql, args)
 }
 
 /// A row selected with [`COLUMNS`].

@@ -203,4 +203,42 @@ pub async fn runs_list_filtered_and_paginated(s: Stores) {
         0,
         "the rest were leased"
     );
+
+    // `count_runs` counts what the same filter lists, past any page limit.
+    for (filter, expected) in [
+        (RunFilter::default(), 8),
+        (page(None), 4),
+        (page(Some(deploys[2].clone())), 2),
+        (
+            RunFilter {
+                rule: Some("deploy".to_owned()),
+                since_ms: Some(T0 + 2000),
+                ..RunFilter::default()
+            },
+            2,
+        ),
+        (
+            RunFilter {
+                rule: Some("deploy".to_owned()),
+                status: Some(RunStatus::Failed),
+                ..RunFilter::default()
+            },
+            1,
+        ),
+        (
+            RunFilter {
+                rule: Some("notify".to_owned()),
+                status: Some(RunStatus::Failed),
+                ..RunFilter::default()
+            },
+            0,
+        ),
+    ] {
+        let shown = format!("{filter:?}");
+        assert_eq!(
+            s.b.count_runs(filter).await.expect("count"),
+            expected,
+            "{shown}"
+        );
+    }
 }
