@@ -82,6 +82,19 @@ async fn post_login(
     post_form(client, &format!("{base}/ui/login"), cookie, origin, form).await
 }
 
+/// A dashboard page's HTML, fetched with the session cookie.
+async fn page_html(client: &reqwest::Client, url: &str, cookie: &str) -> String {
+    client
+        .get(url)
+        .header(header::COOKIE, cookie)
+        .send()
+        .await
+        .expect("the page answered")
+        .text()
+        .await
+        .expect("html")
+}
+
 /// A dashboard form posted as a browser would: the session cookie, the
 /// form URL-encoded, and `Origin` when given.
 async fn post_form(
@@ -326,16 +339,8 @@ async fn bulk_retry_on_the_runs_page_counts_first_then_requeues_every_failed_run
     let client = no_redirects();
     let path = "/ui/runs?rule=flaky&status=failed";
     let (cookie, csrf) = open_session(&client, &app, path).await;
-    let page = client
-        .get(app.admin_url(path))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .expect("runs page")
-        .text()
-        .await
-        .expect("html");
-    // The count comes from a dry run: nothing is queued by looking.
+    let page = page_html(&client, &app.admin_url(path), &cookie).await;
+    // The count is of what a retry would take: nothing is queued by looking.
     assert!(page.contains("Retry all 3 failed runs"), "{page}");
     assert_eq!(failed_of_flaky().await, 3);
 
@@ -400,15 +405,7 @@ async fn retry_with_the_current_rule_from_the_run_page_uses_the_reloaded_step() 
     let client = no_redirects();
     let path = format!("/ui/runs/{run}");
     let (cookie, csrf) = open_session(&client, &app, &path).await;
-    let html = client
-        .get(app.admin_url(&path))
-        .header(header::COOKIE, &cookie)
-        .send()
-        .await
-        .expect("run page")
-        .text()
-        .await
-        .expect("html");
+    let html = page_html(&client, &app.admin_url(&path), &cookie).await;
     assert!(html.contains("Retry with the rule as loaded now"), "{html}");
     let base = format!("http://{}", app.admin_addr);
     let form = [("csrf", csrf.as_str()), ("current", "true")];

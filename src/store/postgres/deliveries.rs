@@ -81,22 +81,19 @@ pub(super) async fn reject(conn: &Object, r: Rejected) -> Result<()> {
     Ok(())
 }
 
-/// A delivery; `with_trace: false` skips the match trace (a leased run's
-/// steps never read it).
+/// The columns [`record_from_row`] reads but the last (the match trace),
+/// in its order.
+const COLUMNS: &str = "id, source, received_at, status, reject_status, reject_reason, method, \
+     path, query, headers, remote_addr, event, dedupe_key, body, matched";
+
+/// A delivery, with its match trace.
 pub(super) async fn get(
     conn: &impl deadpool_postgres::GenericClient,
     id: &str,
-    with_trace: bool,
 ) -> Result<Option<DeliveryRecord>> {
-    let trace = if with_trace { "trace" } else { "'null'" };
     let row = conn
         .prepared_opt(
-            &format!(
-                "SELECT id, source, received_at, status, reject_status, reject_reason, method,
-                        path, query, headers, remote_addr, event, dedupe_key, body, matched,
-                        {trace}
-                 FROM deliveries WHERE id = $1"
-            ),
+            &format!("SELECT {COLUMNS}, trace FROM deliveries WHERE id = $1"),
             &[&id],
         )
         .await
@@ -104,16 +101,15 @@ pub(super) async fn get(
     row.map(|row| record_from_row(&row)).transpose()
 }
 
-/// The deliveries of leased runs, by id, without their match traces.
+/// The deliveries of leased runs, by id, without their match traces (a
+/// run's steps never read them).
 pub(super) async fn get_for_runs(
     conn: &impl deadpool_postgres::GenericClient,
     ids: &[&str],
 ) -> Result<std::collections::HashMap<String, DeliveryRecord>> {
     let rows = conn
         .prepared_query(
-            "SELECT id, source, received_at, status, reject_status, reject_reason, method,
-                    path, query, headers, remote_addr, event, dedupe_key, body, matched, 'null'
-             FROM deliveries WHERE id = ANY($1)",
+            &format!("SELECT {COLUMNS}, 'null' FROM deliveries WHERE id = ANY($1)"),
             &[&ids],
         )
         .await

@@ -280,7 +280,7 @@ impl Store for PostgresStore {
 
     async fn get_delivery(&self, id: &str) -> Result<Option<DeliveryRecord>> {
         let conn = self.conn(deliveries::GET).await?;
-        deliveries::get(&conn, id, true).await
+        deliveries::get(&conn, id).await
     }
 
     async fn runs_for_delivery(&self, delivery_id: &str) -> Result<Vec<RunRecord>> {
