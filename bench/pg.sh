@@ -8,6 +8,7 @@
 #            against the bare axum baseline's /sink; timed to an empty queue
 # Usage: bench/pg.sh [seconds, default 10]
 # PostgreSQL: HOOKFLOW_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test)
+# Another build to compare: HOOKFLOW_BIN (default target/release/hookflow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/push.sh
@@ -17,7 +18,7 @@ command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk;
 cargo build --release -q
 cargo bench --bench baseline --no-run -q 2>/dev/null
 TARGET=${CARGO_TARGET_DIR:-$PWD/target}
-BIN=$TARGET/release/hookflow
+BIN=${HOOKFLOW_BIN:-$TARGET/release/hookflow}
 BASELINE=$(ls -t "$TARGET"/release/deps/baseline-* | grep -v '\.d$' | head -1)
 WORK=$(mktemp -d)
 SCHEMA=hf_pg_bench_$$

@@ -119,6 +119,7 @@ macro_rules! contract {
             leasing::record_step_advances_and_finishes_a_run,
             leasing::a_retry_wait_keeps_the_slot_and_frees_the_worker,
             leasing::another_node_cannot_record_a_step,
+            leasing::records_at_once_fail_only_where_the_lease_is_lost,
             leasing::an_expired_lease_is_taken_over_by_another_node,
             leasing::renew_extends_only_the_leases_still_held,
             leasing::release_and_reclaim_make_runs_due_again,

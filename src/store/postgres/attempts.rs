@@ -1,6 +1,5 @@
 //! SQL of the `attempts` table: one row per try of a step.
 
-use deadpool_postgres::GenericClient;
 use deadpool_postgres::Object;
 use tokio_postgres::Row;
 
@@ -8,39 +7,6 @@ use super::{PgContext, Prepared, from_json, parse_enum, to_u32};
 use crate::store::{AttemptOutcome, AttemptRecord, Result};
 
 pub(crate) const ATTEMPTS: &str = "list attempts of run";
-
-/// Insert an attempt whose `request` is already encoded as JSON text.
-pub(super) async fn insert(
-    tx: &impl GenericClient,
-    a: &AttemptRecord,
-    request: &str,
-    op: &'static str,
-) -> Result<()> {
-    tx.prepared_execute(
-        "INSERT INTO attempts (id, run_id, step_index, step_id, attempt, started_at, duration_ms,
-                               request, status_code, response, stdout, stderr, error, outcome)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-        &[
-            &a.id,
-            &a.run_id,
-            &i64::from(a.step_index),
-            &a.step_id,
-            &i64::from(a.attempt),
-            &a.started_at,
-            &a.duration_ms,
-            &request,
-            &a.status_code,
-            &a.response,
-            &a.stdout,
-            &a.stderr,
-            &a.error,
-            &a.outcome.as_str(),
-        ],
-    )
-    .await
-    .pg(op)?;
-    Ok(())
-}
 
 pub(crate) async fn attempts_for_run(conn: &Object, run_id: &str) -> Result<Vec<AttemptRecord>> {
     let rows = conn

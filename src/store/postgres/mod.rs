@@ -38,6 +38,7 @@ use super::{
 };
 use super::{NodeInfo, NodeRecord};
 
+mod accepts;
 mod attempts;
 mod audit;
 mod batch;
@@ -51,6 +52,7 @@ mod queue;
 mod raw;
 mod runs;
 mod stats;
+mod steps;
 
 pub use raw::PostgresTarget;
 /// PostgreSQL's clock in unix milliseconds, for SQL text. Lease times and
@@ -85,8 +87,10 @@ pub struct PostgresStore {
     /// commit; its `NOTIFY` channel is named after the schema.
     announcer: Arc<listen::Announcer>,
     announcing: tokio::task::JoinHandle<()>,
-    /// Accepts written together (`batch.rs`).
-    batcher: batch::Batcher,
+    /// Accepts written together (`accepts.rs`).
+    accepts: batch::Batcher<accepts::Accepts>,
+    /// Step records written together (`steps.rs`).
+    steps: batch::Batcher<steps::Steps>,
     /// Notified when another node (or this one) queued or freed work.
     wake: Arc<Notify>,
     listener: tokio::task::JoinHandle<()>,
@@ -175,13 +179,22 @@ impl PostgresStore {
         let listener = listen::spawn(config, channel.clone(), Arc::clone(&wake));
         let announcer = listen::Announcer::new(channel, Arc::clone(&wake));
         let announcing = announcer.spawn(pool.clone());
-        let batcher = batch::Batcher::spawn(pool.clone(), Arc::clone(&announcer));
+        let accepts = batch::Batcher::spawn(accepts::Accepts {
+            pool: pool.clone(),
+            announcer: Arc::clone(&announcer),
+        });
+        let steps = batch::Batcher::spawn(steps::Steps {
+            pool: pool.clone(),
+            announcer: Arc::clone(&announcer),
+            schema: schema.clone(),
+        });
         Ok(PostgresStore {
             pool,
             schema,
             announcer,
             announcing,
-            batcher,
+            accepts,
+            steps,
             wake,
             listener,
             gate: Mutex::new(gate),
@@ -267,10 +280,10 @@ impl Store for PostgresStore {
     ) -> Result<AcceptOutcome> {
         let accept = deliveries::Accept::encode(delivery, runs, dedupe_window_ms)?;
         if self.schema_open() {
-            return self.batcher.accept(accept).await;
+            return self.accepts.submit(accept).await;
         }
         let mut conn = self.conn(deliveries::ACCEPT).await?;
-        batch::apply_one(&mut conn, &accept, &self.announcer).await
+        accepts::apply_one(&mut conn, &accept, &self.announcer).await
     }
 
     async fn record_rejected(&self, rejected: Rejected) -> Result<()> {
@@ -320,8 +333,12 @@ impl Store for PostgresStore {
     }
 
     async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
-        let mut conn = self.conn(queue::RECORD).await?;
-        queue::record(&mut conn, &self.schema, &self.announcer, record).await
+        let step = steps::Step::encode(record)?;
+        if self.schema_open() {
+            return self.steps.submit(step).await;
+        }
+        let mut conn = self.conn(steps::RECORD).await?;
+        steps::apply_one(&mut conn, &self.schema, &self.announcer, &step).await
     }
 
     async fn renew_leases(

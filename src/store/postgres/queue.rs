@@ -1,8 +1,8 @@
 //! The workers' side on PostgreSQL: leasing due runs with `FOR UPDATE SKIP
 //! LOCKED` (nodes never wait for each other's candidates), per-rule
 //! concurrency counted under a transaction advisory lock per rule (global
-//! across nodes), step records, and the lease heartbeat, release and
-//! reclaim.
+//! across nodes), and the lease heartbeat, release and reclaim. Step
+//! records are `steps.rs`.
 //!
 //! Lease times are PostgreSQL's clock (`NOW_MS`): a lease expires at the
 //! database's `now()` plus its duration, and is judged expired by the same
@@ -16,16 +16,10 @@ use std::collections::{BTreeSet, HashMap};
 use deadpool_postgres::Object;
 
 use super::listen::Announcer;
-use super::{
-    NOW_MS, PgContext, Prepared, attempts, cancel, deliveries, failure, lock_key, runs, to_json,
-};
-use crate::store::{
-    LeaseRequest, Leased, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
-    StepRecord, StepSaved, StoreError,
-};
+use super::{NOW_MS, PgContext, Prepared, cancel, deliveries, lock_key, runs};
+use crate::store::{LeaseRequest, Leased, LeasedRun, Release, Renewal, Result};
 
 pub(super) const LEASE: &str = "lease runs";
-pub(super) const RECORD: &str = "record step";
 pub(super) const RENEW: &str = "renew leases";
 pub(super) const RELEASE: &str = "release leases";
 pub(super) const RECLAIM: &str = "reclaim leases";
@@ -169,136 +163,6 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
         runs: leased,
         next_due_ms,
     })
-}
-
-/// Record a step and advance the run, in one transaction; a lost lease
-/// rolls the attempt back too.
-pub(super) async fn record(
-    conn: &mut Object,
-    schema: &str,
-    announcer: &Announcer,
-    r: StepRecord,
-) -> Result<StepSaved> {
-    if let Some(a) = &r.attempt
-        && a.run_id != r.run_id
-    {
-        return Err(StoreError::Invalid {
-            op: RECORD,
-            message: format!("attempt of run {} recorded for run {}", a.run_id, r.run_id),
-        });
-    }
-    let request = match &r.attempt {
-        Some(a) => Some(to_json(RECORD, "attempt request", &a.request)?),
-        None => None,
-    };
-    let outputs = match &r.outputs {
-        Some(o) => Some(to_json(RECORD, "step outputs", o)?),
-        None => None,
-    };
-    let lost = || StoreError::LeaseLost {
-        op: RECORD,
-        run: r.run_id.clone(),
-    };
-    let next_step = i64::from(r.next_step);
-    let attempts_at = i64::from(r.attempts_at_next_step);
-    let mut freed = false;
-    let tx = conn.transaction().await.pg(RECORD)?;
-    if let (Some(attempt), Some(request)) = (&r.attempt, &request) {
-        attempts::insert(&tx, attempt, request, RECORD).await?;
-    }
-    let saved = match &r.progress {
-        RunProgress::Continue { lease_until_ms }
-        | RunProgress::RetryAt {
-            at_ms: lease_until_ms,
-        } => {
-            let retry = matches!(r.progress, RunProgress::RetryAt { .. });
-            // Continue: the lease goes on for as long as the engine asked,
-            // by the database's clock. RetryAt: released until due.
-            let length = lease_until_ms.saturating_sub(r.now_ms);
-            let next_attempt_at = if retry { *lease_until_ms } else { r.now_ms };
-            let row = tx
-                .prepared_opt(
-                    &format!(
-                        "UPDATE runs SET attempt_base = CASE WHEN next_step = $3 THEN attempt_base
-                                                             ELSE 0 END,
-                                         next_step = $3, attempt = $4,
-                                         outputs = COALESCE($5, outputs), next_attempt_at = $6,
-                                         lease_owner = CASE WHEN $7 THEN NULL ELSE lease_owner END,
-                                         lease_expires_at = CASE WHEN $7 THEN NULL
-                                                                 ELSE {NOW_MS} + $8::bigint END,
-                                         lease_expiries = 0, updated_at = $9
-                         WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-                         RETURNING cancel_requested_at IS NOT NULL"
-                    ),
-                    &[
-                        &r.run_id,
-                        &r.node,
-                        &next_step,
-                        &attempts_at,
-                        &outputs,
-                        &next_attempt_at,
-                        &retry,
-                        &length,
-                        &r.now_ms,
-                    ],
-                )
-                .await
-                .pg(RECORD)?;
-            let cancel_requested: bool = row.ok_or_else(lost)?.get(0);
-            if retry && cancel_requested {
-                // Unleased from now on: no worker would see the mark.
-                cancel::finish(&tx, &r.run_id, r.now_ms, RECORD).await?;
-            }
-            StepSaved { cancel_requested }
-        }
-        RunProgress::Finished { status, error } => {
-            let row = tx
-                .prepared_opt(
-                    "UPDATE runs SET status = $3, next_step = $4, attempt = $5,
-                                     outputs = COALESCE($6, outputs), error = $7,
-                                     next_attempt_at = NULL, lease_owner = NULL,
-                                     lease_expires_at = NULL, finished_at = $8,
-                                     lease_expiries = CASE WHEN $9 THEN 0 ELSE lease_expiries END,
-                                     updated_at = $8
-                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'
-                     RETURNING concurrency IS NOT NULL, rule, kind",
-                    &[
-                        &r.run_id,
-                        &r.node,
-                        &status.as_str(),
-                        &next_step,
-                        &attempts_at,
-                        &outputs,
-                        error,
-                        &r.now_ms,
-                        &r.attempt.is_some(),
-                    ],
-                )
-                .await
-                .pg(RECORD)?;
-            let row = row.ok_or_else(lost)?;
-            let limited: bool = row.get(0);
-            let rule: &str = row.get(1);
-            let kind: &str = row.get(2);
-            // An `on_failure` run's own failure queues nothing.
-            let handler = r
-                .on_failure
-                .as_ref()
-                .filter(|_| *status == RunStatus::Failed && kind == RunKind::Rule.as_str());
-            if let Some(handler) = handler {
-                failure::queue(&tx, schema, &r.run_id, rule, handler, r.now_ms).await?;
-            }
-            // A concurrency slot is free, or an `on_failure` run is
-            // queued: a queued run may start on any node.
-            freed = limited || handler.is_some();
-            StepSaved::default()
-        }
-    };
-    tx.commit().await.pg(RECORD)?;
-    if freed {
-        announcer.announce();
-    }
-    Ok(saved)
 }
 
 /// Extends only the leases of `ids` still held by `node`, to `length`

@@ -293,6 +293,88 @@ pub async fn another_node_cannot_record_a_step(s: Stores) {
     assert_eq!((run.status, run.next_step), (RunStatus::Running, 0));
 }
 
+/// Records of many runs at once (a PostgreSQL node writes the records
+/// waiting at a moment in one transaction): each gets its own answer — a
+/// record whose lease is another node's fails alone and writes nothing,
+/// the others are written whatever their kind.
+pub async fn records_at_once_fail_only_where_the_lease_is_lost(s: Stores) {
+    let rules: Vec<(&str, Option<u32>)> = vec![("r", None); 12];
+    let queued = queue(s.a.as_ref(), &rules).await;
+    assert_eq!(
+        lease(s.a.as_ref(), "node-a", 12, LONG).await.runs.len(),
+        12,
+        "all leased"
+    );
+    let mut tasks = Vec::new();
+    for (i, id) in queued.iter().enumerate() {
+        let (node, progress) = match i % 4 {
+            0 => ("node-a", finished(RunStatus::Succeeded)),
+            1 => (
+                "node-a",
+                RunProgress::Continue {
+                    lease_until_ms: now_ms() + LONG,
+                },
+            ),
+            2 => (
+                "node-a",
+                RunProgress::RetryAt {
+                    at_ms: now_ms() + LONG,
+                },
+            ),
+            _ => ("node-b", finished(RunStatus::Succeeded)),
+        };
+        let record = step(id, node, 1, progress);
+        let store = Arc::clone(&s.b);
+        tasks.push(tokio::spawn(async move { store.record_step(record).await }));
+    }
+    for (i, (task, id)) in tasks.into_iter().zip(&queued).enumerate() {
+        let outcome = task.await.expect("task");
+        let run = s.a.get_run(id).await.expect("get").expect("run");
+        let attempts = s.a.attempts_for_run(id).await.expect("attempts").len();
+        match i % 4 {
+            0 => {
+                assert!(outcome.is_ok(), "{outcome:?}");
+                assert_eq!((run.status, attempts), (RunStatus::Succeeded, 1));
+            }
+            1 => {
+                assert!(outcome.is_ok(), "{outcome:?}");
+                assert_eq!(
+                    (
+                        run.status,
+                        run.next_step,
+                        run.lease_owner.as_deref(),
+                        attempts
+                    ),
+                    (RunStatus::Running, 1, Some("node-a"), 1)
+                );
+            }
+            2 => {
+                assert!(outcome.is_ok(), "{outcome:?}");
+                assert_eq!(
+                    (run.status, run.lease_owner.as_deref(), attempts),
+                    (RunStatus::Running, None, 1)
+                );
+            }
+            _ => {
+                assert!(
+                    matches!(outcome, Err(StoreError::LeaseLost { .. })),
+                    "{outcome:?}"
+                );
+                assert_eq!(
+                    (
+                        run.status,
+                        run.next_step,
+                        run.lease_owner.as_deref(),
+                        attempts
+                    ),
+                    (RunStatus::Running, 0, Some("node-a"), 0),
+                    "nothing written"
+                );
+            }
+        }
+    }
+}
+
 /// Node A leases briefly and stalls; once the lease expired (by the
 /// store's clock), node B takes the run over, counting the expiry, and A's
 /// late record is refused.
