@@ -43,23 +43,28 @@ start() {
   NODE=$(pgrep -f "hookflow serve --listen 127.0.0.1:$1" | head -1)
   [ -n "$NODE" ] || { tail -5 "$WORK/serve.log"; exit 1; }
 }
+# CPU ticks of the PostgreSQL server (every process of its user).
+pgcpu() { for p in $(pgrep -u postgres); do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 pending() { psql -qtA "$PG" -c "SELECT count(*) FROM $SCHEMA.runs WHERE status IN ('queued', 'running')"; }
 
 start 18080 19090 0
-C0=$(awk '{print $14 + $15}' "/proc/$NODE/stat")
+C0=$(awk '{print $14 + $15}' "/proc/$NODE/stat"); P0=$(pgcpu)
 OUT=$(wrk -t2 -c32 -d"${DURATION}s" --latency -s "$WORK/post.lua" http://127.0.0.1:18080)
-C1=$(awk '{print $14 + $15}' "/proc/$NODE/stat")
+C1=$(awk '{print $14 + $15}' "/proc/$NODE/stat"); P1=$(pgcpu)
 kill "$NODE"; while kill -0 "$NODE" 2>/dev/null; do sleep 0.1; done
 TOTAL=$(awk '/requests in/ {print $1}' <<<"$OUT")
-printf 'queued   %s req/s, p50 %s, p99 %s, hookflow CPU %sus/request\n' \
+TICK=$(getconf CLK_TCK)
+printf 'queued   %s req/s, p50 %s, p99 %s, CPU per request: hookflow %sus, PostgreSQL %sus\n' \
   "$(awk '/Requests\/sec/ {print $2}' <<<"$OUT")" "$(awk '$1 == "50%" {print $2}' <<<"$OUT")" \
-  "$(awk '$1 == "99%" {print $2}' <<<"$OUT")" "$(( (C1 - C0) * 1000000 / $(getconf CLK_TCK) / TOTAL ))"
+  "$(awk '$1 == "99%" {print $2}' <<<"$OUT")" "$(( (C1 - C0) * 1000000 / TICK / TOTAL ))" \
+  "$(( (P1 - P0) * 1000000 / TICK / TOTAL ))"
 
 QUEUED=$(pending)
 start 18082 19091 16
 start 18084 19092 16
-T0=$(date +%s.%N)
+T0=$(date +%s.%N); P0=$(pgcpu)
 while [ "$(pending)" -gt 0 ]; do sleep 0.2; done
-T1=$(date +%s.%N)
-printf '2 nodes  %s runs in %.1f s: %.0f actions/s\n' "$QUEUED" "$(echo "$T1 - $T0" | bc -l)" \
-  "$(echo "$QUEUED / ($T1 - $T0)" | bc -l)"
+T1=$(date +%s.%N); P1=$(pgcpu)
+printf '2 nodes  %s runs in %.1f s: %.0f actions/s, PostgreSQL CPU %sus/run\n' "$QUEUED" \
+  "$(echo "$T1 - $T0" | bc -l)" "$(echo "$QUEUED / ($T1 - $T0)" | bc -l)" \
+  "$(( (P1 - P0) * 1000000 / TICK / QUEUED ))"
