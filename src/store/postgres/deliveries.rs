@@ -1,5 +1,5 @@
 //! SQL of `deliveries`: an accepted delivery encoded for its write
-//! (`batch.rs` writes it with its dedupe claim and runs), logging
+//! (`accepts.rs` writes it with its dedupe claim and runs), logging
 //! rejections, and reading deliveries back.
 
 use deadpool_postgres::Object;

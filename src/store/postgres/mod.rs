@@ -282,8 +282,8 @@ impl Store for PostgresStore {
         if self.schema_open() {
             return self.accepts.submit(accept).await;
         }
-        let mut conn = self.conn(deliveries::ACCEPT).await?;
-        accepts::apply_one(&mut conn, &accept, &self.announcer).await
+        let conn = self.conn(deliveries::ACCEPT).await?;
+        accepts::apply_one(&conn, &accept, &self.announcer).await
     }
 
     async fn record_rejected(&self, rejected: Rejected) -> Result<()> {
