@@ -110,6 +110,7 @@ macro_rules! contract {
             accept::same_key_after_window_starts_a_new_window,
             accept::same_key_on_another_source_or_without_key_is_accepted,
             accept::racing_duplicates_store_one_delivery,
+            accept::accepts_at_once_keep_their_windows,
             accept::a_failing_accept_writes_nothing,
             accept::rejected_delivery_is_logged_without_body,
             accept::deliveries_list_newest_first_and_paginate,

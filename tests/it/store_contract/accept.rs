@@ -203,6 +203,66 @@ pub async fn racing_duplicates_store_one_delivery(s: Stores) {
     assert_eq!(s.a.queue_depth().await.expect("depth"), 3);
 }
 
+/// Accepts arriving together (a PostgreSQL node writes those waiting at a
+/// moment at once): sources with different dedupe windows and deliveries
+/// without a key each get their own answer.
+pub async fn accepts_at_once_keep_their_windows(s: Stores) {
+    const SECOND: i64 = 1_000;
+    let github = delivery("github", Some("g"), T0);
+    let stripe = delivery("stripe", Some("s"), T0);
+    s.a.accept(github.clone(), vec![], MINUTE)
+        .await
+        .expect("github");
+    s.a.accept(stripe, vec![], SECOND).await.expect("stripe");
+
+    // (delivery, window, accepted?)
+    let mut cases = vec![
+        (
+            delivery("github", Some("g"), T0 + 2 * SECOND),
+            MINUTE,
+            false,
+        ),
+        (delivery("stripe", Some("s"), T0 + 2 * SECOND), SECOND, true),
+        (
+            delivery("github", Some("new"), T0 + 2 * SECOND),
+            MINUTE,
+            true,
+        ),
+    ];
+    for i in 0..3 {
+        cases.push((delivery("github", None, T0 + i), MINUTE, true));
+    }
+    let mut tasks = Vec::new();
+    for (d, window, accepted) in cases {
+        let store = Arc::clone(&s.b);
+        tasks.push(tokio::spawn(async move {
+            let runs = vec![run_for(&d, "r", None)];
+            let outcome = store.accept(d.clone(), runs, window).await;
+            (d, accepted, outcome)
+        }));
+    }
+    let mut queued = 0;
+    for task in tasks {
+        let (d, accepted, outcome) = task.await.expect("task");
+        let outcome = outcome.expect("accept");
+        let stored = s.a.get_delivery(&d.id).await.expect("get").is_some();
+        if accepted {
+            assert_eq!(outcome, AcceptOutcome::Accepted, "{:?}", d.dedupe_key);
+            assert!(stored);
+            queued += 1;
+        } else {
+            assert_eq!(
+                outcome,
+                AcceptOutcome::Duplicate {
+                    first_delivery: github.id.clone()
+                }
+            );
+            assert!(!stored, "a duplicate is not stored");
+        }
+    }
+    assert_eq!(s.a.queue_depth().await.expect("depth"), queued);
+}
+
 /// A run id that already exists fails the accept after its delivery row
 /// was written: nothing of it stays, and the store keeps working.
 pub async fn a_failing_accept_writes_nothing(s: Stores) {
