@@ -16,14 +16,14 @@ fn main() -> std::process::ExitCode {
 /// page buffers at every commit: the profile of `bench/ingest.sh`'s
 /// end-to-end run showed the writer thread spending ~15 % of its time in
 /// `madvise`, the TLB shootdowns it sends the other core, and the page
-/// faults of touching the memory again. Keeping up to 256 MiB of freed
-/// memory per arena took the end-to-end run from ~8,200 to ~11,300
-/// actions/s (docs/PERFORMANCE.md). Peak RSS is what the process used at
-/// its peak either way; what changes is that it is not handed back between
-/// commits.
+/// faults of touching the memory again. Keeping up to 16 MiB of freed
+/// memory per arena took the end-to-end run on the 7.6 KB push from
+/// ~5,850 to ~7,800 actions/s, with peak RSS at 1,000 rules unchanged
+/// (59–61 MiB); 256 MiB was no faster and held ~3 MiB more
+/// (docs/PERFORMANCE.md).
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() {
-    const TRIM_THRESHOLD: libc::c_int = 256 << 20;
+    const TRIM_THRESHOLD: libc::c_int = 16 << 20;
     // SAFETY: `mallopt` only sets one of glibc's malloc tunables; it is
     // called once, first thing in `main`, before any thread exists.
     unsafe {
