@@ -1,7 +1,8 @@
 //! Encoding shared by the backends: values for JSON text columns, and a
-//! delivery's runs checked and encoded before either backend writes them.
+//! delivery's runs and a step record checked and encoded before either
+//! backend writes them.
 
-use super::{NewRun, Result, StoreError};
+use super::{NewRun, Result, StepRecord, StoreError};
 
 /// Encode a value for a JSON TEXT column.
 pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
@@ -37,4 +38,47 @@ pub(crate) fn encode_for_delivery(
             Ok((run, definition))
         })
         .collect()
+}
+
+/// A step record checked (its attempt belongs to its run) with its JSON
+/// columns encoded, outside any transaction.
+pub(crate) struct EncodedStep {
+    pub(crate) record: StepRecord,
+    /// The attempt's request, for `attempts.request`.
+    pub(crate) request: Option<String>,
+    /// The run's `steps.<id>` outputs after the step; `None`: unchanged.
+    pub(crate) outputs: Option<String>,
+}
+
+impl EncodedStep {
+    pub(crate) fn encode(op: &'static str, record: StepRecord) -> Result<EncodedStep> {
+        if let Some(a) = &record.attempt
+            && a.run_id != record.run_id
+        {
+            return Err(StoreError::Invalid {
+                op,
+                message: format!(
+                    "attempt of run {} recorded for run {}",
+                    a.run_id, record.run_id
+                ),
+            });
+        }
+        let request = match &record.attempt {
+            Some(a) => Some(to_json(op, "attempt request", &a.request)?),
+            None => None,
+        };
+        let outputs = match &record.outputs {
+            Some(o) => Some(to_json(op, "step outputs", o)?),
+            None => None,
+        };
+        Ok(EncodedStep {
+            record,
+            request,
+            outputs,
+        })
+    }
+
+    pub(crate) fn run_id(&self) -> &str {
+        &self.record.run_id
+    }
 }

@@ -28,17 +28,16 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use deadpool_postgres::{Object, Pool};
+use deadpool_postgres::Object;
 
 use super::batch::{Batch, Job};
 use super::deliveries::{ACCEPT, Accept};
 use super::listen::Announcer;
-use super::{PgContext, Prepared, pool_reason};
+use super::{PgContext, Prepared};
 use crate::store::{AcceptOutcome, Result, StoreError};
 
 /// The accept writer of a node's [`super::batch::Batcher`].
 pub(super) struct Accepts {
-    pub(super) pool: Pool,
     pub(super) announcer: Arc<Announcer>,
 }
 
@@ -48,13 +47,13 @@ impl Batch for Accepts {
     const OP: &'static str = ACCEPT;
     const MAX: usize = 64;
 
-    async fn write(self: Arc<Self>, jobs: Vec<Job<Accept, AcceptOutcome>>) {
-        write(&self.pool, &self.announcer, jobs).await
+    async fn write(self: Arc<Self>, conn: Object, jobs: Vec<Job<Accept, AcceptOutcome>>) {
+        write(&conn, &self.announcer, jobs).await
     }
 }
 
 /// Writes `jobs` and answers each.
-async fn write(pool: &Pool, announcer: &Announcer, jobs: Vec<Job<Accept, AcceptOutcome>>) {
+async fn write(conn: &Object, announcer: &Announcer, jobs: Vec<Job<Accept, AcceptOutcome>>) {
     // A key already claimed earlier in this batch waits for after it.
     let mut seen = HashSet::new();
     let (batch, later): (Vec<_>, Vec<_>) = jobs.into_iter().partition(|job| {
@@ -63,19 +62,6 @@ async fn write(pool: &Pool, announcer: &Announcer, jobs: Vec<Job<Accept, AcceptO
             .as_ref()
             .is_none_or(|key| seen.insert((d.source.clone(), key.clone())))
     });
-    let conn = match pool.get().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let message = pool_reason(&e);
-            for job in batch.into_iter().chain(later) {
-                job.answer(Err(StoreError::Pool {
-                    op: ACCEPT,
-                    message: message.clone(),
-                }));
-            }
-            return;
-        }
-    };
     // One statement per dedupe window (a source setting); accepts without
     // a key go with the first.
     let mut windows: BTreeMap<Option<i64>, Vec<Job<Accept, AcceptOutcome>>> = BTreeMap::new();
@@ -94,7 +80,7 @@ async fn write(pool: &Pool, announcer: &Announcer, jobs: Vec<Job<Accept, AcceptO
     let mut alone = Vec::new();
     for group in groups {
         let accepts: Vec<&Accept> = group.iter().map(|job| &job.item).collect();
-        match write_at_once(&conn, &accepts).await {
+        match write_at_once(conn, &accepts).await {
             Ok(outcomes) => {
                 if queued_runs(&accepts, &outcomes) {
                     announcer.announce();
@@ -110,7 +96,7 @@ async fn write(pool: &Pool, announcer: &Announcer, jobs: Vec<Job<Accept, AcceptO
         }
     }
     for job in alone.into_iter().chain(later) {
-        let outcome = apply_one(&conn, &job.item, announcer).await;
+        let outcome = apply_one(conn, &job.item, announcer).await;
         job.answer(outcome);
     }
 }

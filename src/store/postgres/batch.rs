@@ -13,8 +13,10 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use deadpool_postgres::{Object, Pool};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use super::pool_reason;
 use crate::store::{Result, StoreError};
 
 /// Batches of one kind open at once. One: what arrives while a batch
@@ -49,9 +51,11 @@ pub(super) trait Batch: Send + Sync + 'static {
     const OP: &'static str;
     /// Writes in one batch at most.
     const MAX: usize;
-    /// Writes `jobs` (in one transaction where it can) and answers each.
+    /// Writes `jobs` on `conn` (in one transaction where it can) and
+    /// answers each.
     fn write(
         self: Arc<Self>,
+        conn: Object,
         jobs: Vec<Job<Self::Item, Self::Outcome>>,
     ) -> impl Future<Output = ()> + Send;
 }
@@ -70,9 +74,9 @@ impl<B: Batch> Drop for Batcher<B> {
 }
 
 impl<B: Batch> Batcher<B> {
-    pub(super) fn spawn(writer: B) -> Batcher<B> {
+    pub(super) fn spawn(pool: Pool, writer: B) -> Batcher<B> {
         let (jobs, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(gather(rx, Arc::new(writer)));
+        let task = tokio::spawn(gather(rx, pool, Arc::new(writer)));
         Batcher { jobs, task }
     }
 
@@ -91,8 +95,13 @@ impl<B: Batch> Batcher<B> {
 }
 
 /// Takes a batch slot, then everything queued (up to [`Batch::MAX`]), and
-/// writes it on a task of its own.
-async fn gather<B: Batch>(mut rx: mpsc::Receiver<Job<B::Item, B::Outcome>>, writer: Arc<B>) {
+/// writes it on a task of its own with a pooled connection; without one,
+/// every write of the batch fails with the pool's reason.
+async fn gather<B: Batch>(
+    mut rx: mpsc::Receiver<Job<B::Item, B::Outcome>>,
+    pool: Pool,
+    writer: Arc<B>,
+) {
     let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
@@ -108,9 +117,20 @@ async fn gather<B: Batch>(mut rx: mpsc::Receiver<Job<B::Item, B::Outcome>>, writ
                 Err(_) => break,
             }
         }
-        let writer = Arc::clone(&writer);
+        let (writer, pool) = (Arc::clone(&writer), pool.clone());
         tokio::spawn(async move {
-            writer.write(jobs).await;
+            match pool.get().await {
+                Ok(conn) => writer.write(conn, jobs).await,
+                Err(e) => {
+                    let message = pool_reason(&e);
+                    for job in jobs {
+                        job.answer(Err(StoreError::Pool {
+                            op: B::OP,
+                            message: message.clone(),
+                        }));
+                    }
+                }
+            }
             drop(slot);
         });
     }

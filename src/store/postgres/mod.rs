@@ -179,15 +179,19 @@ impl PostgresStore {
         let listener = listen::spawn(config, channel.clone(), Arc::clone(&wake));
         let announcer = listen::Announcer::new(channel, Arc::clone(&wake));
         let announcing = announcer.spawn(pool.clone());
-        let accepts = batch::Batcher::spawn(accepts::Accepts {
-            pool: pool.clone(),
-            announcer: Arc::clone(&announcer),
-        });
-        let steps = batch::Batcher::spawn(steps::Steps {
-            pool: pool.clone(),
-            announcer: Arc::clone(&announcer),
-            schema: schema.clone(),
-        });
+        let accepts = batch::Batcher::spawn(
+            pool.clone(),
+            accepts::Accepts {
+                announcer: Arc::clone(&announcer),
+            },
+        );
+        let steps = batch::Batcher::spawn(
+            pool.clone(),
+            steps::Steps {
+                announcer: Arc::clone(&announcer),
+                schema: schema.clone(),
+            },
+        );
         Ok(PostgresStore {
             pool,
             schema,
@@ -333,7 +337,7 @@ impl Store for PostgresStore {
     }
 
     async fn record_step(&self, record: StepRecord) -> Result<StepSaved> {
-        let step = steps::Step::encode(record)?;
+        let step = steps::Step::encode(steps::RECORD, record)?;
         if self.schema_open() {
             return self.steps.submit(step).await;
         }

@@ -24,60 +24,21 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use deadpool_postgres::{Object, Pool, Transaction};
+use deadpool_postgres::{Object, Transaction};
 
 use super::batch::{Batch, Job};
 use super::listen::Announcer;
-use super::{NOW_MS, PgContext, Prepared, cancel, failure, pool_reason, to_json};
-use crate::store::{
-    AttemptRecord, Result, RunKind, RunProgress, RunStatus, StepRecord, StepSaved, StoreError,
-};
+use super::{NOW_MS, PgContext, Prepared, cancel, failure};
+use crate::store::encode::EncodedStep;
+use crate::store::{AttemptRecord, Result, RunKind, RunProgress, RunStatus, StepSaved, StoreError};
 
 pub(super) const RECORD: &str = "record step";
 
-/// A step record with its JSON encoded (outside any transaction).
-pub(super) struct Step {
-    record: StepRecord,
-    request: Option<String>,
-    outputs: Option<String>,
-}
-
-impl Step {
-    pub(super) fn encode(record: StepRecord) -> Result<Step> {
-        if let Some(a) = &record.attempt
-            && a.run_id != record.run_id
-        {
-            return Err(StoreError::Invalid {
-                op: RECORD,
-                message: format!(
-                    "attempt of run {} recorded for run {}",
-                    a.run_id, record.run_id
-                ),
-            });
-        }
-        let request = match &record.attempt {
-            Some(a) => Some(to_json(RECORD, "attempt request", &a.request)?),
-            None => None,
-        };
-        let outputs = match &record.outputs {
-            Some(o) => Some(to_json(RECORD, "step outputs", o)?),
-            None => None,
-        };
-        Ok(Step {
-            record,
-            request,
-            outputs,
-        })
-    }
-
-    fn run_id(&self) -> &str {
-        &self.record.run_id
-    }
-}
+/// A step record checked and encoded for its write.
+pub(super) type Step = EncodedStep;
 
 /// The step-record writer of a node's [`super::batch::Batcher`].
 pub(super) struct Steps {
-    pub(super) pool: Pool,
     pub(super) announcer: Arc<Announcer>,
     pub(super) schema: String,
 }
@@ -88,31 +49,18 @@ impl Batch for Steps {
     const OP: &'static str = RECORD;
     const MAX: usize = 64;
 
-    async fn write(self: Arc<Self>, jobs: Vec<Job<Step, StepSaved>>) {
-        self.write_jobs(jobs).await
+    async fn write(self: Arc<Self>, conn: Object, jobs: Vec<Job<Step, StepSaved>>) {
+        self.write_jobs(conn, jobs).await
     }
 }
 
 impl Steps {
-    async fn write_jobs(&self, jobs: Vec<Job<Step, StepSaved>>) {
+    async fn write_jobs(&self, mut conn: Object, jobs: Vec<Job<Step, StepSaved>>) {
         // A second record of one run (never expected) waits for after it.
         let mut seen = HashSet::new();
         let (batch, later): (Vec<_>, Vec<_>) = jobs
             .into_iter()
             .partition(|job| seen.insert(job.item.record.run_id.clone()));
-        let mut conn = match self.pool.get().await {
-            Ok(conn) => conn,
-            Err(e) => {
-                let message = pool_reason(&e);
-                for job in batch.into_iter().chain(later) {
-                    job.answer(Err(StoreError::Pool {
-                        op: RECORD,
-                        message: message.clone(),
-                    }));
-                }
-                return;
-            }
-        };
         let steps: Vec<&Step> = batch.iter().map(|job| &job.item).collect();
         let together = match conn.transaction().await.pg(RECORD) {
             Ok(tx) => match write_in(&tx, &self.schema, &steps).await {

@@ -10,6 +10,7 @@ use rusqlite::{Connection, params};
 use rusqlite::OptionalExtension;
 
 use super::{attempts, cancel, deliveries, enum_column, failure, runs, to_json};
+use crate::store::encode::EncodedStep;
 use crate::store::{
     Context, LeaseRequest, LeasedRun, Release, Renewal, Result, RunKind, RunProgress, RunStatus,
     StepRecord, StepSaved, StoreError,
@@ -152,45 +153,18 @@ fn running_of_rule(conn: &Connection, rule: &str, key: Option<&str>) -> Result<u
     Ok(u32::try_from(count).unwrap_or(u32::MAX))
 }
 
-/// A step record with its JSON already encoded, ready for the writer.
-pub(super) struct Record {
-    record: StepRecord,
-    request: Option<String>,
-    outputs: Option<String>,
-}
+/// A step record checked and encoded, ready for the writer.
+pub(super) struct Record(EncodedStep);
 
 impl Record {
     pub(super) fn encode(record: StepRecord) -> Result<Record> {
-        if let Some(a) = &record.attempt
-            && a.run_id != record.run_id
-        {
-            return Err(StoreError::Invalid {
-                op: RECORD,
-                message: format!(
-                    "attempt of run {} recorded for run {}",
-                    a.run_id, record.run_id
-                ),
-            });
-        }
-        let request = match &record.attempt {
-            Some(a) => Some(to_json(RECORD, "attempt request", &a.request)?),
-            None => None,
-        };
-        let outputs = match &record.outputs {
-            Some(o) => Some(to_json(RECORD, "step outputs", o)?),
-            None => None,
-        };
-        Ok(Record {
-            record,
-            request,
-            outputs,
-        })
+        EncodedStep::encode(RECORD, record).map(Record)
     }
 
     /// One writer command: a lost lease rolls the attempt back too.
     pub(super) fn apply(&self, conn: &Connection) -> Result<StepSaved> {
-        let r = &self.record;
-        if let (Some(attempt), Some(request)) = (&r.attempt, &self.request) {
+        let r = &self.0.record;
+        if let (Some(attempt), Some(request)) = (&r.attempt, &self.0.request) {
             attempts::insert(conn, attempt, request).ctx(RECORD)?;
         }
         // `status` is written only when it changes: SQLite checks the
@@ -245,7 +219,7 @@ impl Record {
                                 status.as_str(),
                                 r.next_step,
                                 r.attempts_at_next_step,
-                                self.outputs,
+                                self.0.outputs,
                                 error,
                                 r.now_ms,
                                 // A step recorded: its worker was not lost.
@@ -280,7 +254,7 @@ impl Record {
         lease_owner: Option<&str>,
         lease_expires_at: Option<i64>,
     ) -> rusqlite::Result<Option<bool>> {
-        let r = &self.record;
+        let r = &self.0.record;
         conn.prepare_cached(
             "UPDATE runs SET attempt_base = CASE WHEN next_step = ?3 THEN attempt_base ELSE 0 END,
                              next_step = ?3, attempt = ?4, outputs = COALESCE(?5, outputs),
@@ -295,7 +269,7 @@ impl Record {
                 r.node,
                 r.next_step,
                 r.attempts_at_next_step,
-                self.outputs,
+                self.0.outputs,
                 next_attempt_at,
                 lease_owner,
                 lease_expires_at,
