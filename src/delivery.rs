@@ -185,8 +185,8 @@ impl Delivery {
     /// The delivery as the server saw it, from its stored record (workers,
     /// replay, `explain DELIVERY_ID`): the body is parsed again by its
     /// content type, as the server parsed it.
-    pub fn from_record(record: DeliveryRecord) -> Delivery {
-        let raw = record.body.unwrap_or_default();
+    pub fn from_record(record: &DeliveryRecord) -> Delivery {
+        let raw = record.body.clone().unwrap_or_default();
         let content_type = record
             .headers
             .iter()
@@ -203,19 +203,19 @@ impl Delivery {
                 .map(|a| a.ip())
         });
         Delivery {
-            id: record.id,
-            source: record.source,
+            id: record.id.clone(),
+            source: record.source.clone(),
             received_at: DateTime::from_timestamp_millis(record.received_at).unwrap_or_default(),
-            method: record.method,
+            method: record.method.clone(),
             query: parse_query(record.query.as_deref()),
             headers: record
                 .headers
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
                 .collect(),
             raw: raw.into(),
             payload,
-            event: record.event,
+            event: record.event.clone(),
             source_ip,
         }
     }

@@ -133,7 +133,7 @@ pub fn dry_run_failing(
 /// One step rendered over `ctx`, or why it could not be.
 fn preview(set: &RuleSet, step: &Step, ctx: &TemplateContext) -> StepPreview {
     let secrets = set.secrets();
-    let (rendered, error) = match render_step(step, set.templates(), ctx) {
+    let (rendered, error) = match render_step(step, set.templates(), Some(ctx)) {
         Ok(r) => (Some(secrets.redact_value(&r.view())), None),
         Err(e) => (None, Some(secrets.redact(&e.to_string()))),
     };

@@ -92,7 +92,7 @@ pub async fn replay(
         });
     }
     let rejected = record.status == DeliveryStatus::Rejected;
-    let delivery = Delivery::from_record(record);
+    let delivery = Delivery::from_record(&record);
     if rejected
         && let Some(source) = rules.source(&delivery.source)
         && let Err(mismatch) = source.check_schema(&delivery.payload)

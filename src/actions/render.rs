@@ -12,16 +12,21 @@ use crate::template::{JsonTemplate, RenderError, Template, TemplateContext, Temp
 #[derive(Clone, Copy)]
 pub struct Renderer<'a> {
     pub templates: &'a Templates,
-    pub ctx: &'a TemplateContext,
+    /// `None` for a step that reads no context ([`Step::reads_context`]):
+    /// its literal strings render as they are, and a template that would
+    /// read the context fails.
+    pub ctx: Option<&'a TemplateContext>,
 }
 
 impl Renderer<'_> {
     /// A template string; `field` names it in the error (`url`,
     /// `headers.X`).
     pub fn text(&self, field: &str, t: &Template) -> Result<String, RenderError> {
-        self.templates
-            .render_text(t, self.ctx)
-            .map_err(|e| RenderError(format!("{field}: {e}")))
+        match self.ctx {
+            Some(ctx) => self.templates.render_text(t, ctx),
+            None => t.literal().map(str::to_owned).ok_or_else(no_context),
+        }
+        .map_err(|e| RenderError(format!("{field}: {e}")))
     }
 
     /// An optional template string.
@@ -44,18 +49,25 @@ impl Renderer<'_> {
 
     /// A JSON structure whose strings are templates.
     pub fn json(&self, field: &str, t: &JsonTemplate) -> Result<Value, RenderError> {
-        self.templates
-            .render_json(t, self.ctx)
-            .map_err(|e| RenderError(format!("{field}: {e}")))
+        match self.ctx {
+            Some(ctx) => self.templates.render_json(t, ctx),
+            None => t.literal().ok_or_else(no_context),
+        }
+        .map_err(|e| RenderError(format!("{field}: {e}")))
     }
 }
 
+fn no_context() -> RenderError {
+    RenderError("a template was rendered without its context".to_owned())
+}
+
 /// Renders every template of `step`. The first template that fails names
-/// the field it was in.
+/// the field it was in. `ctx` may be `None` for a step that does not
+/// [read the context](Step::reads_context).
 pub fn render_step(
     step: &Step,
     templates: &Templates,
-    ctx: &TemplateContext,
+    ctx: Option<&TemplateContext>,
 ) -> Result<RenderedStep, RenderError> {
     step.action.render(&Renderer { templates, ctx })
 }

@@ -187,7 +187,7 @@ async fn compare(
                 continue;
             };
             report.compared += 1;
-            let delivery = Delivery::from_record(record);
+            let delivery = Delivery::from_record(&record);
             let change = diff_one(
                 &delivery,
                 &dry_run(base, &delivery),

@@ -112,7 +112,7 @@ fn explain_stored(
         .ok()
         .map(|t| set.expand(&record.source, &t));
     let received_at = record.received_at;
-    let delivery = Delivery::from_record(record);
+    let delivery = Delivery::from_record(&record);
     let now = dry_run(set, &delivery);
     if json {
         let value = json!({

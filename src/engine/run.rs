@@ -4,6 +4,7 @@
 //! any point leaves the run at a step boundary and group commit batches
 //! the writes of many workers.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -129,7 +130,10 @@ async fn execute_steps(
         let error = format!("its delivery {} is not in the run log", run.delivery_id);
         return Some(fail_before_steps(shared, run, error));
     };
-    let delivery = crate::delivery::Delivery::from_record(delivery);
+    let delivery = RunDelivery {
+        record: delivery,
+        parsed: OnceLock::new(),
+    };
     let mut progress = Progress {
         next_step: run.next_step as usize,
         attempts: run.attempt,
@@ -182,6 +186,20 @@ async fn execute_steps(
             Some(_) => {}
             None => return None,
         }
+    }
+}
+
+/// A run's delivery, parsed the first time a step reads it: a step with no
+/// `if:` and no template never does.
+struct RunDelivery {
+    record: DeliveryRecord,
+    parsed: OnceLock<Delivery>,
+}
+
+impl RunDelivery {
+    fn get(&self) -> &Delivery {
+        self.parsed
+            .get_or_init(|| Delivery::from_record(&self.record))
     }
 }
 
@@ -247,22 +265,27 @@ async fn run_step(
     shared: &Shared,
     run: &RunRecord,
     resolved: &Resolved,
-    delivery: &Delivery,
+    delivery: &RunDelivery,
     (step, steps): (&Step, usize),
     progress: &mut Progress,
     cancel: &mut Cancel,
 ) -> StepRecord {
     let rule = resolved.rule();
     let secrets = resolved.secrets();
-    let ctx = TemplateContext::new(template_value(
-        delivery,
-        &rule.name,
-        run,
-        Value::Object(progress.outputs.clone()),
-    ));
+    // Parsing the body and copying it into a context is most of a run's
+    // CPU besides its action: done only for a step that reads it.
+    let ctx = (step.reads_context || step.condition.is_some()).then(|| {
+        TemplateContext::new(template_value(
+            delivery.get(),
+            &rule.name,
+            run,
+            Value::Object(progress.outputs.clone()),
+        ))
+    });
     let started_at = now_ms();
 
-    if let Some(condition) = &step.condition {
+    if let (Some(condition), Some(ctx)) = (&step.condition, &ctx) {
+        let delivery = delivery.get();
         let input = MatchInput {
             payload: ctx.value(),
             headers: &delivery.headers,
@@ -291,7 +314,7 @@ async fn run_step(
     if crate::faults::step_panics(step.id.as_deref()) {
         panic!("injected fault: step {} panics its worker", step.label());
     }
-    let outcome = match render_step(step, resolved.templates(), &ctx) {
+    let outcome = match render_step(step, resolved.templates(), ctx.as_ref()) {
         // Cancelled mid-step: the action's future is dropped, which drops
         // an http/slack request and kills a shell step's process group.
         Ok(rendered) => tokio::select! {

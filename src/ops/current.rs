@@ -54,7 +54,7 @@ pub(super) async fn redefinition(
                     run.delivery_id
                 )));
             };
-            let delivery = Delivery::from_record(record);
+            let delivery = Delivery::from_record(&record);
             crate::engine::concurrency_key(rules, rule, &delivery, &run.id)
         }
     };

@@ -482,6 +482,39 @@ mod tests {
     }
 
     #[test]
+    fn a_step_reads_the_context_when_it_has_an_if_or_any_template() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            r#"sources:
+  gh: {}
+rules:
+  - name: r
+    source: gh
+    actions:
+      - http: { url: "http://127.0.0.1:9/", headers: { X-A: plain }, json: { a: [1, "two", { b: null }] } }
+      - http: { url: "http://127.0.0.1:9/", json: { a: [1, { b: "{{payload.x}}" }] } }
+      - http: { url: "http://127.0.0.1:9/", headers: { X-A: "{{event}}" } }
+      - if: { path: $.event, equals: push }
+        http: { url: "http://127.0.0.1:9/" }
+      - slack: { webhook_url: "http://127.0.0.1:9/", text: hello }
+      - slack: { webhook_url: "http://127.0.0.1:9/", text: "{{steps}}" }
+      - shell: { command: [echo, hi] }
+      - shell: { command: [echo, hi], env: { A: "{{run.id}}" } }
+"#,
+        )
+        .expect("write rules");
+        let set = load(dir.path()).expect("loads");
+        let rule = set.rule("r").expect("rule r");
+        let reads: Vec<bool> = rule.steps.iter().map(|s| s.reads_context).collect();
+        assert_eq!(
+            reads,
+            [false, true, true, true, false, true, false, true],
+            "a nested template, a header template, an `if:`, templates in slack and shell read it"
+        );
+    }
+
+    #[test]
     fn verifier_secrets_from_a_default_are_exposed_with_their_place() {
         let dir = tempfile::tempdir().expect("temp dir");
         std::fs::write(

@@ -149,6 +149,10 @@ pub struct Step {
     pub action: Action,
     /// The action's `retry:`, or its kind's default.
     pub retry: RetryPolicy,
+    /// Whether running the step reads the template context: it has an
+    /// `if:` or a template with `{{`. Decided at load; a step that does not
+    /// is run without parsing its delivery or building a context.
+    pub reads_context: bool,
 }
 
 impl Step {

@@ -84,6 +84,15 @@ impl Template {
     pub fn source(&self) -> &str {
         &self.inner.source
     }
+
+    /// The text of a template with no `{{`: what every rendering of it
+    /// gives, whatever the context.
+    pub fn literal(&self) -> Option<&str> {
+        match self.inner.kind {
+            Kind::Literal => Some(&self.inner.source),
+            Kind::Compiled { .. } => None,
+        }
+    }
 }
 
 /// A JSON structure whose string leaves are templates.
@@ -95,6 +104,31 @@ pub enum JsonTemplate {
     String(Template),
     Array(Vec<JsonTemplate>),
     Object(Vec<(String, JsonTemplate)>),
+}
+
+impl JsonTemplate {
+    /// The structure as a value when none of its strings is a template:
+    /// what every rendering of it gives, whatever the context.
+    pub fn literal(&self) -> Option<Value> {
+        Some(match self {
+            JsonTemplate::Null => Value::Null,
+            JsonTemplate::Bool(b) => Value::Bool(*b),
+            JsonTemplate::Number(n) => Value::Number(n.clone()),
+            JsonTemplate::String(t) => Value::String(t.literal()?.to_owned()),
+            JsonTemplate::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .map(JsonTemplate::literal)
+                    .collect::<Option<_>>()?,
+            ),
+            JsonTemplate::Object(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(k, v)| Some((k.clone(), v.literal()?)))
+                    .collect::<Option<_>>()?,
+            ),
+        })
+    }
 }
 
 /// The data a template sees, converted once.

@@ -35,7 +35,7 @@ async fn run_step(action: &str, payload: Value) -> Outcome {
     let rule = set.rule("r").unwrap();
     let step = &rule.steps[0];
     let ctx = TemplateContext::new(delivery.template_value("r", "run-1", json!({})));
-    let rendered = render_step(step, set.templates(), &ctx).expect("renders");
+    let rendered = render_step(step, set.templates(), Some(&ctx)).expect("renders");
     let client = reqwest::Client::new();
     let env = ActionEnv {
         client: &client,

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use super::{Decoder, Fields};
-use crate::actions::{Action, KINDS, STEP_KEYS};
+use crate::actions::{Action, KINDS, Renderer, STEP_KEYS};
 use crate::rules::model::{EventPattern, RetryPolicy, Rule, Step};
 use crate::rules::node::{Kind, Node};
 
@@ -249,14 +249,23 @@ impl Decoder<'_> {
             }
         };
         let (action, retry) = action.unzip();
+        let (condition, action) = (condition?, action?);
+        // Rendering without a context fails exactly when some template
+        // would read it.
+        let literal = Renderer {
+            templates: self.templates,
+            ctx: None,
+        };
+        let reads_context = condition.is_some() || action.render(&literal).is_err();
         Some(Step {
             index,
             id: id?,
             loc,
-            condition: condition?,
+            condition,
             continue_on_error: continue_on_error?,
-            action: action?,
+            action,
             retry: retry?,
+            reads_context,
         })
     }
 
