@@ -233,17 +233,24 @@ impl Delivery {
 
     /// The template context of SPEC §2.2, for one run of `rule`.
     pub fn template_value(&self, rule: &str, run_id: &str, steps: Value) -> Value {
-        let mut value = self.base_template_value();
-        if let Value::Object(map) = &mut value {
-            map.insert("rule".into(), json!({ "name": rule }));
-            map.insert("run".into(), json!({ "id": run_id }));
-            map.insert("steps".into(), steps);
-        }
-        value
+        with_run(self.context_with(self.payload.clone()), rule, run_id, steps)
+    }
+
+    /// [`template_value`](Self::template_value) with the payload moved into
+    /// it, not copied (a worker's, which parsed the body for it): the
+    /// delivery's own payload is `null` afterwards.
+    pub fn take_template_value(&mut self, rule: &str, run_id: &str, steps: Value) -> Value {
+        let payload = std::mem::take(&mut self.payload);
+        with_run(self.context_with(payload), rule, run_id, steps)
     }
 
     /// The context without rule, run and steps (for a source's `response`).
     pub fn base_template_value(&self) -> Value {
+        self.context_with(self.payload.clone())
+    }
+
+    /// The context without rule, run and steps, around `payload`.
+    fn context_with(&self, payload: Value) -> Value {
         let mut headers = Map::new();
         for (k, v) in &self.headers {
             match headers.get_mut(k) {
@@ -266,7 +273,7 @@ impl Delivery {
         // Built field by field: `json!` would copy the payload through the
         // serializer, twice the cost of a clone (docs/PERFORMANCE.md).
         let mut context = Map::new();
-        context.insert("payload".into(), self.payload.clone());
+        context.insert("payload".into(), payload);
         context.insert(
             "raw".into(),
             Value::String(String::from_utf8_lossy(&self.raw).into_owned()),
@@ -284,6 +291,16 @@ impl Delivery {
         );
         Value::Object(context)
     }
+}
+
+/// `value` (a delivery's context) with `rule`, `run` and `steps`.
+fn with_run(mut value: Value, rule: &str, run_id: &str, steps: Value) -> Value {
+    if let Value::Object(map) = &mut value {
+        map.insert("rule".into(), json!({ "name": rule }));
+        map.insert("run".into(), json!({ "id": run_id }));
+        map.insert("steps".into(), steps);
+    }
+    value
 }
 
 #[cfg(test)]

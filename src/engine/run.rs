@@ -4,7 +4,6 @@
 //! any point leaves the run at a step boundary and group commit batches
 //! the writes of many workers.
 
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -130,9 +129,9 @@ async fn execute_steps(
         let error = format!("its delivery {} is not in the run log", run.delivery_id);
         return Some(fail_before_steps(shared, run, error));
     };
-    let delivery = RunDelivery {
+    let mut context = RunContext {
         record: delivery,
-        parsed: OnceLock::new(),
+        built: None,
     };
     let mut progress = Progress {
         next_step: run.next_step as usize,
@@ -160,7 +159,7 @@ async fn execute_steps(
                     shared,
                     run,
                     resolved,
-                    &delivery,
+                    &mut context,
                     (step, steps.len()),
                     &mut progress,
                     &mut cancel,
@@ -189,17 +188,32 @@ async fn execute_steps(
     }
 }
 
-/// A run's delivery, parsed the first time a step reads it: a step with no
-/// `if:` and no template never does.
-struct RunDelivery {
+/// A run's delivery and template context, built the first time a step
+/// reads them (a step with no `if:` and no template never does) and kept
+/// for the run's later steps, which change only `steps`.
+struct RunContext {
     record: DeliveryRecord,
-    parsed: OnceLock<Delivery>,
+    /// The delivery (its payload moved into the context) and the context.
+    built: Option<(Delivery, TemplateContext)>,
 }
 
-impl RunDelivery {
-    fn get(&self) -> &Delivery {
-        self.parsed
-            .get_or_init(|| Delivery::from_record(&self.record))
+impl RunContext {
+    /// The delivery and context `step` sees: `steps` is the run's outputs
+    /// so far.
+    fn for_step(
+        &mut self,
+        rule: &str,
+        run: &RunRecord,
+        outputs: &Map<String, Value>,
+    ) -> (&Delivery, &TemplateContext) {
+        let record = &self.record;
+        let (delivery, ctx) = self.built.get_or_insert_with(|| {
+            let mut delivery = Delivery::from_record(record);
+            let value = template_value(&mut delivery, rule, run, Value::Null);
+            (delivery, TemplateContext::new(value))
+        });
+        ctx.set("steps", Value::Object(outputs.clone()));
+        (delivery, ctx)
     }
 }
 
@@ -265,27 +279,21 @@ async fn run_step(
     shared: &Shared,
     run: &RunRecord,
     resolved: &Resolved,
-    delivery: &RunDelivery,
+    context: &mut RunContext,
     (step, steps): (&Step, usize),
     progress: &mut Progress,
     cancel: &mut Cancel,
 ) -> StepRecord {
     let rule = resolved.rule();
     let secrets = resolved.secrets();
-    // Parsing the body and copying it into a context is most of a run's
-    // CPU besides its action: done only for a step that reads it.
-    let ctx = (step.reads_context || step.condition.is_some()).then(|| {
-        TemplateContext::new(template_value(
-            delivery.get(),
-            &rule.name,
-            run,
-            Value::Object(progress.outputs.clone()),
-        ))
-    });
+    // Parsing the body into a context is most of a run's CPU besides its
+    // action: done only for a step that reads it, once per run.
+    let seen = (step.reads_context || step.condition.is_some())
+        .then(|| context.for_step(&rule.name, run, &progress.outputs));
+    let ctx = seen.map(|(_, ctx)| ctx);
     let started_at = now_ms();
 
-    if let (Some(condition), Some(ctx)) = (&step.condition, &ctx) {
-        let delivery = delivery.get();
+    if let (Some(condition), Some((delivery, ctx))) = (&step.condition, seen) {
         let input = MatchInput {
             payload: ctx.value(),
             headers: &delivery.headers,
@@ -314,7 +322,7 @@ async fn run_step(
     if crate::faults::step_panics(step.id.as_deref()) {
         panic!("injected fault: step {} panics its worker", step.label());
     }
-    let outcome = match render_step(step, resolved.templates(), ctx.as_ref()) {
+    let outcome = match render_step(step, resolved.templates(), ctx) {
         // Cancelled mid-step: the action's future is dropped, which drops
         // an http/slack request and kills a shell step's process group.
         Ok(rendered) => tokio::select! {
@@ -439,20 +447,15 @@ impl Progress {
     }
 }
 
-/// The template context of a step: the delivery's, with `rule`, `run` and
-/// `steps`; an `on_failure` run's also has `failure` (step, error,
-/// attempts, count) and its `run.id` is the failed run's (its own id is
-/// `run.handler`).
-pub(crate) fn template_value(
-    delivery: &Delivery,
-    rule: &str,
-    run: &RunRecord,
-    steps: Value,
-) -> Value {
+/// The template context of a step: the delivery's (its payload moved into
+/// it), with `rule`, `run` and `steps`; an `on_failure` run's also has
+/// `failure` (step, error, attempts, count) and its `run.id` is the failed
+/// run's (its own id is `run.handler`).
+fn template_value(delivery: &mut Delivery, rule: &str, run: &RunRecord, steps: Value) -> Value {
     let Some(failure) = &run.failure else {
-        return delivery.template_value(rule, &run.id, steps);
+        return delivery.take_template_value(rule, &run.id, steps);
     };
-    let mut value = delivery.template_value(rule, &failure.run, steps);
+    let mut value = delivery.take_template_value(rule, &failure.run, steps);
     if let Value::Object(map) = &mut value {
         if let Some(Value::Object(run_value)) = map.get_mut("run") {
             run_value.insert("handler".into(), Value::String(run.id.clone()));

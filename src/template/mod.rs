@@ -149,6 +149,13 @@ impl TemplateContext {
     pub fn value(&self) -> &Value {
         self.context.data()
     }
+
+    /// Replaces one top-level value (a run's `steps`, between its steps).
+    pub fn set(&mut self, key: &str, value: Value) {
+        if let Value::Object(map) = self.context.data_mut() {
+            map.insert(key.to_owned(), value);
+        }
+    }
 }
 
 /// The registry of compiled templates and helpers.
