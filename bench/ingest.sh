@@ -10,6 +10,8 @@
 #               body compressed with zstd
 #   no-match    hookflow, 10 rules, none for this delivery
 #   queued      hookflow, 1 of 10 rules matches, run queued durably, workers: 0
+#   queued-full `queued` with synchronous=full: the WAL fsynced at every group
+#               commit (survives power loss, not only kill -9)
 #   executed    the same with 16 workers running each run against a loopback sink
 #   10k-rules   10,000 rules over 100 sources, 1 matching, workers: 0
 #   1k-rss      1,000 rules, 1 matching, runs executed: peak RSS under full load
@@ -189,6 +191,7 @@ for BODY in $BODIES; do
   done
   scenario no-match 10 0 16 "$BASE_RPS"
   scenario queued 10 1 0 "$BASE_RPS"
+  scenario queued-full 10 1 0 "$BASE_RPS" "sqlite://bench.db?synchronous=full"
   scenario executed 10 1 16 "$BASE_RPS"
   scenario 10k-rules 10000 1 0 "${RPS[queued]}"
   scenario 1k-rss 1000 1 16 "$BASE_RPS"
@@ -216,9 +219,10 @@ for BODY in $BODIES; do
     end_to_end pg-2-nodes "$WORK/pg-queued" "$PG_URL" 2
     E2E_PG=$E2E
   fi
-  rm -rf "$WORK/queued" "$WORK/pg-queued" "$WORK/executed" "$WORK/1k-rss" "$WORK/no-match" "$WORK/10k-rules" "$WORK/half"
+  rm -rf "$WORK/queued" "$WORK/queued-full" "$WORK/pg-queued" "$WORK/executed" "$WORK/1k-rss" "$WORK/no-match" "$WORK/10k-rules" "$WORK/half"
 
   verdict "$label: queued ≥ 0.6 of baseline" "$(ratio "${RPS[queued]}" "$BASE_RPS")" "$(ge "$(ratio "${RPS[queued]}" "$BASE_RPS")" 0.6)" "0.60"
+  verdict "$label: queued, synchronous=full, ≥ 0.6" "$(ratio "${RPS[queued-full]}" "$BASE_RPS")" "$(ge "$(ratio "${RPS[queued-full]}" "$BASE_RPS")" 0.6)" "0.60"
   verdict "$label: 10,000 rules ≥ 0.9 of 10 rules" "$(ratio "${RPS[10k-rules]}" "${RPS[queued]}")" "$(ge "$(ratio "${RPS[10k-rules]}" "${RPS[queued]}")" 0.9)" "0.90"
   verdict "$label: p99 at half rate ≤ 5 ms" "$HALF_P99" "$(ge 5 "$(ms "$HALF_P99")")" "5ms"
   verdict "$label: peak RSS at 1,000 rules ≤ 64 MiB" "${HWM[1k-rss]}MiB" "$(ge 64 "${HWM[1k-rss]}")" "64MiB"
