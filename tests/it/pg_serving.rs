@@ -60,6 +60,23 @@ async fn sql(url: &str, statement: &str) {
     client.batch_execute(statement).await.expect(statement);
 }
 
+/// Terminates every backend connected to database `name`; how many there were.
+async fn terminate_backends(admin: &str, name: &str) -> usize {
+    let (client, connection) = tokio_postgres::connect(admin, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+             WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&name],
+        )
+        .await
+        .expect("terminate backends")
+        .len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_schema_marked_incompatible_keeps_an_older_node_unready_until_fixed() {
     let Some(schema) = postgres_schema().await else {
@@ -198,16 +215,18 @@ async fn postgres_going_away_answers_503_and_the_node_recovers() {
     node.wait_ready(&http).await;
     assert_eq!(post(&http, &node).await, 202);
 
-    // The database goes away: every connection of the node cut, and no
-    // new one let in.
+    // The database goes away: no new connection let in, and every
+    // connection of the node cut — again while one that was starting when
+    // connections were closed still shows up.
     sql(
         &admin,
-        &format!(
-            "ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false;
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-             WHERE datname = '{name}' AND pid <> pg_backend_pid();"
-        ),
+        &format!("ALTER DATABASE {name} WITH ALLOW_CONNECTIONS false"),
     )
+    .await;
+    wait::until("no connection left to it", Duration::from_secs(10), || {
+        let (admin, name) = (admin.clone(), name.clone());
+        async move { terminate_backends(&admin, &name).await == 0 }
+    })
     .await;
     assert_eq!(post(&http, &node).await, 503, "{}", node.log_tail());
     assert_eq!(readyz(&http, &node).await.0, 503);
