@@ -2,13 +2,14 @@
 //! and dedupe key read the way its source's sender writes them, and the
 //! views conditions and templates see.
 
+use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::rules::MatchInput;
 use crate::rules::model::{Extract, Source};
+use crate::rules::{MatchInput, PayloadNeeds};
 use crate::store::DeliveryRecord;
 
 /// A received webhook, verified and parsed.
@@ -23,7 +24,9 @@ pub struct Delivery {
     pub query: Vec<(String, String)>,
     /// The body as received (shared with the request's buffer, not copied).
     pub raw: bytes::Bytes,
-    /// The parsed body; `null` when it was neither JSON nor a form.
+    /// The parsed body; `null` when it was neither JSON nor a form. While
+    /// a delivery is received, a JSON object holds only the members its
+    /// source reads ([`parse_body_for`]); everywhere else, all of it.
     pub payload: Value,
     pub event: String,
     pub source_ip: Option<IpAddr>,
@@ -42,11 +45,37 @@ pub struct BodyError {
 /// field holding JSON — GitHub's form deliveries, Slack interactivity — is
 /// that JSON). Anything else is `null` and stays available as `raw`.
 pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, BodyError> {
+    parse_with(content_type, body, |body| serde_json::from_slice(body))
+}
+
+/// [`parse_body`] for the receiving path: of a JSON object, only the
+/// top-level members `needs` names are built into the payload. The others
+/// are walked exactly as the full parse walks them — a body it refuses is
+/// refused with the same error — and dropped. The stored body is the
+/// whole one; workers parse it in full.
+pub fn parse_body_for(
+    content_type: Option<&str>,
+    body: &[u8],
+    needs: &PayloadNeeds,
+) -> Result<Value, BodyError> {
+    match needs {
+        PayloadNeeds::All => parse_body(content_type, body),
+        PayloadNeeds::Members(members) => {
+            parse_with(content_type, body, |body| json_members(body, members))
+        }
+    }
+}
+
+fn parse_with(
+    content_type: Option<&str>,
+    body: &[u8],
+    parse_json: impl Fn(&[u8]) -> Result<Value, serde_json::Error>,
+) -> Result<Value, BodyError> {
     let mime = content_type
         .and_then(|ct| ct.split(';').next())
         .map(|m| m.trim().to_ascii_lowercase());
     let json = |body: &[u8]| {
-        serde_json::from_slice::<Value>(body).map_err(|e| BodyError {
+        parse_json(body).map_err(|e| BodyError {
             line: e.line(),
             column: e.column(),
             message: strip_serde_position(&e.to_string()),
@@ -59,6 +88,131 @@ pub fn parse_body(content_type: Option<&str>, body: &[u8]) -> Result<Value, Body
         // No content type: take JSON if it is JSON, quietly.
         None => Ok(json(body).unwrap_or(Value::Null)),
         Some(_) => Ok(Value::Null),
+    }
+}
+
+/// A JSON body with only `members` of a top-level object built. Anything
+/// but an object is parsed whole.
+fn json_members(body: &[u8], members: &BTreeSet<String>) -> Result<Value, serde_json::Error> {
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return serde_json::from_slice(body);
+    }
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let value = serde::Deserializer::deserialize_any(&mut de, partial::Members(members))?;
+    de.end()?;
+    Ok(value)
+}
+
+/// The visitors of [`json_members`].
+mod partial {
+    use std::collections::BTreeSet;
+    use std::fmt;
+
+    use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Value};
+
+    /// A top-level object, keeping the members named.
+    pub(super) struct Members<'a>(pub(super) &'a BTreeSet<String>);
+
+    impl<'de> Visitor<'de> for Members<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a JSON object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            let mut out = Map::new();
+            while let Some(key) = map.next_key_seed(Wanted(self.0))? {
+                match key {
+                    // Like `Value`: a repeated key keeps its last value.
+                    Some(name) => {
+                        let value: Value = map.next_value()?;
+                        out.insert(name, value);
+                    }
+                    None => {
+                        map.next_value::<Skip>()?;
+                    }
+                }
+            }
+            Ok(Value::Object(out))
+        }
+    }
+
+    /// A key: its name if it is wanted.
+    struct Wanted<'a>(&'a BTreeSet<String>);
+
+    impl<'de> DeserializeSeed<'de> for Wanted<'_> {
+        type Value = Option<String>;
+
+        fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_str(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Wanted<'_> {
+        type Value = Option<String>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a string key")
+        }
+
+        fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+            Ok(self.0.contains(key).then(|| key.to_owned()))
+        }
+    }
+
+    /// Any JSON value, read the way `Value` reads it (`deserialize_any`:
+    /// numbers converted and range-checked, strings unescaped and UTF-8
+    /// checked, nesting counted against the same limit) and kept nowhere.
+    struct Skip;
+
+    impl<'de> de::Deserialize<'de> for Skip {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Skip, D::Error> {
+            d.deserialize_any(Skip)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Skip {
+        type Value = Skip;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+
+        fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_unit<E>(self) -> Result<Skip, E> {
+            Ok(Skip)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Skip, A::Error> {
+            while seq.next_element::<Skip>()?.is_some() {}
+            Ok(Skip)
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Skip, A::Error> {
+            while map.next_entry::<Skip, Skip>()?.is_some() {}
+            Ok(Skip)
+        }
     }
 }
 
@@ -306,6 +460,81 @@ fn with_run(mut value: Value, rule: &str, run_id: &str, steps: Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn members(names: &[&str]) -> PayloadNeeds {
+        PayloadNeeds::Members(names.iter().map(|n| (*n).to_owned()).collect())
+    }
+
+    #[test]
+    fn a_body_built_in_part_holds_exactly_the_members_read() {
+        let body = include_bytes!("../benches/payloads/github-push.json");
+        let ct = Some("application/json");
+        let full = parse_body(ct, body).unwrap();
+        let part = parse_body_for(ct, body, &members(&["ref", "commits", "absent"])).unwrap();
+        assert_eq!(
+            part,
+            json!({"ref": full["ref"], "commits": full["commits"]}),
+            "members in body order, a missing one absent, the rest dropped"
+        );
+        assert_eq!(parse_body_for(ct, body, &members(&[])).unwrap(), json!({}));
+        assert_eq!(parse_body_for(ct, body, &PayloadNeeds::All).unwrap(), full);
+        // An escaped key is the key; a repeated key keeps its last value.
+        let tricky = br#"{"r\u0065f": 1, "x": [1, {"y": "z"}], "ref": 2}"#;
+        assert_eq!(
+            parse_body_for(ct, tricky, &members(&["ref"])).unwrap(),
+            parse_body(ct, tricky)
+                .unwrap()
+                .as_object()
+                .map(|m| json!({"ref": m["ref"]}))
+                .unwrap(),
+        );
+        // Not an object: parsed whole.
+        assert_eq!(
+            parse_body_for(ct, b" [1, 2]", &members(&[])).unwrap(),
+            json!([1, 2])
+        );
+    }
+
+    #[test]
+    fn a_body_built_in_part_is_refused_exactly_when_the_full_parse_refuses_it() {
+        let deep = format!("{{\"skip\": {}1{}}}", "[".repeat(200), "]".repeat(200));
+        let mut bad_utf8 = br#"{"skip": "caf"#.to_vec();
+        bad_utf8.extend_from_slice(&[0xC3, 0x28]);
+        bad_utf8.extend_from_slice(br#"", "keep": 1}"#);
+        let bodies: Vec<Vec<u8>> = vec![
+            br#"{"skip": 1e400, "keep": 1}"#.to_vec(),
+            deep.into_bytes(),
+            bad_utf8,
+            br#"{"skip": "\ud800", "keep": 1}"#.to_vec(),
+            b"{\"skip\": \"a\x01b\", \"keep\": 1}".to_vec(),
+            br#"{"skip": tru, "keep": 1}"#.to_vec(),
+            br#"{"skip": [1, 2,], "keep": 1}"#.to_vec(),
+            br#"{"skip": {"a" 1}, "keep": 1}"#.to_vec(),
+            br#"{"keep": 1} trailing"#.to_vec(),
+            br#"{"keep": 1"#.to_vec(),
+            br#"{"skip": 0.5e-3, "keep": [true, null, -0, "\n\u00e9"]}"#.to_vec(),
+        ];
+        let ct = Some("application/json");
+        for (i, body) in bodies.iter().enumerate() {
+            let full = parse_body(ct, body);
+            let part = parse_body_for(ct, body, &members(&["keep"]));
+            // Every body but the last is refused by the full parse.
+            assert_eq!(full.is_err(), i + 1 < bodies.len(), "{full:?}");
+            match (&full, &part) {
+                (Err(f), Err(p)) => assert_eq!(f, p, "{}", String::from_utf8_lossy(body)),
+                (Ok(f), Ok(p)) => assert_eq!(
+                    p,
+                    &json!({"keep": f["keep"]}),
+                    "{}",
+                    String::from_utf8_lossy(body)
+                ),
+                _ => panic!(
+                    "{}: full {full:?}, in part {part:?}",
+                    String::from_utf8_lossy(body)
+                ),
+            }
+        }
+    }
 
     #[test]
     fn json_bodies_parse_and_errors_carry_line_and_column() {

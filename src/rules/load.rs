@@ -10,7 +10,7 @@ use super::decode::{DeclaredRule, Decoder, Diagnostic, EnvLookup, Severity, did_
 use super::index::Index;
 use super::model::{Rule, RuleTest, Source};
 use super::node::{self, Kind, Loc, Node};
-use super::{RuleSet, Secrets};
+use super::{PayloadNeeds, RuleSet, Secrets};
 use crate::template::Templates;
 
 /// The rules could not be loaded; `diagnostics` has every error (and warning).
@@ -153,8 +153,13 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         .enumerate()
         .map(|(i, s)| (s.name.clone(), i))
         .collect();
+    let payload_needs = sources
+        .iter()
+        .map(|s| PayloadNeeds::of(s, index.rules_of(&s.name).iter().map(|&i| &rules[i])))
+        .collect();
     Ok(RuleSet {
         sources: sources.into_iter().map(Arc::new).collect(),
+        payload_needs,
         by_path,
         source_by_name,
         by_name,
@@ -479,6 +484,59 @@ mod tests {
             "{diagnostics:?}"
         );
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
+    }
+
+    #[test]
+    fn a_source_reads_the_members_its_rules_and_settings_name_or_all() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("r.yaml"),
+            r#"sources:
+  gh: { verify: { github: { secret: s } } }
+  plain: {}
+  keyed: { event: { path: "$.kind" }, dedupe: { header: X-Id } }
+  stripe: { verify: { stripe: { secret: s } } }
+  shaped: { schema: { type: object } }
+  replying: { response: { status: 200, body: ok } }
+  limited: {}
+  deep: {}
+  slash: { verify: { slack: { secret: s } } }
+rules:
+  - name: push
+    source: [gh, plain]
+    when:
+      all:
+        - { path: $.ref, equals: refs/heads/main }
+        - not: { path: "$['repository'].name", equals: x }
+        - { header: x-a, equals: b }
+    actions: [ { http: { url: "http://127.0.0.1:9/" } } ]
+  - { name: other, source: gh, event: issues, when: { path: $.issue.number, exists: true }, actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
+  - { name: k, source: [keyed, stripe], actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
+  - { name: l, source: limited, concurrency: { key: "{{event}}", limit: 1 }, actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
+  - { name: d, source: deep, when: { path: $..id, exists: true }, actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
+"#,
+        )
+        .expect("write rules");
+        let set = load(dir.path()).expect("loads");
+        let members =
+            |names: &[&str]| PayloadNeeds::Members(names.iter().map(|n| (*n).to_owned()).collect());
+        for (source, needs) in [
+            ("gh", members(&["action", "issue", "ref", "repository"])),
+            ("plain", members(&["ref", "repository"])),
+            ("keyed", members(&["kind"])),
+            ("stripe", members(&["id", "type"])),
+            (
+                "slash",
+                members(&["challenge", "command", "event", "event_id", "type"]),
+            ),
+            ("shaped", PayloadNeeds::All),
+            ("replying", PayloadNeeds::All),
+            ("limited", PayloadNeeds::All),
+            ("deep", PayloadNeeds::All),
+            ("no such source", PayloadNeeds::All),
+        ] {
+            assert_eq!(set.payload_needs(source), &needs, "{source}");
+        }
     }
 
     #[test]

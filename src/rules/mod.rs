@@ -9,6 +9,7 @@ pub mod jsonpath;
 pub mod load;
 pub mod model;
 pub mod node;
+pub mod payload;
 pub mod reference;
 pub mod schema;
 pub mod secrets;
@@ -23,6 +24,7 @@ pub use condition::{Failure, MatchInput};
 pub use decode::{DefaultedSecret, Diagnostic, MAX_BODY_CAP, Severity};
 pub use load::{LoadError, load, load_with_env};
 pub use model::{Action, Rule, RuleTest, Source, Step};
+pub use payload::PayloadNeeds;
 pub use schema::{PayloadSchema, SchemaMismatch};
 pub use secrets::Secrets;
 pub use trace::{Miss, RuleTrace, Trace};
@@ -39,6 +41,9 @@ pub type SharedRules = Arc<arc_swap::ArcSwap<RuleSet>>;
 #[derive(Debug)]
 pub struct RuleSet {
     sources: Vec<Arc<Source>>,
+    /// What each source's receiving path reads of a body, by position in
+    /// `sources`.
+    payload_needs: Vec<PayloadNeeds>,
     by_path: HashMap<String, usize>,
     source_by_name: HashMap<String, usize>,
     /// Rule name → position, so lookups cost the same at 10 or 10,000 rules.
@@ -63,6 +68,16 @@ pub struct RuleSet {
 impl RuleSet {
     pub fn sources(&self) -> &[Arc<Source>] {
         &self.sources
+    }
+
+    /// What receiving a delivery of `source` reads of its body (all of it
+    /// for a source this set does not have).
+    pub fn payload_needs(&self, source: &str) -> &PayloadNeeds {
+        static ALL: PayloadNeeds = PayloadNeeds::All;
+        self.source_by_name
+            .get(source)
+            .and_then(|&i| self.payload_needs.get(i))
+            .unwrap_or(&ALL)
     }
 
     pub fn source(&self, name: &str) -> Option<&Arc<Source>> {

@@ -19,7 +19,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::delivery::{Delivery, dedupe_key, event_name, parse_body, parse_query};
+use crate::delivery::{Delivery, dedupe_key, event_name, parse_body, parse_body_for, parse_query};
 use crate::metrics::DeliveryOutcome;
 use crate::rules::{RuleSet, SchemaMismatch, Source, Trace};
 use crate::store::{AcceptOutcome, KeptRequest, NewDelivery, NewRun, Rejected};
@@ -257,7 +257,11 @@ pub fn parse(verified: Verified) -> Result<Parsed, Rejection> {
         .headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
-    let payload = match parse_body(content_type, &verified.bytes) {
+    let needs = verified
+        .head
+        .rules
+        .payload_needs(&verified.head.source.name);
+    let payload = match parse_body_for(content_type, &verified.bytes, needs) {
         Ok(payload) => payload,
         Err(e) => {
             return Err(Rejection::BadRequest {

@@ -107,6 +107,11 @@ impl Scheme for Basic {
         SENDER.name
     }
 
+    /// Reads no body.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
         Basic::sign(self)
     }

@@ -119,6 +119,11 @@ impl Scheme for Github {
         SENDER.name
     }
 
+    /// `action`: the event is `<X-GitHub-Event>.<action>`.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&["action"])
+    }
+
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
         Github::sign(self, body)
     }

@@ -75,6 +75,11 @@ impl Scheme for Gitlab {
         SENDER.name
     }
 
+    /// Event and dedupe key are headers.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, _body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
         Gitlab::sign(self)
     }

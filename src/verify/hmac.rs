@@ -166,6 +166,11 @@ impl Scheme for GenericHmac {
         SENDER.name
     }
 
+    /// Reads no body.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
         GenericHmac::sign(self, body)
     }

@@ -152,6 +152,14 @@ pub trait Scheme: Verify {
     fn handshake(&self, _payload: &serde_json::Value) -> Option<String> {
         None
     }
+
+    /// The top-level members of a JSON body that [`event`](Self::event),
+    /// [`dedupe_key`](Self::dedupe_key) and [`handshake`](Self::handshake)
+    /// read (`None`: any of them). A source's receiving path builds only
+    /// the members something reads (`rules::payload`), so a scheme that
+    /// reads a member it does not list here would see it missing. Required,
+    /// so that a new scheme has to say.
+    fn payload_members(&self) -> Option<&'static [&'static str]>;
 }
 
 /// A verified, parsed delivery as a [`Scheme`] reads it.

@@ -85,6 +85,11 @@ impl Scheme for Shopify {
         SENDER.name
     }
 
+    /// Event and dedupe key are headers.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, body: &[u8], _now: i64, _url: &mut String) -> Vec<(String, String)> {
         Shopify::sign(self, body)
     }

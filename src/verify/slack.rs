@@ -111,6 +111,11 @@ impl Scheme for Slack {
         SENDER.name
     }
 
+    /// The event (`event.type`, `type`, `command`), `event_id` and the `url_verification` handshake.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&["event", "type", "command", "event_id", "challenge"])
+    }
+
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
         Slack::sign(self, body, now)
     }

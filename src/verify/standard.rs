@@ -127,6 +127,11 @@ impl Scheme for Standard {
         SENDER.name
     }
 
+    /// The event is the body's `type`.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&["type"])
+    }
+
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
         Standard::sign(self, body, now)
     }

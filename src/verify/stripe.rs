@@ -120,6 +120,11 @@ impl Scheme for Stripe {
         SENDER.name
     }
 
+    /// The event is `type`, the dedupe key `id`.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&["type", "id"])
+    }
+
     fn sign(&self, body: &[u8], now: i64, _url: &mut String) -> Vec<(String, String)> {
         Stripe::sign(self, body, now)
     }

@@ -131,6 +131,11 @@ impl Scheme for Token {
         SENDER.name
     }
 
+    /// Reads no body.
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, _body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {
         Token::sign(self, url)
     }

@@ -220,6 +220,11 @@ impl Scheme for Twilio {
         SENDER.name
     }
 
+    /// Reads no body (form bodies are parsed whole anyway).
+    fn payload_members(&self) -> Option<&'static [&'static str]> {
+        Some(&[])
+    }
+
     fn sign(&self, body: &[u8], _now: i64, url: &mut String) -> Vec<(String, String)> {
         Twilio::sign(self, url, body)
     }

@@ -22,6 +22,9 @@ sources:
       status: 200
       headers: { Content-Type: text/plain }
       body: "Working on {{payload.command}} for {{payload.user_name}} ({{len matched}} rule)"
+  # Slack without a `response:`: its bodies are built only in part.
+  slack-events:
+    verify: { slack: { secret: slack-signing-secret } }
   standard:
     verify: { standard: { secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw" } }
   shopify:
@@ -64,7 +67,7 @@ rules:
     actions:
       - http: { url: "http://127.0.0.1:9/pr" }
   - name: every-delivery
-    source: [stripe, slack, standard, shopify, twilio, gitlab, hmac, token, token-query, basic, open, guarded, limited, small]
+    source: [stripe, slack, slack-events, standard, shopify, twilio, gitlab, hmac, token, token-query, basic, open, guarded, limited, small]
     actions:
       - http: { url: "http://127.0.0.1:9/any" }
 "#;
@@ -569,14 +572,66 @@ async fn form_bodies_and_githubs_form_payload_are_parsed() {
 async fn slack_url_verification_is_answered_and_runs_nothing() {
     let app = app().await;
     let body = fixture("signatures/payloads/slack-url_verification.json");
-    let resp = send_signed(&app, "slack", "application/json", &body, false).await;
-    assert_eq!(resp.status().as_u16(), 200);
-    let challenge: Value = serde_json::from_slice(&body).expect("json");
-    assert_eq!(
-        resp.text().await.expect("text"),
-        challenge["challenge"].as_str().expect("challenge")
-    );
+    // `slack` replies with a template (its whole body is built);
+    // `slack-events` has no rule that reads the body: only the members
+    // Slack's handshake reads are.
+    for source in ["slack", "slack-events"] {
+        let resp = send_signed(&app, source, "application/json", &body, false).await;
+        assert_eq!(resp.status().as_u16(), 200, "{source}");
+        let challenge: Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(
+            resp.text().await.expect("text"),
+            challenge["challenge"].as_str().expect("challenge"),
+            "{source}"
+        );
+    }
     assert_eq!(app.store.queue_depth().await.expect("depth"), 0);
+}
+
+#[tokio::test]
+async fn a_body_built_in_part_still_gives_the_sender_s_event_and_the_rules_values() {
+    let app = app().await;
+    // The rules of `github` read `$.ref` only; its sender's event also
+    // reads `action`.
+    let body = br#"{"action": "opened", "ref": "refs/heads/master", "issue": {"number": 7}}"#;
+    let resp = send_github(&app, "issues", "delivery-part", body).await;
+    assert_eq!(resp.status().as_u16(), 202);
+    let id = json_body(resp).await["delivery"]
+        .as_str()
+        .expect("delivery id")
+        .to_string();
+    let stored = app
+        .store
+        .get_delivery(&id)
+        .await
+        .expect("read")
+        .expect("stored");
+    assert_eq!(stored.event, "issues.opened");
+    assert_eq!(
+        stored.body.as_deref(),
+        Some(body.as_slice()),
+        "stored whole"
+    );
+
+    // A push whose `ref` misses: the trace shows the value the rule saw.
+    let body = br#"{"ref": "refs/heads/dev", "after": "abc", "commits": []}"#;
+    let resp = send_github(&app, "push", "delivery-miss", body).await;
+    let id = json_body(resp).await["delivery"]
+        .as_str()
+        .expect("delivery id")
+        .to_string();
+    let stored = app
+        .store
+        .get_delivery(&id)
+        .await
+        .expect("read")
+        .expect("stored");
+    let entry = &stored.trace["rules"][0];
+    assert_eq!(entry["matched"], json!(false), "{}", stored.trace);
+    assert!(
+        entry.to_string().contains("refs/heads/dev"),
+        "the value seen at $.ref: {entry}"
+    );
 }
 
 #[tokio::test]
@@ -694,5 +749,5 @@ async fn health_and_readiness() {
     )
     .await;
     assert_eq!(ready["status"], "ready");
-    assert_eq!(ready["sources"], 16);
+    assert_eq!(ready["sources"], 17);
 }
