@@ -2,6 +2,7 @@
 //! every verifier with a valid and a tampered request, dedupe, form bodies,
 //! Slack's handshake, rotation, and what is in the database afterwards.
 
+use hookflow::store::DeliveryRecord;
 use hookflow::verify::sign;
 use serde_json::{Value, json};
 
@@ -119,6 +120,19 @@ async fn send_signed(
 
 async fn json_body(resp: reqwest::Response) -> Value {
     resp.json().await.expect("a JSON body")
+}
+
+/// The delivery a 2xx answer names, as stored.
+async fn stored_delivery(app: &TestApp, resp: reqwest::Response) -> DeliveryRecord {
+    let id = json_body(resp).await["delivery"]
+        .as_str()
+        .expect("delivery id")
+        .to_string();
+    app.store
+        .get_delivery(&id)
+        .await
+        .expect("read")
+        .expect("stored")
 }
 
 #[tokio::test]
@@ -596,16 +610,7 @@ async fn a_body_built_in_part_still_gives_the_sender_s_event_and_the_rules_value
     let body = br#"{"action": "opened", "ref": "refs/heads/master", "issue": {"number": 7}}"#;
     let resp = send_github(&app, "issues", "delivery-part", body).await;
     assert_eq!(resp.status().as_u16(), 202);
-    let id = json_body(resp).await["delivery"]
-        .as_str()
-        .expect("delivery id")
-        .to_string();
-    let stored = app
-        .store
-        .get_delivery(&id)
-        .await
-        .expect("read")
-        .expect("stored");
+    let stored = stored_delivery(&app, resp).await;
     assert_eq!(stored.event, "issues.opened");
     assert_eq!(
         stored.body.as_deref(),
@@ -616,16 +621,7 @@ async fn a_body_built_in_part_still_gives_the_sender_s_event_and_the_rules_value
     // A push whose `ref` misses: the trace shows the value the rule saw.
     let body = br#"{"ref": "refs/heads/dev", "after": "abc", "commits": []}"#;
     let resp = send_github(&app, "push", "delivery-miss", body).await;
-    let id = json_body(resp).await["delivery"]
-        .as_str()
-        .expect("delivery id")
-        .to_string();
-    let stored = app
-        .store
-        .get_delivery(&id)
-        .await
-        .expect("read")
-        .expect("stored");
+    let stored = stored_delivery(&app, resp).await;
     let entry = &stored.trace["rules"][0];
     assert_eq!(entry["matched"], json!(false), "{}", stored.trace);
     assert!(
