@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use hookflow::delivery::{parse_body, parse_form};
+use hookflow::delivery::{parse_body, parse_body_for, parse_form};
+use hookflow::rules::PayloadNeeds;
 use hookflow::rules::condition::MatchInput;
 use hookflow::rules::decode::Decoder;
 use hookflow::rules::node;
@@ -191,6 +192,17 @@ fn bodies(c: &mut Criterion) {
     group.bench_function("json_github_push", |b| {
         b.iter(|| parse_body(Some("application/json"), &body).is_ok())
     });
+    // What receiving builds for a GitHub source whose rules read `$.ref`
+    // (its sender's event reads `action`), and for one that reads nothing.
+    for (name, members) in [
+        ("json_github_push_ref_and_action", &["action", "ref"][..]),
+        ("json_github_push_validate_only", &[][..]),
+    ] {
+        let needs = PayloadNeeds::Members(members.iter().map(|m| (*m).to_owned()).collect());
+        group.bench_function(name, |b| {
+            b.iter(|| parse_body_for(Some("application/json"), &body, &needs).is_ok())
+        });
+    }
     group.bench_function("form_github_payload_field", |b| {
         b.iter(|| parse_form(&form))
     });
