@@ -107,27 +107,37 @@ pub enum JsonTemplate {
 }
 
 impl JsonTemplate {
-    /// The structure as a value when none of its strings is a template:
-    /// what every rendering of it gives, whatever the context.
-    pub fn literal(&self) -> Option<Value> {
-        Some(match self {
+    /// The structure with every template leaf turned into a value by
+    /// `leaf`; the first error stops it.
+    fn map_leaves<E>(
+        &self,
+        leaf: &mut impl FnMut(&Template) -> Result<Value, E>,
+    ) -> Result<Value, E> {
+        Ok(match self {
             JsonTemplate::Null => Value::Null,
             JsonTemplate::Bool(b) => Value::Bool(*b),
             JsonTemplate::Number(n) => Value::Number(n.clone()),
-            JsonTemplate::String(t) => Value::String(t.literal()?.to_owned()),
+            JsonTemplate::String(t) => leaf(t)?,
             JsonTemplate::Array(items) => Value::Array(
                 items
                     .iter()
-                    .map(JsonTemplate::literal)
-                    .collect::<Option<_>>()?,
+                    .map(|item| item.map_leaves(leaf))
+                    .collect::<Result<_, _>>()?,
             ),
             JsonTemplate::Object(fields) => Value::Object(
                 fields
                     .iter()
-                    .map(|(k, v)| Some((k.clone(), v.literal()?)))
-                    .collect::<Option<_>>()?,
+                    .map(|(k, v)| Ok((k.clone(), v.map_leaves(leaf)?)))
+                    .collect::<Result<_, E>>()?,
             ),
         })
+    }
+
+    /// The structure as a value when none of its strings is a template:
+    /// what every rendering of it gives, whatever the context.
+    pub fn literal(&self) -> Option<Value> {
+        self.map_leaves(&mut |t| t.literal().map(|s| Value::String(s.to_owned())).ok_or(()))
+            .ok()
     }
 }
 
@@ -301,24 +311,7 @@ impl Templates {
         t: &JsonTemplate,
         ctx: &TemplateContext,
     ) -> Result<Value, RenderError> {
-        Ok(match t {
-            JsonTemplate::Null => Value::Null,
-            JsonTemplate::Bool(b) => Value::Bool(*b),
-            JsonTemplate::Number(n) => Value::Number(n.clone()),
-            JsonTemplate::String(s) => self.render_value(s, ctx)?,
-            JsonTemplate::Array(items) => Value::Array(
-                items
-                    .iter()
-                    .map(|item| self.render_json(item, ctx))
-                    .collect::<Result<_, _>>()?,
-            ),
-            JsonTemplate::Object(fields) => Value::Object(
-                fields
-                    .iter()
-                    .map(|(k, v)| Ok((k.clone(), self.render_json(v, ctx)?)))
-                    .collect::<Result<_, RenderError>>()?,
-            ),
-        })
+        t.map_leaves(&mut |s| self.render_value(s, ctx))
     }
 
     fn render_registered(
