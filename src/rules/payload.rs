@@ -51,14 +51,6 @@ impl PayloadNeeds {
             PayloadNeeds::Members(members)
         }
     }
-
-    /// Whether the top-level member `name` is read.
-    pub fn reads(&self, name: &str) -> bool {
-        match self {
-            PayloadNeeds::All => true,
-            PayloadNeeds::Members(members) => members.contains(name),
-        }
-    }
 }
 
 /// Adds what the source's verifier reads; `false` when it may read anything.
