@@ -69,7 +69,7 @@ async fn bench(count: usize, workers: usize, sink: &str) {
     .expect("rules");
     let set = hookflow::rules::load(&rules_dir).expect("rules load");
     let rule = set.rule("forward").expect("rule");
-    let definition = rule.definition.clone();
+    let definition = rule.run_definition.clone();
     let store = Arc::new(
         SqliteStore::open(dir.path().join("hookflow.db"), SqliteOptions::default())
             .await

@@ -135,7 +135,7 @@ pub async fn replay(
                 delivery_id: delivery.id.clone(),
                 rule: rule.name.clone(),
                 created_at: now,
-                definition: rule.definition.clone(),
+                definition: rule.run_definition.clone(),
                 concurrency: rule.concurrency,
             }
         })
@@ -291,7 +291,7 @@ rules:
             delivery_id: id.into(),
             rule: "all".into(),
             created_at: 1,
-            definition: f.rules.rule("all").unwrap().definition.clone(),
+            definition: f.rules.rule("all").unwrap().run_definition.clone(),
             concurrency: None,
             concurrency_key: None,
         };

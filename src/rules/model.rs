@@ -104,6 +104,8 @@ pub struct Rule {
     /// secret), stored with every queued run: a run executes the definition
     /// it was queued with even if the files change before it runs.
     pub definition: Value,
+    /// `definition` encoded once, as every run of the rule stores it.
+    pub run_definition: crate::store::RunDefinition,
 }
 
 /// An `event:` entry of a rule.

@@ -325,7 +325,7 @@ pub fn match_rules(app: &AppState, parsed: Parsed) -> Matched {
                 delivery_id: head.id.clone(),
                 rule: rule.name.clone(),
                 created_at,
-                definition: rule.definition.clone(),
+                definition: rule.run_definition.clone(),
                 concurrency: rule.concurrency,
             }
         })

@@ -16,13 +16,13 @@ pub(crate) fn to_json<T: serde::Serialize + ?Sized>(
     })
 }
 
-/// Each run with its definition encoded for the `definition` column, after
-/// checking that every run belongs to `delivery_id`.
-pub(crate) fn encode_for_delivery(
+/// The runs, once every one is checked to belong to `delivery_id` (each
+/// carries its definition already encoded, `RunDefinition`).
+pub(crate) fn check_for_delivery(
     op: &'static str,
     delivery_id: &str,
     runs: Vec<NewRun>,
-) -> Result<Vec<(NewRun, String)>> {
+) -> Result<Vec<NewRun>> {
     if let Some(run) = runs.iter().find(|r| r.delivery_id != delivery_id) {
         return Err(StoreError::Invalid {
             op,
@@ -32,12 +32,7 @@ pub(crate) fn encode_for_delivery(
             ),
         });
     }
-    runs.into_iter()
-        .map(|run| {
-            let definition = to_json(op, "run definition", &run.definition)?;
-            Ok((run, definition))
-        })
-        .collect()
+    Ok(runs)
 }
 
 /// A step record checked (its attempt belongs to its run) with its JSON

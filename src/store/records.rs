@@ -277,6 +277,38 @@ pub struct NewDelivery {
     pub trace: Box<RawValue>,
 }
 
+/// A run's definition as it is stored: the rule as written, encoded to
+/// JSON once (for a loaded rule, at load: `Rule::run_definition`) and
+/// shared by every run queued from it, not copied and encoded per run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDefinition(std::sync::Arc<str>);
+
+impl RunDefinition {
+    /// The JSON text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&Value> for RunDefinition {
+    fn from(value: &Value) -> Self {
+        RunDefinition(value.to_string().into())
+    }
+}
+
+impl From<Value> for RunDefinition {
+    fn from(value: Value) -> Self {
+        RunDefinition::from(&value)
+    }
+}
+
+impl Serialize for RunDefinition {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let raw = RawValue::from_string(self.0.to_string()).map_err(serde::ser::Error::custom)?;
+        raw.serialize(serializer)
+    }
+}
+
 /// A run to queue for a matching rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewRun {
@@ -287,7 +319,7 @@ pub struct NewRun {
     pub created_at: i64,
     /// Snapshot of the rule's steps at match time, opaque to the store, so a
     /// rule edited later does not change a queued run.
-    pub definition: Value,
+    pub definition: RunDefinition,
     /// The rule's `concurrency` when queued: at most this many of its runs
     /// in progress at once, across restarts and nodes.
     pub concurrency: Option<u32>,

@@ -486,7 +486,7 @@ async fn retention_prunes_old_deliveries_and_keeps_new_ones() {
         delivery_id: pending.to_owned(),
         rule: "gone".to_owned(),
         created_at: now - 40 * day,
-        definition: json!({}),
+        definition: json!({}).into(),
         // A concurrency of 0 is never free: this app's workers cannot take
         // the run (and finish it, making its delivery prunable) meanwhile.
         concurrency: Some(0),

@@ -118,7 +118,7 @@ impl Harness {
                     delivery_id: delivery.id.clone(),
                     rule: rule.name.clone(),
                     created_at: delivery.received_at.timestamp_millis(),
-                    definition: rule.definition.clone(),
+                    definition: rule.run_definition.clone(),
                     concurrency: rule.concurrency,
                     concurrency_key: None,
                 }

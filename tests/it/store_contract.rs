@@ -84,7 +84,8 @@ pub fn run_for(d: &NewDelivery, rule: &str, concurrency: Option<u32>) -> NewRun 
         delivery_id: d.id.clone(),
         rule: rule.to_owned(),
         created_at: d.received_at,
-        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
+        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]})
+            .into(),
         concurrency,
         concurrency_key: None,
     }

@@ -61,7 +61,8 @@ fn run_for(d: &NewDelivery, rule: &str) -> NewRun {
         delivery_id: d.id.clone(),
         rule: rule.to_owned(),
         created_at: d.received_at,
-        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]}),
+        definition: json!({"steps": [{"id": "call", "http": {"url": "https://example.test"}}]})
+            .into(),
         concurrency: None,
         concurrency_key: None,
     }

@@ -114,7 +114,7 @@ async fn an_operator_logs_in_filters_reads_a_trace_replays_retries_and_tails() {
                 delivery_id: shop.clone(),
                 rule: "notify".into(),
                 created_at: chrono::Utc::now().timestamp_millis(),
-                definition,
+                definition: definition.into(),
                 concurrency: Some(0),
                 concurrency_key: None,
             }],

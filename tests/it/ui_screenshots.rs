@@ -73,7 +73,7 @@ async fn readme_screenshots() {
                 delivery_id: id.clone(),
                 rule: "big-orders".into(),
                 created_at: at,
-                definition: definition.clone(),
+                definition: definition.into(),
                 concurrency: None,
                 concurrency_key: None,
             }],

@@ -92,6 +92,7 @@ impl Decoder<'_> {
         if !ok {
             return None;
         }
+        let definition = node.to_json();
         Some(Rule {
             name: name?,
             loc,
@@ -103,7 +104,8 @@ impl Decoder<'_> {
             steps: steps?,
             on_failure: on_failure?,
             on_failure_every: on_failure_every?,
-            definition: node.to_json(),
+            run_definition: (&definition).into(),
+            definition,
         })
     }
 

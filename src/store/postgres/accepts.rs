@@ -183,19 +183,14 @@ async fn write_at_once(conn: &Object, accepts: &[&Accept]) -> Result<Vec<AcceptO
         trace.push(a.trace.as_str());
     }
     let runs: Vec<_> = accepts.iter().flat_map(|a| a.runs.iter()).collect();
-    let run_id: Vec<&str> = runs.iter().map(|(r, _)| r.id.as_str()).collect();
-    let run_delivery: Vec<&str> = runs.iter().map(|(r, _)| r.delivery_id.as_str()).collect();
-    let run_rule: Vec<&str> = runs.iter().map(|(r, _)| r.rule.as_str()).collect();
-    let run_at: Vec<i64> = runs.iter().map(|(r, _)| r.created_at).collect();
-    let run_definition: Vec<&str> = runs.iter().map(|(_, d)| d.as_str()).collect();
-    let run_concurrency: Vec<Option<i64>> = runs
-        .iter()
-        .map(|(r, _)| r.concurrency.map(i64::from))
-        .collect();
-    let run_key: Vec<Option<&str>> = runs
-        .iter()
-        .map(|(r, _)| r.concurrency_key.as_deref())
-        .collect();
+    let run_id: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+    let run_delivery: Vec<&str> = runs.iter().map(|r| r.delivery_id.as_str()).collect();
+    let run_rule: Vec<&str> = runs.iter().map(|r| r.rule.as_str()).collect();
+    let run_at: Vec<i64> = runs.iter().map(|r| r.created_at).collect();
+    let run_definition: Vec<&str> = runs.iter().map(|r| r.definition.as_str()).collect();
+    let run_concurrency: Vec<Option<i64>> =
+        runs.iter().map(|r| r.concurrency.map(i64::from)).collect();
+    let run_key: Vec<Option<&str>> = runs.iter().map(|r| r.concurrency_key.as_deref()).collect();
     // As `Accept::claim_key`: a delivery received earlier than the first
     // one is inside the window too; only one a window later starts anew.
     let rows = conn

@@ -23,7 +23,7 @@ pub(super) struct Accept {
     pub(super) headers: String,
     pub(super) matched: String,
     pub(super) trace: String,
-    pub(super) runs: Vec<(NewRun, String)>,
+    pub(super) runs: Vec<NewRun>,
     pub(super) dedupe_window_ms: i64,
 }
 
@@ -33,7 +33,7 @@ impl Accept {
         runs: Vec<NewRun>,
         dedupe_window_ms: i64,
     ) -> Result<Accept> {
-        let runs = runs::encode_for_delivery(ACCEPT, &delivery.id, runs)?;
+        let runs = runs::check_for_delivery(ACCEPT, &delivery.id, runs)?;
         Ok(Accept {
             headers: to_json(ACCEPT, "headers", &delivery.headers)?,
             matched: to_json(ACCEPT, "matched rules", &delivery.matched)?,

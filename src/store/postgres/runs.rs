@@ -9,7 +9,7 @@ use tokio_postgres::types::ToSql;
 
 use super::listen::Announcer;
 use super::{PgContext, Prepared, from_json, parse_enum, to_u32};
-pub(super) use crate::store::encode::encode_for_delivery;
+pub(super) use crate::store::encode::check_for_delivery;
 use crate::store::{
     NewRun, Result, RetryOutcome, RunFilter, RunKind, RunRecord, RunStatus, StoreError,
 };
@@ -36,7 +36,6 @@ pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, atte
 pub(super) async fn insert_queued(
     tx: &impl GenericClient,
     run: &NewRun,
-    definition: &str,
     op: &'static str,
 ) -> Result<()> {
     let concurrency = run.concurrency.map(i64::from);
@@ -50,7 +49,7 @@ pub(super) async fn insert_queued(
             &run.delivery_id,
             &run.rule,
             &run.created_at,
-            &definition,
+            &run.definition.as_str(),
             &concurrency,
             &run.concurrency_key,
         ],
@@ -200,7 +199,7 @@ pub(super) async fn queue_more(
     delivery_id: &str,
     runs: Vec<NewRun>,
 ) -> Result<()> {
-    let runs = encode_for_delivery(QUEUE_MORE, delivery_id, runs)?;
+    let runs = check_for_delivery(QUEUE_MORE, delivery_id, runs)?;
     let tx = conn.transaction().await.pg(QUEUE_MORE)?;
     let exists = tx
         .prepared_opt("SELECT 1 FROM deliveries WHERE id = $1", &[&delivery_id])
@@ -213,8 +212,8 @@ pub(super) async fn queue_more(
             message: format!("delivery {delivery_id} is not in the run log"),
         });
     }
-    for (run, definition) in &runs {
-        insert_queued(&tx, run, definition, QUEUE_MORE).await?;
+    for run in &runs {
+        insert_queued(&tx, run, QUEUE_MORE).await?;
     }
     tx.commit().await.pg(QUEUE_MORE)?;
     announcer.announce();

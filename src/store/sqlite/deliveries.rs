@@ -26,8 +26,8 @@ pub(super) struct Accept {
     headers: String,
     matched: String,
     trace: String,
-    /// Each run with its encoded definition.
-    runs: Vec<(NewRun, String)>,
+    /// Its runs, each with its definition encoded (`RunDefinition`).
+    runs: Vec<NewRun>,
     dedupe_window_ms: i64,
 }
 
@@ -37,7 +37,7 @@ impl Accept {
         runs: Vec<NewRun>,
         dedupe_window_ms: i64,
     ) -> Result<Accept> {
-        let runs = runs::encode_for_delivery(ACCEPT, &delivery.id, runs)?;
+        let runs = runs::check_for_delivery(ACCEPT, &delivery.id, runs)?;
         let (stored_body, body_encoding) = body::encode(std::mem::take(&mut delivery.body));
         Ok(Accept {
             stored_body,
@@ -85,8 +85,8 @@ impl Accept {
             ])
         })
         .ctx(ACCEPT)?;
-        for (run, definition) in &self.runs {
-            runs::insert_queued(conn, run, definition).ctx(ACCEPT)?;
+        for run in &self.runs {
+            runs::insert_queued(conn, run).ctx(ACCEPT)?;
         }
         Ok(AcceptOutcome::Accepted)
     }

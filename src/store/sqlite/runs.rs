@@ -6,7 +6,7 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
 use super::{enum_column, json_column};
-pub(super) use crate::store::encode::encode_for_delivery;
+pub(super) use crate::store::encode::check_for_delivery;
 use crate::store::{
     Context, NewRun, Result, RetryOutcome, RunFilter, RunKind, RunRecord, RunStatus, StoreError,
 };
@@ -27,11 +27,7 @@ pub(super) const COLUMNS: &str = "id, delivery_id, rule, status, next_step, atte
 
 /// Queue a run: due immediately (`next_attempt_at = created_at`), at its
 /// first step, no attempt yet. Called inside `accept`'s savepoint.
-pub(super) fn insert_queued(
-    conn: &Connection,
-    run: &NewRun,
-    definition: &str,
-) -> rusqlite::Result<()> {
+pub(super) fn insert_queued(conn: &Connection, run: &NewRun) -> rusqlite::Result<()> {
     conn.prepare_cached(
         "INSERT INTO runs (id, delivery_id, rule, status, next_step, attempt, next_attempt_at,
                            created_at, updated_at, definition, outputs, concurrency,
@@ -43,7 +39,7 @@ pub(super) fn insert_queued(
         run.delivery_id,
         run.rule,
         run.created_at,
-        definition,
+        run.definition.as_str(),
         run.concurrency,
         run.concurrency_key,
     ])?;
@@ -171,18 +167,18 @@ pub(super) fn queue_depth(conn: &Connection) -> Result<u64> {
     Ok(u64::try_from(count).unwrap_or(0))
 }
 
-/// Runs queued for an already stored delivery (a replay), their
-/// definitions encoded on the caller's task.
+/// Runs queued for an already stored delivery (a replay), checked to
+/// belong to it on the caller's task.
 pub(super) struct QueueMore {
     delivery_id: String,
-    runs: Vec<(NewRun, String)>,
+    runs: Vec<NewRun>,
 }
 
 impl QueueMore {
     pub(super) fn encode(delivery_id: &str, runs: Vec<NewRun>) -> Result<QueueMore> {
         Ok(QueueMore {
             delivery_id: delivery_id.to_owned(),
-            runs: encode_for_delivery(QUEUE_MORE, delivery_id, runs)?,
+            runs: check_for_delivery(QUEUE_MORE, delivery_id, runs)?,
         })
     }
 
@@ -201,8 +197,8 @@ impl QueueMore {
                 message: format!("delivery {} is not in the run log", self.delivery_id),
             });
         }
-        for (run, definition) in &self.runs {
-            insert_queued(conn, run, definition).ctx(QUEUE_MORE)?;
+        for run in &self.runs {
+            insert_queued(conn, run).ctx(QUEUE_MORE)?;
         }
         Ok(())
     }

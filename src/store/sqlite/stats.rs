@@ -147,7 +147,7 @@ mod tests {
             delivery_id: delivery.into(),
             rule: rule.into(),
             created_at: at,
-            definition: serde_json::json!({ "actions": [] }),
+            definition: serde_json::json!({ "actions": [] }).into(),
             concurrency: None,
             concurrency_key: None,
         }

@@ -56,7 +56,10 @@ pub async fn accepted_delivery_reads_back_with_its_runs(s: Stores) {
         assert_eq!((run.created_at, run.updated_at), (T0, T0));
         assert_eq!((run.finished_at, run.error.as_deref()), (None, None));
         assert_eq!((&run.lease_owner, run.lease_expires_at), (&None, None));
-        assert_eq!(run.definition, new.definition);
+        assert_eq!(
+            hookflow::store::RunDefinition::from(&run.definition),
+            new.definition
+        );
         assert_eq!(run.outputs, json!({}));
         assert_eq!(run.concurrency, new.concurrency);
     }

@@ -47,7 +47,7 @@ async fn queue(store: &Arc<dyn Store>, runs: &[(&str, Option<u32>, Option<&str>)
             delivery_id: delivery.id.clone(),
             rule: (*rule).to_owned(),
             created_at: T0,
-            definition: json!({ "actions": [{ "shell": { "command": ["true"] } }] }),
+            definition: json!({ "actions": [{ "shell": { "command": ["true"] } }] }).into(),
             concurrency: *concurrency,
             concurrency_key: key.map(str::to_owned),
         })
