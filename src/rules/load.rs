@@ -486,11 +486,16 @@ mod tests {
         assert!(diagnostics.is_empty(), "{diagnostics:?}");
     }
 
+    /// The rule set of one file holding `yaml`.
+    fn load_one(yaml: &str) -> RuleSet {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("r.yaml"), yaml).expect("write rules");
+        load(dir.path()).expect("loads")
+    }
+
     #[test]
     fn a_source_reads_the_members_its_rules_and_settings_name_or_all() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            dir.path().join("r.yaml"),
+        let set = load_one(
             r#"sources:
   gh: { verify: { github: { secret: s } } }
   plain: {}
@@ -515,9 +520,7 @@ rules:
   - { name: l, source: limited, concurrency: { key: "{{event}}", limit: 1 }, actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
   - { name: d, source: deep, when: { path: $..id, exists: true }, actions: [ { http: { url: "http://127.0.0.1:9/" } } ] }
 "#,
-        )
-        .expect("write rules");
-        let set = load(dir.path()).expect("loads");
+        );
         let members =
             |names: &[&str]| PayloadNeeds::Members(names.iter().map(|n| (*n).to_owned()).collect());
         for (source, needs) in [
@@ -541,9 +544,7 @@ rules:
 
     #[test]
     fn a_step_reads_the_context_when_it_has_an_if_or_any_template() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::write(
-            dir.path().join("r.yaml"),
+        let set = load_one(
             r#"sources:
   gh: {}
 rules:
@@ -560,9 +561,7 @@ rules:
       - shell: { command: [echo, hi] }
       - shell: { command: [echo, hi], env: { A: "{{run.id}}" } }
 "#,
-        )
-        .expect("write rules");
-        let set = load(dir.path()).expect("loads");
+        );
         let rule = set.rule("r").expect("rule r");
         let reads: Vec<bool> = rule.steps.iter().map(|s| s.reads_context).collect();
         assert_eq!(
