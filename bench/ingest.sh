@@ -7,7 +7,7 @@
 #   storage     the bare-storage limit: SQLite alone writing the same rows
 #               (delivery + run, WAL, batches of 32), benches/storage_limit.rs;
 #               synchronous NORMAL (hookflow's default) and FULL, and the
-#               body compressed with zstd
+#               body compressed with lz4 as hookflow stores it
 #   no-match    hookflow, 10 rules, none for this delivery
 #   queued      hookflow, 1 of 10 rules matches, run queued durably, workers: 0
 #   queued-full `queued` with synchronous=full: the WAL fsynced at every group
@@ -182,12 +182,12 @@ for BODY in $BODIES; do
   row scenario req/s p50 p99 ratio cpu/req peak_rss
   row baseline "$BASE_RPS" "$(pct "$OUT" 50%)" "$(pct "$OUT" 99%)" 1.00 \
     "$(( (C1 - C0) * 1000000 / TICKS / $(total "$OUT") ))us" -
-  for mode in "normal" "full" "normal zstd"; do
+  for mode in "normal" "full" "normal lz4"; do
     # shellcheck disable=SC2086
     line=$("$STORAGE" "$BODY" "$DURATION" $mode)
     rate=$(awk '{print $2}' <<<"$line")
     printf '%-12s %10s %19s %7s   bare SQLite, synchronous=%s, %s B body\n' storage "$rate" "" \
-      "$(ratio "$rate" "$BASE_RPS")" "${mode/ zstd/ (zstd -1)}" "$(awk '{print $4}' <<<"$line")"
+      "$(ratio "$rate" "$BASE_RPS")" "${mode/ lz4/ (lz4)}" "$(awk '{print $4}' <<<"$line")"
   done
   scenario no-match 10 0 16 "$BASE_RPS"
   scenario queued 10 1 0 "$BASE_RPS"

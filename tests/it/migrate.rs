@@ -122,7 +122,7 @@ async fn a_served_run_log_moves_to_postgres_and_reads_the_same() {
                 ("X-Token", "tok-migrate"),
                 ("Content-Type", "application/json"),
             ],
-            // Large enough to be stored compressed (schema 0010): the copy
+            // Large enough to be stored compressed (schema 0011): the copy
             // must carry it as received.
             json!({"n": 7, "log": "step ok\n".repeat(300)})
                 .to_string()
@@ -140,7 +140,7 @@ async fn a_served_run_log_moves_to_postgres_and_reads_the_same() {
             |row| row.get(0),
         )
         .expect("its row");
-    assert_eq!(encoding, "zstd", "the case this test is for");
+    assert_eq!(encoding, "lz4", "the case this test is for");
     let run_id = app
         .store
         .runs_for_delivery(&delivery_id)
