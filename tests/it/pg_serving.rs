@@ -245,3 +245,27 @@ async fn postgres_going_away_answers_503_and_the_node_recovers() {
     })
     .await;
 }
+
+/// An error the server sent says what it was: tokio-postgres's own message
+/// is only "db error", which is all an operator's log line used to show.
+#[tokio::test]
+async fn a_database_error_names_the_server_s_message_and_code() {
+    let Some(schema) = postgres_schema().await else {
+        return;
+    };
+    let store = PostgresStore::open(&schema.url).await.expect("open");
+    sql(
+        &schema.url,
+        "ALTER TABLE deliveries RENAME TO deliveries_gone",
+    )
+    .await;
+    let error = store
+        .get_delivery("01M8GYG73XYQ3AVS5K6WARN0VF")
+        .await
+        .expect_err("its table is gone");
+    let message = error.to_string();
+    assert!(
+        message.contains("relation \"deliveries\" does not exist") && message.contains("(42P01)"),
+        "{message}"
+    );
+}

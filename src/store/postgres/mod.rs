@@ -558,8 +558,43 @@ impl<T> PgContext<T> for std::result::Result<T, tokio_postgres::Error> {
         self.map_err(|source| StoreError::Backend {
             op,
             transient: is_transient(&source),
-            source: Box::new(source),
+            source: Box::new(PgError(source)),
         })
+    }
+}
+
+/// A tokio-postgres error that says what happened. Its own message is only
+/// the kind ("db error", "error communicating with the server"); the
+/// server's message and code, or the I/O error, are in its source, which a
+/// log line built from `Display` would never show. This writes them too:
+/// `db error: ERROR: deadlock detected (40P01)`.
+#[derive(Debug)]
+pub(crate) struct PgError(pub(crate) tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        if let Some(db) = self.0.as_db_error() {
+            return write!(
+                f,
+                ": {}: {} ({})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+        }
+        let mut cause = std::error::Error::source(&self.0);
+        while let Some(e) = cause {
+            write!(f, ": {e}")?;
+            cause = e.source();
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
     }
 }
 
