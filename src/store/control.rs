@@ -20,7 +20,9 @@ pub const MAX_LEASE_EXPIRIES: u32 = 3;
 /// What [`super::Store::renew_leases`] found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Renewal {
-    /// The runs asked about that the node still holds, now extended.
+    /// The runs asked about that the node still holds, now extended. On
+    /// PostgreSQL a run whose row is locked at that moment (its step being
+    /// recorded) is left for the next renewal instead of waited for.
     pub held: Vec<String>,
     /// Of those, the runs an operator asked to cancel: their workers stop.
     pub cancel_requested: Vec<String>,

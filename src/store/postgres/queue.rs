@@ -167,6 +167,13 @@ pub(super) async fn lease(conn: &mut Object, schema: &str, req: &LeaseRequest) -
 
 /// Extends only the leases of `ids` still held by `node`, to `length`
 /// milliseconds from PostgreSQL's now.
+///
+/// Never waits for a row lock: a run whose row is locked right now is
+/// having its step recorded by this node's step batch, and the two used to
+/// lock the same rows in different orders — a deadlock PostgreSQL breaks
+/// only after `deadlock_timeout` (1 s), holding the batch up all that
+/// time. Such a run is skipped this round (not in [`Renewal::held`]) and
+/// extended by the next one, a second later, well inside its lease.
 pub(super) async fn renew(
     conn: &Object,
     node: &str,
@@ -176,9 +183,14 @@ pub(super) async fn renew(
     let rows = conn
         .prepared_query(
             &format!(
-                "UPDATE runs SET lease_expires_at = {NOW_MS} + $3::bigint
-                 WHERE lease_owner = $1 AND status = 'running' AND id = ANY($2)
-                 RETURNING id, cancel_requested_at IS NOT NULL"
+                "WITH free AS (
+                     SELECT id FROM runs
+                     WHERE lease_owner = $1 AND status = 'running' AND id = ANY($2)
+                     FOR UPDATE SKIP LOCKED
+                 )
+                 UPDATE runs SET lease_expires_at = {NOW_MS} + $3::bigint
+                 FROM free WHERE runs.id = free.id
+                 RETURNING runs.id, runs.cancel_requested_at IS NOT NULL"
             ),
             &[&node, &ids, &length],
         )
