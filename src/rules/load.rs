@@ -163,6 +163,7 @@ pub fn load_with_env(dir: &Path, env: EnvLookup<'_>) -> Result<RuleSet, LoadErro
         by_path,
         source_by_name,
         by_name,
+        names: rules.iter().map(|r| Arc::from(r.name.as_str())).collect(),
         rules,
         tests,
         index,

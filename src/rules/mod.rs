@@ -49,6 +49,8 @@ pub struct RuleSet {
     /// Rule name → position, so lookups cost the same at 10 or 10,000 rules.
     by_name: HashMap<String, usize>,
     rules: Vec<Rule>,
+    /// `rules`' names, shared into every trace that lists them by name.
+    names: Vec<Arc<str>>,
     tests: Vec<RuleTest>,
     index: Index,
     templates: Templates,
@@ -177,7 +179,7 @@ impl RuleSet {
         for &i in all {
             let rule = &self.rules[i];
             if next.peek() != Some(&&i) {
-                excluded.push(rule.name.clone());
+                excluded.push(Arc::clone(&self.names[i]));
                 continue;
             }
             next.next();
@@ -232,7 +234,7 @@ impl RuleSet {
                 },
             };
             rules.push(RuleTrace {
-                rule: name.clone(),
+                rule: name.to_string(),
                 matched: false,
                 miss: Some(miss),
             });

@@ -4,6 +4,8 @@
 //! `RuleSet::evaluate` builds it, `RuleSet::expand` puts the named rules
 //! back with why they missed, from the stored event and the rules' `event:`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::Failure;
@@ -18,9 +20,11 @@ pub struct Trace {
     /// holds the others, each with why its `event:` excluded the delivery.
     pub rules: Vec<RuleTrace>,
     /// The rules whose `event:` excludes the delivery, by name, in load
-    /// order: why is worked out from the rules (`RuleSet::expand`).
+    /// order: why is worked out from the rules (`RuleSet::expand`). Shared
+    /// with the rule set's own copy of each name: at 10,000 rules a
+    /// delivery lists ~100 of them, and copying each cost a few µs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub excluded: Vec<String>,
+    pub excluded: Vec<Arc<str>>,
 }
 
 impl Trace {
