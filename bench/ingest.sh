@@ -161,6 +161,16 @@ end_to_end() {
   local t1; t1=$(date +%s.%N)
   local done_; done_=$(runs_done "${admins[@]}")
   local hwm; hwm=$(awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/${pids[0]}/status")
+  if [ "$done_" -lt "$queued" ]; then
+    # The deadline passed with runs left: say what they are before the
+    # schema and the logs are dropped.
+    local q="SELECT status, lease_owner IS NOT NULL AS leased, attempt, next_step, count(*)
+               FROM runs WHERE status IN ('queued', 'running') GROUP BY 1, 2, 3, 4"
+    echo "$name: $((queued - done_)) runs unfinished at the deadline (status, leased, attempt, step, count):" >&2
+    if [ "${db%%:*}" = sqlite ]; then sqlite3 "$dir/bench.db" "$q" >&2
+    else psql -qtA "$PG" -c "SET search_path = $SCHEMA; $q" >&2; fi
+    grep -E " (WARN|ERROR) " "$dir/serve.log" | tail -20 >&2 || true
+  fi
   for p in "${pids[@]}"; do stop "$p"; done
   E2E=$(printf '%.0f' "$(echo "$done_ / ($t1 - $t0)" | bc -l)")
   printf '%-12s %s of %s queued runs executed (http to the loopback sink) in %.2fs: %s actions/s, peak RSS %sMiB\n' \
