@@ -221,9 +221,9 @@ fn stop_signals() -> std::io::Result<impl std::future::Future<Output = ()>> {
 /// requests, and a closed one (`hookflow serve | head`) is ignored instead
 /// of panicking the handler that logged (SPEC: logging never takes the
 /// server down). The thread writes what it drained in one go: it flushes
-/// whenever the buffer runs empty, so a line is out as soon as it is
-/// alone, and under load one `write` carries many lines instead of each
-/// its own (~2 µs of a 2.2 KB delivery's ~70, docs/PERFORMANCE.md).
+/// whenever its queue runs empty, so a line is out as soon as it is alone,
+/// and under load one `write` can carry several lines instead of each its
+/// own (docs/PERFORMANCE.md, item 12).
 fn init_logging(format: LogFormat) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
