@@ -6,6 +6,7 @@
 #            wrk (2 threads, 32 connections) posting signed 2.2 KB pushes
 #   2 nodes  the runs it queued, executed by two nodes with 16 workers each
 #            against the bare axum baseline's /sink; timed to an empty queue
+#            (at most 120 s: runs still unfinished then are listed)
 # Usage: bench/pg.sh [seconds, default 10]
 # PostgreSQL: HOOKFLOW_BENCH_POSTGRES (default postgres://postgres@127.0.0.1:5432/test)
 # Another build to compare: HOOKFLOW_BIN (default target/release/hookflow)
@@ -63,8 +64,18 @@ QUEUED=$(pending)
 start 18082 19091 16
 start 18084 19092 16
 T0=$(date +%s.%N); P0=$(pgcpu)
-while [ "$(pending)" -gt 0 ]; do sleep 0.2; done
+DEADLINE=$((SECONDS + 120))
+while [ "$(pending)" -gt 0 ] && [ $SECONDS -lt $DEADLINE ]; do sleep 0.2; done
 T1=$(date +%s.%N); P1=$(pgcpu)
+LEFT=$(pending)
+if [ "$LEFT" -gt 0 ]; then
+  # Stranded runs: say what they are before the schema is dropped.
+  echo "$LEFT runs unfinished after 120 s (status, leased, attempt, step, count):" >&2
+  psql -qtA "$PG" -c "SELECT status, lease_owner IS NOT NULL, attempt, next_step, count(*)
+                      FROM $SCHEMA.runs WHERE status IN ('queued', 'running') GROUP BY 1, 2, 3, 4" >&2
+  grep -E " (WARN|ERROR) " "$WORK/serve.log" | tail -20 >&2 || true
+  QUEUED=$((QUEUED - LEFT))
+fi
 printf '2 nodes  %s runs in %.1f s: %.0f actions/s, PostgreSQL CPU %sus/run\n' "$QUEUED" \
   "$(echo "$T1 - $T0" | bc -l)" "$(echo "$QUEUED / ($T1 - $T0)" | bc -l)" \
   "$(( (P1 - P0) * 1000000 / TICK / QUEUED ))"
