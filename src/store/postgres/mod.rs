@@ -567,7 +567,9 @@ impl<T> PgContext<T> for std::result::Result<T, tokio_postgres::Error> {
 /// the kind ("db error", "error communicating with the server"); the
 /// server's message and code, or the I/O error, are in its source, which a
 /// log line built from `Display` would never show. This writes them too:
-/// `db error: ERROR: deadlock detected (40P01)`.
+/// `db error: ERROR: deadlock detected (40P01)`, and so has no source of
+/// its own: a report that walks the chain (`{:#}` at the CLI's edge) would
+/// print the cause twice.
 #[derive(Debug)]
 pub(crate) struct PgError(pub(crate) tokio_postgres::Error);
 
@@ -592,11 +594,7 @@ impl std::fmt::Display for PgError {
     }
 }
 
-impl std::error::Error for PgError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        std::error::Error::source(&self.0)
-    }
-}
+impl std::error::Error for PgError {}
 
 /// The name of an advisory lock for `what` in `schema` (SQL hashes it with
 /// `hashtextextended`): schemas sharing a database never share a lock.
