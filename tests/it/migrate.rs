@@ -104,6 +104,13 @@ rules:
         http: { url: SINK/build, json: { n: "{{payload.n}}" } }
       - id: notify
         http: { url: SINK/notify, retry: { attempts: 2, backoff: 10ms } }
+  # Excludes the delivery by event: its name is stored apart from the
+  # trace (schema 0012) and must be copied back into it.
+  - name: on-release
+    source: gh
+    event: release
+    actions:
+      - http: { url: SINK/release }
 "#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,6 +209,13 @@ async fn a_served_run_log_moves_to_postgres_and_reads_the_same() {
         pg.get_delivery(&delivery_id).await.expect("get"),
     );
     assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    let copied = b.expect("the delivery on PostgreSQL");
+    assert_eq!(
+        copied.trace["excluded"],
+        json!(["on-release"]),
+        "the case this test is for: {}",
+        copied.trace
+    );
     let (a, b) = (
         app.store.get_run(&run_id).await.expect("run"),
         pg.get_run(&run_id).await.expect("run"),

@@ -185,7 +185,7 @@ async fn reopening_the_file_keeps_everything_and_does_not_rerun_migrations() {
     let versions: Vec<i64> = before.iter().map(|m| m.0).collect();
     assert_eq!(
         versions,
-        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12],
         "every migration applied once, in order"
     );
 
@@ -492,4 +492,61 @@ async fn large_bodies_are_stored_compressed_and_read_back_as_received() {
     assert_eq!(leased.runs.len(), 1);
     let delivery = leased.runs[0].delivery.as_ref().expect("its delivery");
     assert_eq!(delivery.body.as_deref(), Some(push.as_slice()));
+}
+
+/// Schema 0012: the rules a delivery's event excluded are stored once per
+/// distinct list, not in every trace, and every read gets the trace back
+/// whole — including a rule whose name looks like the member itself.
+#[tokio::test]
+async fn excluded_rule_lists_are_stored_once_and_read_back_in_the_trace() {
+    use hookflow::rules::trace::{RuleTrace, Trace};
+    let (dir, store) = fresh().await;
+    let trace = |excluded: &[&str]| Trace {
+        event: "push".to_owned(),
+        rules: vec![RuleTrace {
+            rule: "deploy-main".to_owned(),
+            matched: true,
+            miss: None,
+        }],
+        excluded: excluded.iter().map(|&name| Arc::from(name)).collect(),
+    };
+    let tricky = r#"odd,"excluded":["name"#;
+    let traces = [
+        trace(&["on-issue", "on-release"]),
+        trace(&["on-issue", "on-release"]),
+        trace(&["on-issue", tricky]),
+        trace(&[]),
+    ];
+    let mut ids = Vec::new();
+    for (i, t) in traces.iter().enumerate() {
+        let mut d = delivery("github", None, T0 + i as i64);
+        d.trace = serde_json::value::to_raw_value(t).expect("trace");
+        ids.push(d.id.clone());
+        store.accept(d, vec![], MINUTE).await.expect("accept");
+    }
+
+    let conn = rusqlite::Connection::open(dir.path().join("hookflow.db")).expect("inspect");
+    let lists: i64 = conn
+        .query_row("SELECT count(*) FROM trace_excluded", [], |row| row.get(0))
+        .expect("count");
+    assert_eq!(lists, 2, "one row per distinct list");
+    let stored = |id: &str| -> (String, Option<String>) {
+        conn.query_row(
+            "SELECT trace, excluded_ref FROM deliveries WHERE id = ?1",
+            [id],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("its row")
+    };
+    let (first, first_ref) = stored(&ids[0]);
+    assert!(!first.contains("on-issue"), "names are not inline: {first}");
+    assert!(first_ref.is_some());
+    assert_eq!(stored(&ids[1]).1, first_ref, "the same list, named once");
+    assert_ne!(stored(&ids[2]).1, first_ref);
+    assert_eq!(stored(&ids[3]).1, None, "nothing excluded, nothing named");
+
+    for (id, t) in ids.iter().zip(&traces) {
+        let got = store.get_delivery(id).await.expect("get").expect("it");
+        assert_eq!(got.trace, serde_json::to_value(t).expect("json"), "{id}");
+    }
 }

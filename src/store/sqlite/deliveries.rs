@@ -4,11 +4,15 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use sha2::{Digest, Sha256};
+
 use super::{body, enum_column, json_column, runs, to_json};
 use crate::store::{
     AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
     NewDelivery, NewRun, Rejected, Result,
 };
+use rusqlite::types::Type;
+use serde_json::Value as JsonValue;
 
 pub(super) const ACCEPT: &str = "accept delivery";
 pub(super) const REJECT: &str = "record rejected delivery";
@@ -25,7 +29,10 @@ pub(super) struct Accept {
     body_encoding: &'static str,
     headers: String,
     matched: String,
+    /// The trace without the rules its event excluded: those are in
+    /// [`excluded`](Self::excluded).
     trace: String,
+    excluded: Option<ExcludedList>,
     /// Its runs, each with its definition encoded (`RunDefinition`).
     runs: Vec<NewRun>,
     dedupe_window_ms: i64,
@@ -39,12 +46,19 @@ impl Accept {
     ) -> Result<Accept> {
         let runs = runs::check_for_delivery(ACCEPT, &delivery.id, runs)?;
         let (stored_body, body_encoding) = body::encode(std::mem::take(&mut delivery.body));
+        // Stored apart, once per distinct list (schema 0012); put back by
+        // `record_from_row`.
+        let (trace, excluded) = match split_excluded(delivery.trace.get()) {
+            Some((trace, names)) => (trace, Some(ExcludedList::new(names))),
+            None => (delivery.trace.get().to_owned(), None),
+        };
         Ok(Accept {
             stored_body,
             body_encoding,
             headers: to_json(ACCEPT, "headers", &delivery.headers)?,
             matched: to_json(ACCEPT, "matched rules", &delivery.matched)?,
-            trace: to_json(ACCEPT, "match trace", &delivery.trace)?,
+            trace,
+            excluded,
             delivery,
             runs,
             dedupe_window_ms,
@@ -60,11 +74,14 @@ impl Accept {
         {
             return Ok(AcceptOutcome::Duplicate { first_delivery });
         }
+        if let Some(list) = &self.excluded {
+            list.store(conn)?;
+        }
         conn.prepare_cached(
             "INSERT INTO deliveries (id, source, received_at, status, method, path, query,
                                      headers, remote_addr, event, dedupe_key, body, matched, trace,
-                                     body_encoding)
-             VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+                                     body_encoding, excluded_ref)
+             VALUES (?1, ?2, ?3, 'accepted', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )
         .and_then(|mut stmt| {
             stmt.execute(params![
@@ -82,6 +99,7 @@ impl Accept {
                 self.matched,
                 self.trace,
                 self.body_encoding,
+                self.excluded.as_ref().map(|list| list.hash.as_str()),
             ])
         })
         .ctx(ACCEPT)?;
@@ -116,6 +134,83 @@ impl Accept {
             .filter(|(_, seen_at)| d.received_at.saturating_sub(*seen_at) < self.dedupe_window_ms)
             .map(|(id, _)| id))
     }
+}
+
+/// The names of the rules a delivery's event excluded, as stored in
+/// `trace_excluded` (schema 0012): a JSON array and the hash naming it.
+/// Every delivery of a source and event under one rule set has the same
+/// list, so it is written once and each delivery only names it.
+struct ExcludedList {
+    /// SHA-256 of `names`, first 16 bytes in hex: a collision would show a
+    /// delivery another list's names, so not a short or seeded hash.
+    hash: String,
+    names: String,
+}
+
+impl ExcludedList {
+    fn new(names: &str) -> ExcludedList {
+        // Deliveries arriving together mostly exclude the same rules: the
+        // last list hashed on this thread saves hashing it again.
+        thread_local! {
+            static LAST: std::cell::RefCell<Option<(String, String)>> =
+                const { std::cell::RefCell::new(None) };
+        }
+        let hash = LAST.with_borrow_mut(|last| match last {
+            Some((seen, hash)) if seen == names => hash.clone(),
+            _ => {
+                let digest = Sha256::digest(names.as_bytes());
+                let hash = hex::encode(&digest[..16]);
+                *last = Some((names.to_owned(), hash.clone()));
+                hash
+            }
+        });
+        ExcludedList {
+            hash,
+            names: names.to_owned(),
+        }
+    }
+
+    /// Written by the first delivery with this list; a lookup in a table
+    /// of a few rows for the others.
+    fn store(&self, conn: &Connection) -> Result<()> {
+        conn.prepare_cached("INSERT OR IGNORE INTO trace_excluded (hash, names) VALUES (?1, ?2)")
+            .and_then(|mut stmt| stmt.execute(params![self.hash, self.names]))
+            .ctx(ACCEPT)?;
+        Ok(())
+    }
+}
+
+/// The member the match trace's serializer writes last, when the delivery's
+/// event excluded any rule (`rules::Trace::excluded`).
+const EXCLUDED_MEMBER: &str = ",\"excluded\":[";
+
+/// A trace's JSON without its `excluded` member, and that member's array:
+/// `None` when it has none (or is not in the serializer's shape, which is
+/// then stored whole). Inside a JSON string every `"` is escaped, so the
+/// member's bare `,"excluded":[` can only be structure.
+fn split_excluded(trace: &str) -> Option<(String, &str)> {
+    let body = trace.strip_suffix('}')?;
+    let at = body.rfind(EXCLUDED_MEMBER)?;
+    let names = &body[at + EXCLUDED_MEMBER.len() - 1..];
+    // Exactly one array, ending the object.
+    serde_json::from_str::<serde::de::IgnoredAny>(names).ok()?;
+    if !names.ends_with(']') {
+        return None;
+    }
+    Some((format!("{}}}", &body[..at]), names))
+}
+
+/// The inverse of [`split_excluded`], on the text (for `hookflow migrate`,
+/// which copies the trace as stored): the trace's JSON with `names` as its
+/// last member again. `None` if `trace` is not a JSON object's text.
+pub(super) fn join_excluded(trace: &str, names: &str) -> Option<String> {
+    let body = trace.trim_end().strip_suffix('}')?;
+    let sep = if body.trim_end().ends_with('{') {
+        &EXCLUDED_MEMBER[1..]
+    } else {
+        EXCLUDED_MEMBER
+    };
+    Some(format!("{body}{}{}}}", &sep[..sep.len() - 1], names))
 }
 
 /// A rejected request with its kept headers already encoded (`"[]"` when
@@ -169,7 +264,7 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<DeliveryRecord>>
     conn.prepare_cached(
         "SELECT id, source, received_at, status, reject_status, reject_reason, method, path,
                 query, headers, remote_addr, event, dedupe_key, body, matched, trace,
-                body_encoding
+                body_encoding, (SELECT names FROM trace_excluded WHERE hash = excluded_ref)
          FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut stmt| stmt.query_row([id], record_from_row).optional())
@@ -183,7 +278,7 @@ pub(super) fn get_for_run(conn: &Connection, id: &str) -> Result<Option<Delivery
     conn.prepare_cached(
         "SELECT id, source, received_at, status, reject_status, reject_reason, method, path,
                 query, headers, remote_addr, event, dedupe_key, body, matched, 'null',
-                body_encoding
+                body_encoding, NULL
          FROM deliveries WHERE id = ?1",
     )
     .and_then(|mut stmt| stmt.query_row([id], record_from_row).optional())
@@ -207,8 +302,24 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<DeliveryRecord> {
         dedupe_key: row.get(12)?,
         body: body_column(row, 13, 16)?,
         matched: json_column(row, 14)?,
-        trace: json_column(row, 15)?,
+        trace: trace_column(row, 15, 17)?,
     })
+}
+
+/// The match trace (column `at`) with the rules its event excluded put
+/// back from their shared list (column `excluded`, NULL when they are
+/// inline: stored before schema 0012, or none).
+fn trace_column(row: &Row<'_>, at: usize, excluded: usize) -> rusqlite::Result<JsonValue> {
+    let mut trace: JsonValue = json_column(row, at)?;
+    if let Some(names) = row.get_ref(excluded)?.as_str_or_null()? {
+        let names: JsonValue = serde_json::from_str(names).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(excluded, Type::Text, e.into())
+        })?;
+        if let Some(members) = trace.as_object_mut() {
+            members.insert("excluded".to_owned(), names);
+        }
+    }
+    Ok(trace)
 }
 
 /// The body as received, from its stored bytes (column `at`) and their
@@ -270,4 +381,40 @@ pub(super) fn list(conn: &Connection, filter: &DeliveryFilter) -> Result<Vec<Del
         })
         .ctx(LIST)?;
     rows.collect::<rusqlite::Result<Vec<_>>>().ctx(LIST)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_excluded_member_is_split_off_and_joined_back_as_written() {
+        let trace = r#"{"event":"push","rules":[{"rule":"a","matched":true}],"excluded":["b","c,\"excluded\":[\"d"]}"#;
+        let (without, names) = split_excluded(trace).expect("split");
+        assert_eq!(
+            without,
+            r#"{"event":"push","rules":[{"rule":"a","matched":true}]}"#
+        );
+        assert_eq!(names, r#"["b","c,\"excluded\":[\"d"]"#);
+        assert_eq!(join_excluded(&without, names).as_deref(), Some(trace));
+        assert_eq!(
+            join_excluded("{}", r#"["x"]"#).as_deref(),
+            Some(r#"{"excluded":["x"]}"#)
+        );
+        assert_eq!(join_excluded("null", r#"["x"]"#), None);
+    }
+
+    #[test]
+    fn a_trace_not_in_the_serializer_s_shape_is_stored_whole() {
+        for trace in [
+            r#"{"event":"push","rules":[]}"#,
+            r#"[{"rule":"a","matched":true}]"#,
+            r#"{"event":"push","rules":[],"excluded":["b"],"more":1}"#,
+            r#"{"event":"push","rules":[],"excluded":["b"]]}"#,
+            r#"{"event":"push","rules":[],"excluded":"b"}"#,
+            "null",
+        ] {
+            assert!(split_excluded(trace).is_none(), "{trace}");
+        }
+    }
 }

@@ -73,6 +73,11 @@ const MIGRATIONS: &[(u32, &str, Change)] = &[
         Sql(include_str!("../migrations/sqlite/0010_body_encoding.sql")),
     ),
     (11, "body_lz4", Code(allow_lz4_bodies)),
+    (
+        12,
+        "trace_excluded",
+        Sql(include_str!("../migrations/sqlite/0012_trace_excluded.sql")),
+    ),
 ];
 
 /// Apply every migration not yet recorded, each in its own transaction.

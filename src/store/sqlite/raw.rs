@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use rusqlite::types::{Type, ValueRef};
 
-use super::{SqliteOptions, body, connection};
+use super::{SqliteOptions, body, connection, deliveries};
 use crate::store::copy::{Cell, RawSource};
 use crate::store::{Context, Result, StoreError};
 
@@ -19,7 +19,10 @@ const NOT_COPIED: &[(&str, &str)] = &[("runs", "lease_owner"), ("runs", "lease_e
 
 /// Columns that are how this file stores a value, not values: not offered
 /// to the target (`read` decodes what they describe).
-const STORAGE_ONLY: &[(&str, &str)] = &[("deliveries", "body_encoding")];
+const STORAGE_ONLY: &[(&str, &str)] = &[
+    ("deliveries", "body_encoding"),
+    ("deliveries", "excluded_ref"),
+];
 
 /// A SQLite file read by `hookflow migrate`.
 pub struct SqliteSource {
@@ -91,11 +94,19 @@ impl RawSource for SqliteSource {
         let body_at = (table == "deliveries")
             .then(|| columns.iter().position(|c| c == "body"))
             .flatten();
-        let list = if body_at.is_some() {
-            format!("{list}, body_encoding")
-        } else {
-            list
-        };
+        // Likewise a trace whose excluded rules are stored apart (schema
+        // 0012) is copied whole: their list is read after the columns
+        // (after the encoding, if any) and put back in.
+        let trace_at = (table == "deliveries")
+            .then(|| columns.iter().position(|c| c == "trace"))
+            .flatten();
+        let mut list = list;
+        if body_at.is_some() {
+            list.push_str(", body_encoding");
+        }
+        if trace_at.is_some() {
+            list.push_str(", (SELECT names FROM trace_excluded WHERE hash = excluded_ref)");
+        }
         let sql = format!(
             "SELECT {list} FROM \"{table}\" WHERE ?1 IS NULL OR id > ?1 ORDER BY id LIMIT ?2"
         );
@@ -114,6 +125,19 @@ impl RawSource for SqliteSource {
                                 rusqlite::Error::FromSqlConversionFailure(at, Type::Blob, e.into())
                             })?;
                         *stored = received;
+                    }
+                }
+                if let Some(at) = trace_at {
+                    let names_at = width + usize::from(body_at.is_some());
+                    let names: Option<String> = row.get(names_at)?;
+                    if let (Some(names), Cell::Text(trace)) = (names, &mut cells[at]) {
+                        *trace = deliveries::join_excluded(trace, &names).ok_or_else(|| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                at,
+                                Type::Text,
+                                "the stored trace is not a JSON object".into(),
+                            )
+                        })?;
                     }
                 }
                 Ok(cells)
