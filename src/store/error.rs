@@ -21,13 +21,14 @@ pub enum StoreError {
 
     /// The database engine refused or failed the operation. `transient`:
     /// the backend judged it worth retrying (busy, connection lost,
-    /// serialization failure), not a bad request.
-    #[error("{op}: {source}")]
+    /// serialization failure), not a bad request. The engine's error is in
+    /// the message and is not reported again as a source: a chain-walking
+    /// report (the CLI's `{:#}`) would print it twice.
+    #[error("{op}: {cause}")]
     Backend {
         op: &'static str,
         transient: bool,
-        #[source]
-        source: BackendError,
+        cause: BackendError,
     },
 
     #[error("{op}: no database connection: {message}")]
@@ -45,12 +46,12 @@ pub enum StoreError {
     #[error("{op}: the transaction could not be committed: {message}")]
     Commit { op: &'static str, message: String },
 
-    #[error("applying database migration {version} ({name}): {source}")]
+    /// Its `cause` is in the message, not a source (as for `Backend`).
+    #[error("applying database migration {version} ({name}): {cause}")]
     Migration {
         version: u32,
         name: &'static str,
-        #[source]
-        source: BackendError,
+        cause: BackendError,
     },
 
     #[error(
@@ -101,4 +102,32 @@ impl StoreError {
 /// it for its engine's results).
 pub(crate) trait Context<T> {
     fn ctx(self, op: &'static str) -> Result<T>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The CLI reports errors with anyhow's `{:#}`, which walks sources: the
+    /// engine's message, already in ours, must not come out twice.
+    #[test]
+    fn a_chain_walking_report_names_the_engine_s_error_once() {
+        let engine = "no such table: deliveries";
+        let errors = [
+            StoreError::Backend {
+                op: "get delivery",
+                transient: false,
+                cause: engine.into(),
+            },
+            StoreError::Migration {
+                version: 12,
+                name: "trace_excluded",
+                cause: engine.into(),
+            },
+        ];
+        for error in errors {
+            let report = format!("{:#}", anyhow::Error::new(error).context("hookflow show"));
+            assert_eq!(report.matches(engine).count(), 1, "{report}");
+        }
+    }
 }

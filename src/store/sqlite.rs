@@ -475,7 +475,7 @@ pub(crate) fn backend_error(op: &'static str, source: rusqlite::Error) -> StoreE
     StoreError::Backend {
         op,
         transient: true,
-        source: Box::new(source),
+        cause: Box::new(source),
     }
 }
 

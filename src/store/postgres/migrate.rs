@@ -66,7 +66,7 @@ pub(super) async fn apply(client: &mut Object, schema: &str) -> Result<()> {
         move |source: tokio_postgres::Error| StoreError::Migration {
             version,
             name,
-            source: Box::new(super::PgError(source)),
+            cause: Box::new(super::PgError(source)),
         }
     };
     let key = lock_key(schema, "migrate");

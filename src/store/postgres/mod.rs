@@ -558,7 +558,7 @@ impl<T> PgContext<T> for std::result::Result<T, tokio_postgres::Error> {
         self.map_err(|source| StoreError::Backend {
             op,
             transient: is_transient(&source),
-            source: Box::new(PgError(source)),
+            cause: Box::new(PgError(source)),
         })
     }
 }

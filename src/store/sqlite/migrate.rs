@@ -93,7 +93,7 @@ fn apply_these(conn: &mut Connection, migrations: &[(u32, &'static str, Change)]
         move |source: rusqlite::Error| StoreError::Migration {
             version,
             name,
-            source: Box::new(source),
+            cause: Box::new(source),
         }
     };
     conn.execute_batch(
@@ -138,7 +138,7 @@ fn apply_these(conn: &mut Connection, migrations: &[(u32, &'static str, Change)]
             Code(apply) => apply(&tx).map_err(|source| StoreError::Migration {
                 version,
                 name,
-                source,
+                cause: source,
             })?,
         }
         tx.execute(
