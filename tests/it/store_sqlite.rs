@@ -550,3 +550,56 @@ async fn excluded_rule_lists_are_stored_once_and_read_back_in_the_trace() {
         assert_eq!(got.trace, serde_json::to_value(t).expect("json"), "{id}");
     }
 }
+
+/// An accept that stored a new excluded-rule list and then failed rolls
+/// the list back with it; another delivery with the same list, grouped
+/// with it or later, still stores it (the writer forgets what it
+/// remembered having written when it rolls back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_list_written_by_a_failed_accept_is_written_again_by_the_next() {
+    use hookflow::rules::trace::Trace;
+    let (_dir, store) = fresh().await;
+    let taken = delivery("github", None, T0);
+    let taken_run = run_for(&taken, "r");
+    store
+        .accept(taken, vec![taken_run.clone()], MINUTE)
+        .await
+        .expect("first");
+    // Pairs sharing a list: the first of each fails after writing it (its
+    // run reuses a taken id), the second must find it stored.
+    let mut tasks = Vec::new();
+    for i in 0..40_i64 {
+        let store = Arc::clone(&store);
+        let taken_run_id = taken_run.id.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut d = delivery("github", None, T0 + 1 + i);
+            let trace = Trace {
+                event: "push".to_owned(),
+                rules: Vec::new(),
+                excluded: vec![Arc::from(format!("rule-of-pair-{}", i / 2).as_str())],
+            };
+            d.trace = serde_json::value::to_raw_value(&trace).expect("trace");
+            let mut run = run_for(&d, "r");
+            let bad = i % 2 == 0;
+            if bad {
+                run.id = taken_run_id;
+            }
+            let outcome = store.accept(d.clone(), vec![run], MINUTE).await;
+            (d.id, bad, trace, outcome)
+        }));
+    }
+    for task in tasks {
+        let (id, bad, trace, outcome) = task.await.expect("task");
+        if bad {
+            assert!(outcome.is_err(), "{id} reused a taken run id");
+            continue;
+        }
+        assert_eq!(outcome.expect("accept"), AcceptOutcome::Accepted);
+        let got = store.get_delivery(&id).await.expect("get").expect("stored");
+        assert_eq!(
+            got.trace,
+            serde_json::to_value(&trace).expect("json"),
+            "{id}"
+        );
+    }
+}

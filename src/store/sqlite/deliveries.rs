@@ -4,9 +4,12 @@
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 
+use std::cell::RefCell;
+use std::collections::HashSet;
+
 use sha2::{Digest, Sha256};
 
-use super::{body, enum_column, json_column, runs, to_json};
+use super::{body, enum_column, json_column, runs, to_json, writer};
 use crate::store::{
     AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
     NewDelivery, NewRun, Rejected, Result,
@@ -49,7 +52,7 @@ impl Accept {
         // Stored apart, once per distinct list (schema 0012); put back by
         // `record_from_row`.
         let (trace, excluded) = match split_excluded(delivery.trace.get()) {
-            Some((trace, names)) => (trace, Some(ExcludedList::new(names))),
+            Some((trace, list)) => (trace, Some(list)),
             None => (delivery.trace.get().to_owned(), None),
         };
         Ok(Accept {
@@ -148,34 +151,57 @@ struct ExcludedList {
 }
 
 impl ExcludedList {
-    fn new(names: &str) -> ExcludedList {
+    /// The list whose JSON is `names`, if that is one JSON array.
+    fn of(names: &str) -> Option<ExcludedList> {
         // Deliveries arriving together mostly exclude the same rules: the
-        // last list hashed on this thread saves hashing it again.
+        // last list checked and hashed on this thread is not done again.
         thread_local! {
-            static LAST: std::cell::RefCell<Option<(String, String)>> =
-                const { std::cell::RefCell::new(None) };
+            static LAST: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
         }
         let hash = LAST.with_borrow_mut(|last| match last {
-            Some((seen, hash)) if seen == names => hash.clone(),
+            Some((seen, hash)) if seen == names => Some(hash.clone()),
             _ => {
+                serde_json::from_str::<serde::de::IgnoredAny>(names).ok()?;
+                if !names.ends_with(']') {
+                    return None;
+                }
                 let digest = Sha256::digest(names.as_bytes());
                 let hash = hex::encode(&digest[..16]);
                 *last = Some((names.to_owned(), hash.clone()));
-                hash
+                Some(hash)
             }
-        });
-        ExcludedList {
+        })?;
+        Some(ExcludedList {
             hash,
             names: names.to_owned(),
-        }
+        })
     }
 
-    /// Written by the first delivery with this list; a lookup in a table
-    /// of a few rows for the others.
+    /// Written by the first delivery with this list. The writer thread
+    /// remembers the lists it has written, so the others cost a hash-set
+    /// lookup instead of a b-tree probe; forgotten whenever the writer rolls
+    /// anything back (`writer::rollbacks`), since what it remembers may
+    /// have been undone.
     fn store(&self, conn: &Connection) -> Result<()> {
+        thread_local! {
+            static WRITTEN: RefCell<(u64, HashSet<String>)> = RefCell::new((0, HashSet::new()));
+        }
+        const MOST_REMEMBERED: usize = 1024;
+        let rollbacks = writer::rollbacks();
+        let known = WRITTEN.with_borrow_mut(|(seen, written)| {
+            if *seen != rollbacks || written.len() >= MOST_REMEMBERED {
+                *seen = rollbacks;
+                written.clear();
+            }
+            written.contains(&self.hash)
+        });
+        if known {
+            return Ok(());
+        }
         conn.prepare_cached("INSERT OR IGNORE INTO trace_excluded (hash, names) VALUES (?1, ?2)")
             .and_then(|mut stmt| stmt.execute(params![self.hash, self.names]))
             .ctx(ACCEPT)?;
+        WRITTEN.with_borrow_mut(|(_, written)| written.insert(self.hash.clone()));
         Ok(())
     }
 }
@@ -184,20 +210,16 @@ impl ExcludedList {
 /// event excluded any rule (`rules::Trace::excluded`).
 const EXCLUDED_MEMBER: &str = ",\"excluded\":[";
 
-/// A trace's JSON without its `excluded` member, and that member's array:
+/// A trace's JSON without its `excluded` member, and that member's list:
 /// `None` when it has none (or is not in the serializer's shape, which is
 /// then stored whole). Inside a JSON string every `"` is escaped, so the
 /// member's bare `,"excluded":[` can only be structure.
-fn split_excluded(trace: &str) -> Option<(String, &str)> {
+fn split_excluded(trace: &str) -> Option<(String, ExcludedList)> {
     let body = trace.strip_suffix('}')?;
     let at = body.rfind(EXCLUDED_MEMBER)?;
-    let names = &body[at + EXCLUDED_MEMBER.len() - 1..];
     // Exactly one array, ending the object.
-    serde_json::from_str::<serde::de::IgnoredAny>(names).ok()?;
-    if !names.ends_with(']') {
-        return None;
-    }
-    Some((format!("{}}}", &body[..at]), names))
+    let list = ExcludedList::of(&body[at + EXCLUDED_MEMBER.len() - 1..])?;
+    Some((format!("{}}}", &body[..at]), list))
 }
 
 /// The inverse of [`split_excluded`], on the text (for `hookflow migrate`,
@@ -390,13 +412,14 @@ mod tests {
     #[test]
     fn the_excluded_member_is_split_off_and_joined_back_as_written() {
         let trace = r#"{"event":"push","rules":[{"rule":"a","matched":true}],"excluded":["b","c,\"excluded\":[\"d"]}"#;
-        let (without, names) = split_excluded(trace).expect("split");
+        let (without, list) = split_excluded(trace).expect("split");
         assert_eq!(
             without,
             r#"{"event":"push","rules":[{"rule":"a","matched":true}]}"#
         );
-        assert_eq!(names, r#"["b","c,\"excluded\":[\"d"]"#);
-        assert_eq!(join_excluded(&without, names).as_deref(), Some(trace));
+        assert_eq!(list.names, r#"["b","c,\"excluded\":[\"d"]"#);
+        assert_eq!(list.hash.len(), 32, "16 bytes of SHA-256 in hex");
+        assert_eq!(join_excluded(&without, &list.names).as_deref(), Some(trace));
         assert_eq!(
             join_excluded("{}", r#"["x"]"#).as_deref(),
             Some(r#"{"excluded":["x"]}"#)

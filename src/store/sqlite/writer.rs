@@ -34,6 +34,23 @@ const MAX_BATCH: usize = 256;
 /// enqueue (backpressure instead of unbounded memory).
 const QUEUE_CAPACITY: usize = 4096;
 
+thread_local! {
+    /// Transactions and savepoints the writer on this thread rolled back.
+    static ROLLBACKS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// How many times the writer thread (the caller's: commands run on it)
+/// has rolled back writes. A command that remembers what it wrote beyond
+/// its transaction (`deliveries.rs`'s excluded-rule lists) forgets it when
+/// this moves: that write may be undone.
+pub(super) fn rollbacks() -> u64 {
+    ROLLBACKS.get()
+}
+
+fn count_rollback() {
+    ROLLBACKS.set(ROLLBACKS.get() + 1);
+}
+
 /// Handle to the writer thread. Dropping it closes the queue; the thread
 /// finishes what is queued and exits, closing the connection.
 pub(super) struct Writer {
@@ -206,8 +223,14 @@ fn commit_group(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>, commits: &
     let committed = match run_group(conn, batch, false) {
         Ok(true) => Ok(()),
         // Someone failed: nothing of this attempt was kept.
-        Ok(false) => run_group(conn, batch, true).map(|_| ()),
-        Err(e) => Err(e),
+        Ok(false) => {
+            count_rollback();
+            run_group(conn, batch, true).map(|_| ())
+        }
+        Err(e) => {
+            count_rollback();
+            Err(e)
+        }
     }
     .map_err(|e| e.to_string());
     match &committed {
@@ -296,10 +319,14 @@ fn execute_isolated(tx: &mut Transaction<'_>, job: &mut dyn Job) {
             false
         }
     };
-    if ok && let Err(source) = savepoint.commit() {
+    if !ok {
+        // Dropping the savepoint rolls back this command's writes only;
+        // the commands after it must not count on them.
+        count_rollback();
+    } else if let Err(source) = savepoint.commit() {
+        count_rollback();
         job.fail(super::backend_error(op, source));
     }
-    // Otherwise dropping the savepoint rolls back this command's writes only.
 }
 
 #[cfg(test)]
