@@ -164,11 +164,9 @@ end_to_end() {
   if [ "$done_" -lt "$queued" ]; then
     # The deadline passed with runs left: say what they are before the
     # schema and the logs are dropped.
-    local q="SELECT status, lease_owner IS NOT NULL AS leased, attempt, next_step, count(*)
-               FROM runs WHERE status IN ('queued', 'running') GROUP BY 1, 2, 3, 4"
     echo "$name: $((queued - done_)) runs unfinished at the deadline (status, leased, attempt, step, count):" >&2
-    if [ "${db%%:*}" = sqlite ]; then sqlite3 "$dir/bench.db" "$q" >&2
-    else psql -qtA "$PG" -c "SET search_path = $SCHEMA; $q" >&2; fi
+    if [ "${db%%:*}" = sqlite ]; then sqlite3 "$dir/bench.db" "$UNFINISHED_RUNS" >&2
+    else psql -qtA "$PG" -c "SET search_path = $SCHEMA; $UNFINISHED_RUNS" >&2; fi
     grep -E " (WARN|ERROR) " "$dir/serve.log" | tail -20 >&2 || true
   fi
   for p in "${pids[@]}"; do stop "$p"; done

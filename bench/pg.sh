@@ -71,8 +71,7 @@ LEFT=$(pending)
 if [ "$LEFT" -gt 0 ]; then
   # Stranded runs: say what they are before the schema is dropped.
   echo "$LEFT runs unfinished after 120 s (status, leased, attempt, step, count):" >&2
-  psql -qtA "$PG" -c "SELECT status, lease_owner IS NOT NULL, attempt, next_step, count(*)
-                      FROM $SCHEMA.runs WHERE status IN ('queued', 'running') GROUP BY 1, 2, 3, 4" >&2
+  psql -qtA "$PG" -c "SET search_path = $SCHEMA; $UNFINISHED_RUNS" >&2
   grep -E " (WARN|ERROR) " "$WORK/serve.log" | tail -20 >&2 || true
   QUEUED=$((QUEUED - LEFT))
 fi

@@ -31,3 +31,9 @@ end
 LUA
   if [ -n "$delay" ]; then echo "delay = function() return $delay end" >> "$out"; fi
 }
+
+# The runs a drain left unfinished, by status, lease, attempt and step:
+# printed (with the nodes' last warnings) by the scripts whose drain misses
+# its deadline, before their database is dropped.
+UNFINISHED_RUNS="SELECT status, lease_owner IS NOT NULL AS leased, attempt, next_step, count(*)
+  FROM runs WHERE status IN ('queued', 'running') GROUP BY 1, 2, 3, 4"
