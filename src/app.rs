@@ -70,6 +70,10 @@ impl App {
             .or(settings.admin_listen);
 
         let settings = Arc::new(settings);
+        // Before anything that counts: a counter bumped before the recorder
+        // is installed is lost, and the engine (started below, on a backlog)
+        // finishes runs before the HTTP state exists.
+        crate::metrics::install();
         // The error names the file and the cause; no context to repeat it.
         let store = crate::store::open(settings.database.as_str()).await?;
         let reloader = Reloader::new(settings.rules.clone(), rules);
@@ -98,6 +102,9 @@ impl App {
             },
             shutdown.clone(),
         );
+        if let Some(pause) = crate::faults::start_pause() {
+            tokio::time::sleep(pause).await;
+        }
         let identity = crate::nodes::Identity {
             id: node_id,
             listen: addr.to_string(),

@@ -10,6 +10,10 @@
 //!   panics its worker N times (or every time) instead of running;
 //! - `migrate_batches=N`: `hookflow migrate` commits N batches, then the
 //!   process exits inside the next batch's transaction (as a kill would).
+//! - `start_pause=MS`: `hookflow serve` waits MS milliseconds after its
+//!   engine started, before the rest of the node (registry, HTTP state) —
+//!   as a slow database makes it wait — so a test sees the engine work
+//!   alone.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -81,6 +85,14 @@ pub fn step_panics(step_id: Option<&str>) -> bool {
 pub fn migrate_interrupted() -> bool {
     let f = faults();
     f.left.contains_key("migrate_batches") && !f.hit("migrate_batches")
+}
+
+/// How long `hookflow serve` pauses between starting its engine and the
+/// rest of the node (`start_pause`, once).
+pub fn start_pause() -> Option<std::time::Duration> {
+    let left = faults().left.get("start_pause")?;
+    let ms = left.swap(0, Ordering::Relaxed);
+    (ms > 0).then(|| std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]

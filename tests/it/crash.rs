@@ -187,3 +187,96 @@ rules:
     )
     .await;
 }
+
+/// A node started on a backlog executes runs at once, before it serves a
+/// request: every one of them must be counted in `hookflow_runs_total`
+/// (the counters once started only with the HTTP state: runs finished
+/// before it went uncounted — seen as runs "missing" from
+/// bench/ingest.sh's drains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn runs_finished_as_a_node_starts_are_counted() {
+    const RUNS: usize = 400;
+    let sink = Sink::start().await;
+    let rules = format!(
+        r#"
+sources:
+  ingest:
+    verify: {{ token: {{ header: X-Token, value: crash-test-token }} }}
+rules:
+  - name: forward
+    source: ingest
+    actions:
+      - http: {{ url: "{sink}/backlog" }}
+"#,
+        sink = sink.url
+    );
+    let dir = rules_dir(&rules);
+    let client = reqwest::Client::new();
+    let mut receiver = Server::start(serve(
+        dir.path(),
+        &[&ARGS[..], &["--workers", "0"]].concat(),
+        &[],
+    ));
+    receiver.wait_ready(&client).await;
+    let url = receiver.url("/hooks/ingest");
+    let mut posts = tokio::task::JoinSet::new();
+    for n in 0..RUNS {
+        let (client, url) = (client.clone(), url.clone());
+        posts.spawn(async move {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .header("X-Token", "crash-test-token")
+                .body(format!(r#"{{"n":{n}}}"#))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+        });
+    }
+    while let Some(posted) = posts.join_next().await {
+        assert_eq!(posted.expect("task").expect("send"), 202);
+    }
+    receiver.kill();
+
+    // The engine alone for a second: the backlog is done before the node
+    // serves (HOOKFLOW_FAULTS, tests only).
+    let node = Server::start(serve(
+        dir.path(),
+        &ARGS,
+        &[("HOOKFLOW_FAULTS", "start_pause=1000")],
+    ));
+    sink.wait_for("/backlog", RUNS, Duration::from_secs(60))
+        .await;
+    let metrics = node.admin_url("/metrics");
+    let counted = || async {
+        let text = client
+            .get(&metrics)
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with("hookflow_runs_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>()
+    };
+    let mut last = 0.0;
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            last = counted().await;
+            if last >= RUNS as f64 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(
+        reached.is_ok(),
+        "hookflow_runs_total reads {} for the {RUNS} runs the sink received",
+        last.abs()
+    );
+    assert_eq!(counted().await, RUNS as f64, "each run counted once");
+}
