@@ -113,15 +113,23 @@ async fn concurrent_accepts_all_land_in_fewer_commits_than_requests() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_accept_rolls_back_only_itself_within_a_group() {
-    let (_dir, store) = fresh().await;
+/// A delivery with one run accepted at T0: that run's id, for accepts
+/// meant to fail on it (a primary-key conflict after their delivery row
+/// is written).
+async fn a_taken_run(store: &SqliteStore) -> NewRun {
     let taken = delivery("github", None, T0);
     let taken_run = run_for(&taken, "r");
     store
         .accept(taken, vec![taken_run.clone()], MINUTE)
         .await
         .expect("first");
+    taken_run
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_accept_rolls_back_only_itself_within_a_group() {
+    let (_dir, store) = fresh().await;
+    let taken_run = a_taken_run(&store).await;
 
     // Every fifth accept reuses an existing run id, a primary-key conflict
     // after its delivery row was already inserted.
@@ -559,12 +567,7 @@ async fn excluded_rule_lists_are_stored_once_and_read_back_in_the_trace() {
 async fn a_list_written_by_a_failed_accept_is_written_again_by_the_next() {
     use hookflow::rules::trace::Trace;
     let (_dir, store) = fresh().await;
-    let taken = delivery("github", None, T0);
-    let taken_run = run_for(&taken, "r");
-    store
-        .accept(taken, vec![taken_run.clone()], MINUTE)
-        .await
-        .expect("first");
+    let taken_run = a_taken_run(&store).await;
     // Pairs sharing a list: the first of each fails after writing it (its
     // run reuses a taken id), the second must find it stored.
     let mut tasks = Vec::new();

@@ -1,12 +1,12 @@
 //! SQL of the `deliveries` table: accepting (with the delivery's runs and
 //! the dedupe check), logging rejections, and reading them back.
 
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
-
 use std::cell::RefCell;
 use std::collections::HashSet;
 
+use rusqlite::types::{Type, Value as SqlValue};
+use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
+use serde_json::Value as JsonValue;
 use sha2::{Digest, Sha256};
 
 use super::{body, enum_column, json_column, runs, to_json, writer};
@@ -14,8 +14,6 @@ use crate::store::{
     AcceptOutcome, Context, DeliveryFilter, DeliveryRecord, DeliveryStatus, DeliverySummary,
     NewDelivery, NewRun, Rejected, Result,
 };
-use rusqlite::types::Type;
-use serde_json::Value as JsonValue;
 
 pub(super) const ACCEPT: &str = "accept delivery";
 pub(super) const REJECT: &str = "record rejected delivery";
