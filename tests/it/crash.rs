@@ -10,22 +10,30 @@ use crate::common::app::{Server, rules_dir, serve};
 use crate::common::sink::{Reply, Seen, Sink};
 use crate::common::wait;
 
-const RULES: &str = r#"
+/// The `ingest` source and its one rule, `forward`, whose only step is
+/// the `http:` mapping given (YAML flow style).
+fn forward_rules(http: &str) -> String {
+    format!(
+        r#"
 sources:
   ingest:
-    verify: { token: { header: X-Token, value: crash-test-token } }
+    verify: {{ token: {{ header: X-Token, value: crash-test-token }} }}
 rules:
   - name: forward
     source: ingest
     actions:
-      - http: { url: "http://127.0.0.1:9/never-reached/{{payload.n}}" }
-"#;
+      - http: {http}
+"#
+    )
+}
 
 const ARGS: [&str; 4] = ["--rules", "rules", "--db", "sqlite://hookflow.db"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_delivery_survives_sigkill() {
-    let dir = rules_dir(RULES);
+    let dir = rules_dir(&forward_rules(
+        r#"{ url: "http://127.0.0.1:9/never-reached/{{payload.n}}" }"#,
+    ));
     let mut child = Server::start(serve(dir.path(), &ARGS, &[]));
     let client = reqwest::Client::new();
     child.wait_ready(&client).await;
@@ -115,21 +123,10 @@ async fn runs_interrupted_by_sigkill_reach_the_sink_after_restart() {
     // A CI API that fails with 503 until the restart.
     let sink = Sink::start().await;
     sink.answer("/ci/*", Reply::status(503));
-    let rules = format!(
-        r#"
-sources:
-  ingest:
-    verify: {{ token: {{ header: X-Token, value: crash-test-token }} }}
-rules:
-  - name: forward
-    source: ingest
-    actions:
-      - http:
-          url: "{sink}/ci/{{{{delivery.id}}}}"
-          retry: {{ attempts: 100, backoff: 100ms, max_backoff: 300ms }}
-"#,
+    let rules = forward_rules(&format!(
+        r#"{{ url: "{sink}/ci/{{{{delivery.id}}}}", retry: {{ attempts: 100, backoff: 100ms, max_backoff: 300ms }} }}"#,
         sink = sink.url
-    );
+    ));
     let dir = rules_dir(&rules);
     let client = reqwest::Client::new();
     let mut child = Server::start(serve(dir.path(), &ARGS, &[]));
@@ -197,19 +194,7 @@ rules:
 async fn runs_finished_as_a_node_starts_are_counted() {
     const RUNS: usize = 400;
     let sink = Sink::start().await;
-    let rules = format!(
-        r#"
-sources:
-  ingest:
-    verify: {{ token: {{ header: X-Token, value: crash-test-token }} }}
-rules:
-  - name: forward
-    source: ingest
-    actions:
-      - http: {{ url: "{sink}/backlog" }}
-"#,
-        sink = sink.url
-    );
+    let rules = forward_rules(&format!(r#"{{ url: "{}/backlog" }}"#, sink.url));
     let dir = rules_dir(&rules);
     let client = reqwest::Client::new();
     let mut receiver = Server::start(serve(
