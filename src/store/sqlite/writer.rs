@@ -227,12 +227,14 @@ fn commit_group(conn: &mut Connection, batch: &mut Vec<Box<dyn Job>>, commits: &
             count_rollback();
             run_group(conn, batch, true).map(|_| ())
         }
-        Err(e) => {
-            count_rollback();
-            Err(e)
-        }
+        Err(e) => Err(e),
     }
     .map_err(|e| e.to_string());
+    // A group that failed to commit (the first try or the replay) kept
+    // nothing.
+    if committed.is_err() {
+        count_rollback();
+    }
     match &committed {
         Ok(()) if conn.total_changes() != changes_before => {
             commits.fetch_add(1, Ordering::Relaxed);
