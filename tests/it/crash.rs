@@ -232,21 +232,7 @@ async fn runs_finished_as_a_node_starts_are_counted() {
     ));
     sink.wait_for("/backlog", RUNS, Duration::from_secs(60))
         .await;
-    let metrics = node.admin_url("/metrics");
-    let counted = || async {
-        let text = client
-            .get(&metrics)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        text.lines()
-            .filter(|l| l.starts_with("hookflow_runs_total"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum::<f64>()
-    };
+    let counted = || node.metric(&client, "hookflow_runs_total");
     let mut last = 0.0;
     let reached = tokio::time::timeout(Duration::from_secs(10), async {
         loop {

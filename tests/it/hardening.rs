@@ -304,13 +304,6 @@ fn database_problems_are_named_once() {
     assert!(!stderr.contains("unable to open database file"), "{stderr}");
 }
 
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
 /// With no traffic and no probes, a server with workers writes nothing:
 /// its idle polls of the queue are not commits.
 #[tokio::test]
@@ -320,18 +313,7 @@ async fn an_idle_server_commits_nothing() {
     let client = reqwest::Client::new();
     // One delivery, so the store has written and the run has finished.
     assert_eq!(deliver(&client, &server, 1).await.status().as_u16(), 202);
-    let metrics_url = server.admin_url("/metrics");
-    let commits = || async {
-        let text = client
-            .get(&metrics_url)
-            .send()
-            .await
-            .expect("metrics")
-            .text()
-            .await
-            .expect("text");
-        metric(&text, "hookflow_store_commit_seconds_count")
-    };
+    let commits = || server.metric(&client, "hookflow_store_commit_seconds_count");
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut before = commits().await;
     loop {

@@ -296,6 +296,23 @@ impl Server {
         format!("http://{}{}", self.admin, path)
     }
 
+    /// The sum of every series of metric `name` (all its label sets) on
+    /// its `/metrics` now.
+    pub async fn metric(&self, client: &reqwest::Client, name: &str) -> f64 {
+        let text = client
+            .get(self.admin_url("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text");
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+
     /// Polls `/readyz` until it answers 200.
     pub async fn wait_ready(&self, client: &reqwest::Client) {
         let url = self.url("/readyz");
